@@ -1,0 +1,35 @@
+"""rayflow: a Ray-native workflow orchestrator. Public API (see API.md); re-exports only."""
+
+from rayflow.api import explain, get_run, init, list_runs, resume, run, submit
+from rayflow.dsl import Component, Workflow, component, workflow
+from rayflow.errors import (
+    ComponentTimeout,
+    ConfigError,
+    CycleError,
+    DuplicateIdError,
+    FunctionImportError,
+    InfeasibleResourceError,
+    RayflowError,
+    ResourceError,
+    RunCancelled,
+    RunNotFound,
+    SelfLoopError,
+    SignatureError,
+    SpecError,
+    UnknownComponentError,
+    WorkflowFailed,
+)
+from rayflow.plan import Plan
+from rayflow.runs import RunHandle
+from rayflow.spec import WorkflowSpec
+from rayflow.store.port import RunRecord
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Component", "ComponentTimeout", "ConfigError", "CycleError", "DuplicateIdError",
+    "FunctionImportError", "InfeasibleResourceError", "Plan", "RayflowError", "ResourceError",
+    "RunCancelled", "RunHandle", "RunNotFound", "RunRecord", "SelfLoopError", "SignatureError",
+    "SpecError", "UnknownComponentError", "Workflow", "WorkflowFailed", "WorkflowSpec",
+    "component", "explain", "get_run", "init", "list_runs", "resume", "run", "submit", "workflow",
+]

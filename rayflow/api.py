@@ -1,0 +1,77 @@
+"""The Python API of API.md: init, run, submit, explain, get_run, list_runs, resume.
+
+Thin functions over the process's Service; no logic of their own beyond argument
+handling. Must not import ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rayflow.errors import RayflowError
+from rayflow.plan import Plan
+from rayflow.runs import RunHandle
+from rayflow.service import get_service
+from rayflow.store.port import RunRecord
+
+
+def init(address: str | None = None, store: str | None = None, cache: str | None = None, *,
+         num_cpus: int | None = None) -> None:
+    """Configure rayflow and connect to Ray.
+
+    Reuses a Ray session already started in this process; with none and no address,
+    starts local Ray; ``address="auto"`` joins a running cluster, ``"ray://..."`` a
+    remote one. ``store``: run-store URL (default RAYFLOW_STORE or
+    ``sqlite:///~/.rayflow/rayflow.db``). ``cache``: result-cache URL.
+    """
+    service = get_service()
+    service.configure(address=address, store=store, cache=cache, num_cpus=num_cpus)
+    service.connect_ray()
+
+
+def submit(target: Any, /, *, executor: str = "ray", run_id: str | None = None, **inputs: Any) -> RunHandle:
+    """Start a run and return its handle at once. ``run_id`` of an existing run returns that run."""
+    return get_service().submit(target, inputs, executor=executor, run_id=run_id)
+
+
+def run(target: Any, /, *, executor: str = "ray", run_id: str | None = None,
+        timeout: float | None = None, **inputs: Any) -> Any:
+    """Run to the end and return the workflow's value; raise WorkflowFailed if it fails.
+
+    ``executor="local"`` runs every component in this thread, one at a time (debugging).
+    """
+    service = get_service()
+    handle = service.submit(target, inputs, executor=executor, run_id=run_id,
+                            background=executor != "local")
+    return handle.result(timeout=timeout)
+
+
+def explain(target: Any, /, **inputs: Any) -> Plan:
+    """The plan without running anything: levels, parallel groups, critical path, bottlenecks."""
+    return get_service().explain(target, inputs)
+
+
+def get_run(run_id: str) -> RunHandle:
+    """A handle for any run in the store, from any process."""
+    return get_service().get_run(run_id)
+
+
+def list_runs(status: str | None = None, limit: int = 100) -> list[RunRecord]:
+    """Runs in the store, newest first; records with .run_id .name .status .created_at."""
+    return get_service().list_runs(status=status, limit=limit)
+
+
+def resume(run_id: str) -> RunHandle:
+    """Resume a run. A run already SUCCEEDED is returned as it is.
+
+    Resuming an unfinished run needs component checkpoints, which this version does
+    not write yet: such a run raises RayflowError instead of silently redoing work.
+    """
+    handle = get_run(run_id)
+    status = handle.status()
+    if status == "SUCCEEDED":
+        return handle
+    raise RayflowError(
+        f"run {run_id} is {status}: resuming unfinished runs needs component checkpoints, "
+        "which this version does not write yet; submit the workflow again instead"
+    )

@@ -1,0 +1,165 @@
+"""``@rf.workflow``: trace a Python function into a Blueprint.
+
+The workflow function runs once, on the driver, with the run's inputs; each
+component call inside it records a node. Owns id assignment (function name, then
+``_1``, ``_2``...), the conversion of NodeHandles into NodeRefs, and input binding.
+Must not import ray.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+from collections.abc import Callable
+from typing import Any
+
+from rayflow.dsl.component import Component
+from rayflow.errors import DuplicateIdError, SpecError
+from rayflow.options import FAILURE_STRATEGIES
+from rayflow.plan.blueprint import Blueprint, Call, check_signature
+from rayflow.plan.template import NodeRef
+
+_BUILDER: contextvars.ContextVar[_Builder | None] = contextvars.ContextVar("rayflow_builder", default=None)
+
+
+def current_builder() -> _Builder | None:
+    return _BUILDER.get()
+
+
+class NodeHandle:
+    """The future output of a component inside a workflow function (not a value)."""
+
+    __slots__ = ("id", "_builder")
+
+    def __init__(self, node_id: str, builder: _Builder) -> None:
+        self.id = node_id
+        self._builder = builder
+
+    def __repr__(self) -> str:
+        return f"<rayflow node {self.id}>"
+
+    def __bool__(self) -> bool:
+        raise TypeError(
+            f"node {self.id!r} has no value while the workflow is being built; "
+            "pass it to another component instead of testing it"
+        )
+
+    def __iter__(self):
+        raise TypeError(
+            f"node {self.id!r} cannot be iterated while the workflow is being built; "
+            "pass it whole to a component (fan-out needs a count known when building)"
+        )
+
+    def __reduce__(self):
+        raise TypeError(f"node {self.id!r} is a build-time handle and cannot be pickled")
+
+
+class _Builder:
+    """Collects the calls of one workflow trace."""
+
+    def __init__(self) -> None:
+        self.calls: dict[str, Call] = {}
+        self._next_suffix: dict[str, int] = {}
+
+    def add(self, comp: Component, args: tuple, kwargs: dict) -> NodeHandle:
+        opts = comp.default_options
+        node_id = opts.id or self._auto_id(comp.base_name)
+        if node_id in self.calls:
+            raise DuplicateIdError(f"two components share the id {node_id!r}; give one another id with .options(id=...)", component=node_id)
+        call = Call(
+            id=node_id,
+            fn=comp.fn,
+            args=tuple(self._convert(a) for a in args),
+            kwargs={k: self._convert(v) for k, v in kwargs.items()},
+            options=opts,
+            type="actor" if opts.kind == "actor" else "python",
+        )
+        check_signature(call)
+        self.calls[node_id] = call
+        return NodeHandle(node_id, self)
+
+    def _auto_id(self, base: str) -> str:
+        if base not in self.calls and base not in self._next_suffix:
+            self._next_suffix[base] = 1
+            return base
+        n = self._next_suffix.get(base, 1)
+        while f"{base}_{n}" in self.calls:
+            n += 1
+        self._next_suffix[base] = n + 1
+        return f"{base}_{n}"
+
+    def _convert(self, value: Any) -> Any:
+        if isinstance(value, NodeHandle):
+            if value._builder is not self:
+                raise SpecError(f"node {value.id!r} belongs to another workflow build", component=value.id)
+            return NodeRef(value.id)
+        if isinstance(value, list):
+            return [self._convert(v) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self._convert(v) for v in value)
+        if isinstance(value, dict):
+            return {k: self._convert(v) for k, v in value.items()}
+        return value
+
+
+class Workflow:
+    """A traced workflow: ``build(**inputs)`` gives the Blueprint of one run."""
+
+    def __init__(self, fn: Callable[..., Any], *, name: str | None, failure_strategy: str,
+                 max_concurrency: int | None) -> None:
+        if failure_strategy not in FAILURE_STRATEGIES:
+            raise SpecError(f"workflow {name or fn.__name__!r} field 'failure_strategy': expected one of {', '.join(FAILURE_STRATEGIES)}, got {failure_strategy!r}")
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.failure_strategy = failure_strategy
+        self.max_concurrency = max_concurrency
+        self.target = f"{fn.__module__}:{fn.__qualname__}"
+        functools.update_wrapper(self, fn, updated=())
+
+    def build(self, **inputs: Any) -> Blueprint:
+        bound = self._bind(inputs)
+        builder = _Builder()
+        token = _BUILDER.set(builder)
+        try:
+            returned = self.fn(*bound.args, **bound.kwargs)
+        finally:
+            _BUILDER.reset(token)
+        return Blueprint(
+            name=self.name,
+            calls=builder.calls,
+            output=builder._convert(returned),
+            failure_strategy=self.failure_strategy,
+            max_concurrency=self.max_concurrency,
+            target=self.target,
+            inputs={k: v for k, v in bound.arguments.items()},
+        )
+
+    def _bind(self, inputs: dict[str, Any]) -> inspect.BoundArguments:
+        sig = inspect.signature(self.fn)
+        try:
+            bound = sig.bind(**inputs)
+        except TypeError as exc:
+            names = ", ".join(sig.parameters) or "none"
+            raise SpecError(f"workflow {self.name!r}: inputs do not fit: {exc} (inputs: {names})") from None
+        bound.apply_defaults()
+        return bound
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        """Outside a run, call the plain function (components run in-process)."""
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<rayflow workflow {self.name}>"
+
+
+def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
+             failure_strategy: str = "fail_fast", max_concurrency: int | None = None) -> Any:
+    """Declare a workflow. Use bare (``@rf.workflow``) or with options."""
+
+    def wrap(f: Callable[..., Any]) -> Workflow:
+        return Workflow(f, name=name, failure_strategy=failure_strategy, max_concurrency=max_concurrency)
+
+    if fn is not None:
+        return wrap(fn)
+    return wrap

@@ -1,0 +1,121 @@
+"""The one exception tree of rayflow.
+
+Owns every error type a user can catch. Must not import anything heavy.
+
+    RayflowError
+    ├── SpecError                   invalid workflow, raised before anything runs
+    │   ├── CycleError              carries ``cycle``: the ids along the cycle
+    │   ├── SelfLoopError           a component that depends on itself
+    │   ├── UnknownComponentError   a connection or output names an id that does not exist
+    │   ├── DuplicateIdError        two components share an id
+    │   ├── FunctionImportError     ``module:callable`` that cannot be imported
+    │   ├── SignatureError          missing required arguments or unknown ports
+    │   ├── ResourceError           negative, NaN or unparseable resources
+    │   └── InfeasibleResourceError no node of the cluster could ever satisfy a request
+    ├── WorkflowFailed              a run ended FAILED; carries ``errors``: id -> message
+    ├── RunCancelled                a run was cancelled while the caller waited for it
+    ├── RunNotFound                 no run with that id in the store
+    ├── ConfigError                 bad store/cache URL or option
+    └── ComponentTimeout            a component ran past its ``timeout_s`` (raised in the worker)
+
+Every message names the culprit (component id, field), the expected and the actual value.
+"""
+
+from __future__ import annotations
+
+
+class RayflowError(Exception):
+    """Base class of every rayflow error."""
+
+
+class SpecError(RayflowError, ValueError):
+    """An invalid workflow: raised before anything runs, naming the component(s)."""
+
+    def __init__(self, message: str, *, component: str | None = None) -> None:
+        super().__init__(message)
+        self.component = component
+
+
+class CycleError(SpecError):
+    """The workflow has a cycle; ``cycle`` lists the ids along it, first id repeated last."""
+
+    def __init__(self, cycle: list[str]) -> None:
+        self.cycle = list(cycle)
+        path = " -> ".join(self.cycle)
+        super().__init__(f"cycle between components: {path}", component=self.cycle[0])
+
+
+class SelfLoopError(SpecError):
+    """A component is connected to itself."""
+
+
+class UnknownComponentError(SpecError):
+    """A connection or output refers to a component id that does not exist."""
+
+
+class DuplicateIdError(SpecError):
+    """Two components share one id."""
+
+
+class FunctionImportError(SpecError):
+    """A ``module:callable`` reference cannot be imported."""
+
+
+class SignatureError(SpecError):
+    """A component's arguments do not fit its function (missing required, unknown port)."""
+
+
+class ResourceError(SpecError):
+    """A resource value is negative, NaN, or cannot be parsed."""
+
+
+class InfeasibleResourceError(SpecError):
+    """No node of the cluster could ever satisfy a component's resource request."""
+
+
+class WorkflowFailed(RayflowError):
+    """A run ended FAILED. ``errors`` maps each failed component id to its error text."""
+
+    def __init__(self, run_id: str, errors: dict[str, str], states: dict[str, str] | None = None) -> None:
+        self.run_id = run_id
+        self.errors = dict(errors)
+        self.failed = sorted(self.errors)
+        self.states = dict(states or {})
+        first = ", ".join(f"{cid}: {msg}" for cid, msg in list(self.errors.items())[:3])
+        more = f" (+{len(self.errors) - 3} more)" if len(self.errors) > 3 else ""
+        super().__init__(f"run {run_id} failed in {len(self.errors)} component(s): {first}{more}")
+
+
+class RunCancelled(RayflowError):
+    """The run was cancelled before it finished."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"run {run_id} was cancelled")
+
+
+class RunNotFound(RayflowError, KeyError):
+    """No run with this id exists in the store."""
+
+    def __init__(self, run_id: str) -> None:
+        self.run_id = run_id
+        super().__init__(f"no run with id {run_id!r} in the run store")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class ConfigError(RayflowError, ValueError):
+    """A configuration value (store or cache URL, option) is invalid."""
+
+
+class ComponentTimeout(RayflowError, TimeoutError):
+    """A component ran longer than its ``timeout_s``."""
+
+    def __init__(self, component: str, timeout_s: float) -> None:
+        self.component = component
+        self.timeout_s = timeout_s
+        super().__init__(f"component {component!r} ran past its timeout_s={timeout_s:g}")
+
+    def __reduce__(self):
+        return (ComponentTimeout, (self.component, self.timeout_s))

@@ -1,0 +1,154 @@
+"""The worker side of one component call: fill arguments, enforce timeout_s, time it.
+
+Owns what runs inside a Ray task, a pool actor or the local executor around the
+user's function, and the picklable failure it raises. Pure Python; must not import
+ray (the Ray adapter passes the worker context in).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import signal
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from rayflow.errors import ComponentTimeout
+from rayflow.plan.template import fill
+
+
+@dataclass(frozen=True, slots=True)
+class CallInfo:
+    """Plain data sent with each call (never the plan)."""
+
+    id: str
+    args: tuple
+    kwargs: dict
+    timeout_s: float | None = None
+    retry_on: bool | tuple[type[BaseException], ...] = False
+    has_slots: bool = True
+
+
+class ComponentFailure(Exception):
+    """A component's final or retryable error, carrying its timings (picklable)."""
+
+    def __init__(self, component: str, error_type: str, message: str, detail: str,
+                 meta: Mapping[str, Any], timed_out: bool = False) -> None:
+        super().__init__(f"{error_type}: {message}")
+        self.component = component
+        self.error_type = error_type
+        self.message = message
+        self.detail = detail
+        self.meta = dict(meta)
+        self.timed_out = timed_out
+
+    def __reduce__(self):
+        return (type(self), (self.component, self.error_type, self.message, self.detail, self.meta, self.timed_out))
+
+    def one_line(self) -> str:
+        first = self.message.strip().splitlines()[0] if self.message.strip() else ""
+        return f"{self.error_type}: {first}" if first else self.error_type
+
+
+class RetryableFailure(ComponentFailure):
+    """A failure the retry policy covers (a timeout, or an exception in ``retry_exceptions``)."""
+
+
+class _AsyncTimeout(ComponentTimeout):
+    """Raised asynchronously in a non-main thread; takes no arguments by necessity."""
+
+    def __init__(self) -> None:
+        super().__init__("?", 0.0)
+
+
+def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
+           context: Callable[[], dict[str, Any]] | None = None) -> tuple[Any, dict[str, Any]]:
+    """Call ``fn`` for ``info``; return (value, meta) or raise ComponentFailure."""
+    started = time.time()
+    cpu0 = time.process_time()
+    try:
+        if info.has_slots:
+            args, kwargs = fill(info.args, deps), fill(info.kwargs, deps)
+        else:
+            args, kwargs = info.args, info.kwargs
+        with deadline(info.timeout_s, info.id):
+            value = fn(*args, **kwargs)
+    except Exception as exc:  # KeyboardInterrupt (cancellation) passes through
+        raise _failure(info, exc, started, cpu0, context) from None
+    return value, _meta(started, cpu0, context)
+
+
+def _meta(started: float, cpu0: float, context: Callable[[], dict[str, Any]] | None) -> dict[str, Any]:
+    meta = {"started_at": started, "ended_at": time.time(), "cpu_s": time.process_time() - cpu0}
+    if context is not None:
+        meta.update(context())
+    return meta
+
+
+def _failure(info: CallInfo, exc: Exception, started: float, cpu0: float,
+             context: Callable[[], dict[str, Any]] | None) -> ComponentFailure:
+    meta = _meta(started, cpu0, context)
+    timed_out = isinstance(exc, ComponentTimeout)
+    if timed_out:
+        exc = ComponentTimeout(info.id, info.timeout_s or 0.0)
+    retryable = timed_out or info.retry_on is True or (
+        isinstance(info.retry_on, tuple) and isinstance(exc, info.retry_on)
+    )
+    cls = RetryableFailure if retryable else ComponentFailure
+    detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    return cls(info.id, type(exc).__name__, str(exc), detail, meta, timed_out)
+
+
+@contextlib.contextmanager
+def deadline(timeout_s: float | None, component: str) -> Iterator[None]:
+    """Raise ComponentTimeout in the running code once ``timeout_s`` has passed.
+
+    In the main thread a SIGALRM timer interrupts even ``time.sleep``; elsewhere an
+    asynchronous exception is raised in the thread at its next bytecode.
+    """
+    if not timeout_s:
+        yield
+        return
+    if threading.current_thread() is threading.main_thread():
+        with _alarm(timeout_s, component):
+            yield
+    else:
+        with _async_timer(timeout_s):
+            yield
+
+
+@contextlib.contextmanager
+def _alarm(timeout_s: float, component: str) -> Iterator[None]:
+    def on_alarm(signum, frame):
+        raise ComponentTimeout(component, timeout_s)
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@contextlib.contextmanager
+def _async_timer(timeout_s: float) -> Iterator[None]:
+    target = threading.get_ident()
+    done = threading.Event()
+
+    def fire() -> None:
+        if not done.is_set():
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(_AsyncTimeout))
+
+    timer = threading.Timer(timeout_s, fire)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        done.set()
+        timer.cancel()

@@ -1,0 +1,97 @@
+"""The synchronous in-process executor: same semantics as Ray, one call at a time.
+
+For debugging (``rf.run(..., executor="local")``) and unit tests. Runs each task in
+the calling thread when ``wait`` is called, retrying per the task's policy. Not
+eager: the loop submits a task only once its upstreams succeeded. Must not import ray.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import socket
+from collections import deque
+from collections.abc import Iterable
+from typing import Any
+
+from rayflow.execute.invoke import ComponentFailure, RetryableFailure, invoke
+from rayflow.execute.port import Completion, call_info
+from rayflow.plan import Plan, Task
+from rayflow.spec.resolve import import_callable
+
+
+class LocalExecutor:
+    """Runs tasks in-process, in submission order."""
+
+    name = "local"
+    eager = False
+
+    def __init__(self) -> None:
+        self._queue: deque[tuple[Task, list[Any], _LocalHandle]] = deque()
+        self._instances: dict[str, Any] = {}
+        self._cancelled: set[str] = set()
+        self._node = f"local:{socket.gethostname()}"
+
+    def start(self, plan: Plan) -> None:
+        self._instances.clear()
+
+    def submit(self, task: Task, deps: list[Any]) -> Any:
+        handle = _LocalHandle()
+        self._queue.append((task, deps, handle))
+        return handle
+
+    def wait(self, timeout: float) -> list[Completion]:
+        while self._queue:
+            task, deps, handle = self._queue.popleft()
+            if task.id in self._cancelled:
+                continue
+            return [self._run(task, [d.value for d in deps], handle)]
+        return []
+
+    def cancel(self, ids: Iterable[str]) -> None:
+        self._cancelled.update(ids)
+
+    def fetch(self, handles: dict[str, Any]) -> dict[str, Any]:
+        return {cid: h.value for cid, h in handles.items()}
+
+    def shutdown(self) -> None:
+        self._queue.clear()
+        self._instances.clear()
+
+    def _run(self, task: Task, values: list[Any], handle: _LocalHandle) -> Completion:
+        fn = self._target(task)
+        info = call_info(task)
+        attempt = 0
+        while True:
+            context = {"node_id": self._node, "worker_id": f"pid:{os.getpid()}", "attempt": attempt}
+            try:
+                value, meta = invoke(fn, info, values, lambda c=context: c)
+            except RetryableFailure as failure:
+                if attempt < task.options.max_retries:
+                    attempt += 1
+                    continue
+                return _failed(task.id, failure)
+            except ComponentFailure as failure:
+                return _failed(task.id, failure)
+            handle.value = value
+            return Completion(task.id, True, meta)
+
+    def _target(self, task: Task) -> Any:
+        fn = task.fn if task.fn is not None else import_callable(task.fn_ref or "", component=task.id)
+        if task.options.kind != "actor":
+            return fn
+        key = task.pool or task.id
+        if key not in self._instances:
+            self._instances[key] = fn(**task.options.init_kwargs) if inspect.isclass(fn) else fn
+        return self._instances[key]
+
+
+class _LocalHandle:
+    __slots__ = ("value",)
+
+    def __init__(self) -> None:
+        self.value: Any = None
+
+
+def _failed(cid: str, failure: ComponentFailure) -> Completion:
+    return Completion(cid, False, failure.meta, failure.one_line(), failure.detail, failure.timed_out)

@@ -1,0 +1,95 @@
+"""The one control loop: take ready work, submit it, apply completions, until done.
+
+Owns the order of events of a run and nothing else: what to submit comes from
+RunState, how to run it from an Executor, recording from the ``on_change`` hook.
+The driver keeps output handles (never values) and drops each one as soon as every
+consumer finished, so large intermediates are freed early. Must not import ray.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+from rayflow.execute.port import Completion, Executor
+from rayflow.execute.state import RunState
+from rayflow.plan import Plan
+
+OnChange = Callable[[RunState, list[str]], None]
+
+
+def new_state(plan: Plan, executor: Executor) -> RunState:
+    eager = executor.eager and plan.max_concurrency is None
+    return RunState(plan.dag, plan.order, failure_strategy=plan.failure_strategy,
+                    max_concurrency=plan.max_concurrency, eager=eager)
+
+
+def drive(
+    plan: Plan,
+    executor: Executor,
+    state: RunState,
+    *,
+    on_change: OnChange | None = None,
+    should_cancel: Callable[[], bool] = lambda: False,
+    clock: Callable[[], float] = time.time,
+    poll_s: float = 0.1,
+) -> dict[str, Any]:
+    """Run ``plan`` to the end; return the output values (empty unless SUCCEEDED)."""
+    topo = {node: i for i, node in enumerate(plan.dag.nodes)}
+    outputs = set(plan.output_ids)
+    consumers = {n: len(plan.dag.children(n)) for n in plan.dag.nodes}
+    handles: dict[str, Any] = {}
+    released: set[str] = set()
+    executor.start(plan)
+    try:
+        while not state.done:
+            if should_cancel():
+                executor.cancel(state.cancel())
+                break
+            for cid in state.take(clock()):
+                task = plan.tasks[cid]
+                handles[cid] = executor.submit(task, [handles[d] for d in task.deps])
+            _notify(state, on_change)
+            if state.done:
+                break
+            completions = executor.wait(poll_s)
+            completions.sort(key=lambda c: topo[c.id])
+            for done in completions:
+                _apply(state, executor, done)
+            for cid in state.changed:
+                if cid not in released and state.state_of(cid) not in ("PENDING", "RUNNING"):
+                    released.add(cid)
+                    _release(plan, cid, handles, consumers, outputs)
+            _notify(state, on_change)
+        _notify(state, on_change)
+        if state.run_status() == "SUCCEEDED" and outputs:
+            return executor.fetch({cid: handles[cid] for cid in outputs})
+        return {}
+    finally:
+        executor.shutdown()
+
+
+def _apply(state: RunState, executor: Executor, done: Completion) -> None:
+    if done.ok:
+        state.succeeded(done.id, done.meta)
+        return
+    if done.upstream and done.upstream != done.id:
+        state.upstream_failed(done.id, done.upstream)
+        return
+    executor.cancel(state.failed(done.id, done.error or "failed", done.meta, timed_out=done.timed_out))
+
+
+def _release(plan: Plan, cid: str, handles: dict[str, Any],
+             consumers: dict[str, int], outputs: set[str]) -> None:
+    """Drop upstream handles once every consumer of them is final."""
+    for dep in plan.dag.deps(cid):
+        consumers[dep] -= 1
+        if consumers[dep] == 0 and dep not in outputs:
+            handles.pop(dep, None)
+
+
+def _notify(state: RunState, on_change: OnChange | None) -> None:
+    changed = state.drain_changed()
+    if changed and on_change is not None:
+        on_change(state, changed)

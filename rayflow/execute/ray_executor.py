@@ -1,0 +1,250 @@
+"""The Ray executor: each component a Ray task (or a call on a pool actor), outputs as ObjectRefs.
+
+Owns translating Tasks into ``.remote()`` calls with the component's resources and
+retry policy, waiting on the small metadata refs (each call returns value and
+metadata as two objects, so the driver never pulls values it does not need), and
+actor pools: created on first use, one per actor component, killed as soon as
+their last call is final so they do not hold CPUs the rest of the run needs.
+
+Retry policy: ``max_retries=0`` (the default) keeps Ray's own default for system
+failures (a worker or node dying) and retries no application error; ``max_retries=N``
+allows N retries of system failures, timeouts and the exceptions in ``retry_exceptions``.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Iterable
+from typing import Any
+
+import ray
+from ray.exceptions import RayError, TaskCancelledError
+
+from rayflow.execute.invoke import ComponentFailure, RetryableFailure, invoke
+from rayflow.execute.port import Completion, call_info
+from rayflow.plan import Plan, Task
+from rayflow.spec.resolve import import_callable
+
+RAY_DEFAULT_SYSTEM_RETRIES = 3
+
+
+def _worker_context() -> dict[str, Any]:
+    ctx = ray.get_runtime_context()
+    try:
+        attempt = ray._private.worker.global_worker.core_worker.get_current_task_attempt_number()
+    except Exception:  # private API; timings stay right without it
+        attempt = 0
+    return {"node_id": ctx.get_node_id(), "worker_id": ctx.get_worker_id(), "attempt": attempt}
+
+
+@functools.lru_cache(maxsize=256)
+def _imported(fn_ref: str, component: str) -> Any:
+    return import_callable(fn_ref, component=component)
+
+
+def _run_ref(fn_ref: str, info, *deps):
+    """Task body for spec components: import ``module:callable`` on the worker."""
+    return invoke(_imported(fn_ref, info.id), info, deps, _worker_context)
+
+
+def _make_runner(fn):
+    def run_component(info, *deps):
+        return invoke(fn, info, deps, _worker_context)
+
+    run_component.__qualname__ = run_component.__name__ = getattr(fn, "__name__", "component")
+    return run_component
+
+
+class _PoolActor:
+    """One member of an actor component's pool: holds the instance, serves calls."""
+
+    def __init__(self, fn: Any, fn_ref: str | None, component: str, init_kwargs: dict) -> None:
+        target = fn if fn is not None else import_callable(fn_ref or "", component=component)
+        self._target = target(**init_kwargs) if inspect.isclass(target) else target
+
+    def call(self, info, *deps):
+        return invoke(self._target, info, deps, _worker_context)
+
+
+_POOL_ACTOR = ray.remote(_PoolActor)
+_REF_TASK = ray.remote(_run_ref)
+
+
+def retry_options(task: Task) -> dict[str, Any]:
+    n = task.options.max_retries
+    if n == 0:
+        return {"max_retries": RAY_DEFAULT_SYSTEM_RETRIES, "retry_exceptions": False}
+    return {"max_retries": n, "retry_exceptions": [RetryableFailure]}
+
+
+def resource_options(task: Task) -> dict[str, Any]:
+    o = task.options
+    out: dict[str, Any] = {"num_cpus": o.num_cpus}
+    if o.num_gpus:
+        out["num_gpus"] = o.num_gpus
+    if o.memory:
+        out["memory"] = o.memory
+    if o.resources:
+        out["resources"] = dict(o.resources)
+    return out
+
+
+class _Pool:
+    def __init__(self, task: Task, remaining: int) -> None:
+        o = task.options
+        opts = resource_options(task)
+        opts.update(max_restarts=o.max_retries or 1, max_task_retries=o.max_retries or 1)
+        actor_cls = _POOL_ACTOR.options(**opts)
+        fn = None if task.fn_ref and task.fn is None else task.fn
+        self.actors = [actor_cls.remote(fn, task.fn_ref, task.id, dict(o.init_kwargs)) for _ in range(o.concurrency)]
+        self.load = [0] * len(self.actors)
+        self.remaining = remaining
+
+    def pick(self) -> int:
+        i = min(range(len(self.actors)), key=self.load.__getitem__)
+        self.load[i] += 1
+        return i
+
+    def kill(self) -> None:
+        for actor in self.actors:
+            ray.kill(actor, no_restart=True)
+        self.actors = []
+
+
+class RayExecutor:
+    """Runs tasks on the Ray cluster of this process's session."""
+
+    name = "ray"
+    eager = True
+
+    def __init__(self) -> None:
+        self._meta: dict[Any, str] = {}           # meta ref -> component id
+        self._refs: dict[str, tuple[Any, Any]] = {}   # component id -> (value ref, meta ref)
+        self._remotes: dict[int, Any] = {}
+        self._pool_sizes: dict[str, int] = {}
+        self._pools: dict[str, _Pool] = {}
+        self._pool_of: dict[str, tuple[str, int]] = {}
+
+    def start(self, plan: Plan) -> None:
+        self._pool_sizes = {}
+        for task in plan.tasks.values():
+            if task.pool:
+                self._pool_sizes[task.pool] = self._pool_sizes.get(task.pool, 0) + 1
+
+    def submit(self, task: Task, deps: list[Any]) -> Any:
+        info = call_info(task)
+        if task.pool:
+            value, meta = self._submit_actor(task, info, deps)
+        else:
+            opts = {"num_returns": 2, "name": task.id, **resource_options(task), **retry_options(task)}
+            value, meta = self._remote(task).options(**opts).remote(*self._leading(task), info, *deps)
+        self._meta[meta] = task.id
+        self._refs[task.id] = (value, meta)
+        return value
+
+    def wait(self, timeout: float) -> list[Completion]:
+        if not self._meta:
+            return []
+        refs = list(self._meta)
+        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
+        if not ready:
+            return []
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        return [self._complete(ref, value) for ref, value in self._get(ready)]
+
+    def cancel(self, ids: Iterable[str]) -> None:
+        for cid in ids:
+            refs = self._refs.pop(cid, None)
+            if refs is None:
+                continue
+            self._meta.pop(refs[1], None)
+            try:
+                ray.cancel(refs[0], force=False, recursive=True)
+            except Exception:  # already finished or an actor call Ray cannot cancel
+                pass
+            self._call_done(cid)
+
+    def fetch(self, handles: dict[str, Any]) -> dict[str, Any]:
+        ids = list(handles)
+        return dict(zip(ids, ray.get([handles[c] for c in ids]), strict=True))
+
+    def shutdown(self) -> None:
+        for pool in self._pools.values():
+            pool.kill()
+        self._pools.clear()
+        self._meta.clear()
+        self._refs.clear()
+        self._pool_of.clear()
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _remote(self, task: Task) -> Any:
+        if task.fn is None:
+            return _REF_TASK
+        key = id(task.fn)
+        remote = self._remotes.get(key)
+        if remote is None:
+            remote = ray.remote(_make_runner(task.fn))
+            self._remotes[key] = remote
+        return remote
+
+    @staticmethod
+    def _leading(task: Task) -> tuple:
+        return (task.fn_ref,) if task.fn is None else ()
+
+    def _submit_actor(self, task: Task, info, deps: list[Any]):
+        pool = self._pools.get(task.pool)
+        if pool is None:
+            pool = self._pools[task.pool] = _Pool(task, self._pool_sizes.get(task.pool, 1))
+        i = pool.pick()
+        self._pool_of[task.id] = (task.pool, i)
+        method = pool.actors[i].call.options(num_returns=2, **retry_options(task))
+        return method.remote(info, *deps)
+
+    def _call_done(self, cid: str) -> None:
+        where = self._pool_of.pop(cid, None)
+        if where is None:
+            return
+        pool = self._pools.get(where[0])
+        if pool is None:
+            return
+        pool.load[where[1]] -= 1
+        pool.remaining -= 1
+        if pool.remaining <= 0:
+            pool.kill()
+            del self._pools[where[0]]
+
+    def _get(self, ready: list[Any]) -> list[tuple[Any, Any]]:
+        try:
+            return list(zip(ready, ray.get(ready), strict=True))
+        except Exception:
+            out = []
+            for ref in ready:
+                try:
+                    out.append((ref, ray.get(ref)))
+                except Exception as exc:  # noqa: BLE001 - every error becomes a Completion
+                    out.append((ref, exc))
+            return out
+
+    def _complete(self, ref: Any, value: Any) -> Completion:
+        cid = self._meta.pop(ref)
+        self._refs.pop(cid, None)
+        self._call_done(cid)
+        if not isinstance(value, BaseException):
+            return Completion(cid, True, value)
+        return completion_from_error(cid, value)
+
+
+def completion_from_error(cid: str, err: BaseException) -> Completion:
+    """Map what Ray raised for a component into a Completion (own error or upstream's)."""
+    cause = err if isinstance(err, ComponentFailure) else getattr(err, "cause", None)
+    if isinstance(cause, ComponentFailure):
+        upstream = cause.component if cause.component != cid else None
+        return Completion(cid, False, cause.meta, cause.one_line(), cause.detail, cause.timed_out, upstream)
+    if isinstance(err, TaskCancelledError):
+        return Completion(cid, False, {}, "TaskCancelledError: the task was cancelled")
+    text = str(err).strip().splitlines()
+    first = next((line for line in text if line.strip()), "")
+    name = type(err).__name__ if isinstance(err, RayError) else type(err).__name__
+    return Completion(cid, False, {}, f"{name}: {first}"[:500], str(err))

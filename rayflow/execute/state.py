@@ -1,0 +1,204 @@
+"""The state of one run as pure transitions: take, succeeded, failed, cancel.
+
+No Ray, no threads, no clocks: times come in as arguments. ``take()`` hands out the
+components to submit next (critical-path first), respecting ``max_concurrency``.
+In eager mode a component may be taken once every upstream has been *taken* (the
+executor chains outputs itself); otherwise only once every upstream SUCCEEDED.
+
+Failure strategies:
+- ``fail_fast``: the first final failure cancels what is in flight (CANCELLED) and
+  skips what has not started (SKIPPED).
+- ``continue_on_error``: every downstream of the failure becomes UPSTREAM_FAILED
+  (cancelled if already in flight); independent branches go on.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rayflow.graph import Dag
+
+PENDING, RUNNING, SUCCEEDED, FAILED, TIMED_OUT = "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT"
+CANCELLED, SKIPPED, UPSTREAM_FAILED, CACHED = "CANCELLED", "SKIPPED", "UPSTREAM_FAILED", "CACHED"
+COMPONENT_STATES = (PENDING, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, SKIPPED, UPSTREAM_FAILED, CACHED)
+TERMINAL = frozenset({SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, SKIPPED, UPSTREAM_FAILED, CACHED})
+OK = frozenset({SUCCEEDED, CACHED})
+FAILURES = frozenset({FAILED, TIMED_OUT})
+
+
+@dataclass
+class NodeStatus:
+    """What is known of one component in this run."""
+
+    state: str = PENDING
+    attempts: int = 0
+    submitted_at: float | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    node_id: str | None = None
+    worker_id: str | None = None
+    cpu_s: float | None = None
+    error: str | None = None
+    cached: bool = False
+
+    def apply_meta(self, meta: Mapping[str, Any]) -> None:
+        self.started_at = meta.get("started_at", self.started_at)
+        self.ended_at = meta.get("ended_at", self.ended_at)
+        self.node_id = meta.get("node_id", self.node_id)
+        self.worker_id = meta.get("worker_id", self.worker_id)
+        self.cpu_s = meta.get("cpu_s", self.cpu_s)
+        self.attempts = int(meta.get("attempt", 0)) + 1
+
+
+@dataclass
+class RunState:
+    """Pure scheduling state of one run over ``dag``; ``order`` ranks submission."""
+
+    dag: Dag
+    order: tuple[str, ...]
+    failure_strategy: str = "fail_fast"
+    max_concurrency: int | None = None
+    eager: bool = False
+    nodes: dict[str, NodeStatus] = field(init=False)
+    in_flight: set[str] = field(init=False, default_factory=set)
+    cancelled: bool = field(init=False, default=False)
+    changed: list[str] = field(init=False, default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.nodes = {n: NodeStatus() for n in self.dag.nodes}
+        self._rank = {n: i for i, n in enumerate(self.order)}
+        self._waiting = {n: len(self.dag.deps(n)) for n in self.dag.nodes}
+        self._heap: list[tuple[int, str]] = [(self._rank[n], n) for n in self.dag.nodes if not self._waiting[n]]
+        heapq.heapify(self._heap)
+        self._terminal = 0
+
+    # -- queries -------------------------------------------------------------------------
+
+    @property
+    def done(self) -> bool:
+        return self._terminal == len(self.nodes)
+
+    def state_of(self, node: str) -> str:
+        return self.nodes[node].state
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for status in self.nodes.values():
+            out[status.state] = out.get(status.state, 0) + 1
+        return out
+
+    def run_status(self) -> str:
+        """RUNNING until done; then CANCELLED, FAILED (any failure) or SUCCEEDED."""
+        if not self.done:
+            return "RUNNING"
+        if self.cancelled:
+            return "CANCELLED"
+        if any(s.state not in OK for s in self.nodes.values()):
+            return "FAILED"
+        return "SUCCEEDED"
+
+    def errors(self) -> dict[str, str]:
+        return {n: s.error or s.state for n, s in self.nodes.items() if s.state in FAILURES}
+
+    # -- transitions ---------------------------------------------------------------------
+
+    def take(self, now: float) -> list[str]:
+        """Components to submit now, highest priority first; they become RUNNING."""
+        taken: list[str] = []
+        while self._heap and not self.cancelled:
+            if self.max_concurrency is not None and len(self.in_flight) >= self.max_concurrency:
+                break
+            _, node = heapq.heappop(self._heap)
+            status = self.nodes[node]
+            if status.state != PENDING:
+                continue
+            status.state = RUNNING
+            status.submitted_at = now
+            self.in_flight.add(node)
+            self.changed.append(node)
+            taken.append(node)
+            if self.eager:
+                self._release_children(node)
+        return taken
+
+    def succeeded(self, node: str, meta: Mapping[str, Any], *, cached: bool = False) -> bool:
+        """Record a success; False when the node was already final (a late completion)."""
+        status = self.nodes[node]
+        if status.state in TERMINAL:
+            return False
+        status.apply_meta(meta)
+        status.cached = cached
+        self._finish(node, CACHED if cached else SUCCEEDED)
+        if not self.eager:
+            self._release_children(node)
+        return True
+
+    def failed(self, node: str, error: str, meta: Mapping[str, Any], *, timed_out: bool = False) -> list[str]:
+        """Record a final failure; return the in-flight components to cancel."""
+        status = self.nodes[node]
+        if status.state in TERMINAL:
+            return []
+        status.apply_meta(meta)
+        status.error = error
+        self._finish(node, TIMED_OUT if timed_out else FAILED)
+        if self.failure_strategy == "fail_fast":
+            return self._stop_everything(in_flight_to=CANCELLED, pending_to=SKIPPED)
+        return self._fail_downstream(node)
+
+    def upstream_failed(self, node: str, cause: str) -> bool:
+        """Mark ``node`` UPSTREAM_FAILED (its executor reported an upstream's error)."""
+        status = self.nodes[node]
+        if status.state in TERMINAL:
+            return False
+        status.error = f"upstream {cause!r} failed"
+        self._finish(node, UPSTREAM_FAILED)
+        return True
+
+    def cancel(self) -> list[str]:
+        """Cancel the run: in-flight and pending components become CANCELLED."""
+        self.cancelled = True
+        return self._stop_everything(in_flight_to=CANCELLED, pending_to=CANCELLED)
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _finish(self, node: str, state: str) -> None:
+        self.nodes[node].state = state
+        self.in_flight.discard(node)
+        self._terminal += 1
+        self.changed.append(node)
+
+    def _release_children(self, node: str) -> None:
+        for child in self.dag.children(node):
+            self._waiting[child] -= 1
+            if not self._waiting[child]:
+                heapq.heappush(self._heap, (self._rank[child], child))
+
+    def _stop_everything(self, *, in_flight_to: str, pending_to: str) -> list[str]:
+        to_cancel = sorted(self.in_flight)
+        for node in to_cancel:
+            self._finish(node, in_flight_to)
+        for node, status in self.nodes.items():
+            if status.state == PENDING:
+                self._finish(node, pending_to)
+        self._heap.clear()
+        return to_cancel
+
+    def _fail_downstream(self, node: str) -> list[str]:
+        to_cancel = []
+        for child in sorted(self.dag.descendants(node), key=self._rank.__getitem__):
+            status = self.nodes[child]
+            if status.state in TERMINAL:
+                continue
+            if status.state == RUNNING:
+                to_cancel.append(child)
+            status.error = f"upstream {node!r} failed"
+            self._finish(child, UPSTREAM_FAILED)
+        return to_cancel
+
+    def drain_changed(self) -> list[str]:
+        """Ids whose status changed since the last call (for recording), in order."""
+        out, self.changed = self.changed, []
+        return out

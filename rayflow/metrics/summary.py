@@ -1,0 +1,91 @@
+"""Per-run metrics from component records: the dict ``RunHandle.metrics()`` returns.
+
+Pure: works the same on live records (the driver's recorder) and on records read
+back from the store by another process. Must not import ray.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterable
+from typing import Any
+
+from rayflow.graph import Dag
+from rayflow.graph.analysis import critical_path
+from rayflow.store.port import ComponentRecord, RunRecord
+
+FINISHED = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CACHED"}
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """The q-th percentile (0..100) by linear interpolation; None for no values."""
+    data = sorted(v for v in values if v is not None and not math.isnan(v))
+    if not data:
+        return None
+    if len(data) == 1:
+        return data[0]
+    pos = (len(data) - 1) * q / 100.0
+    lo, hi = math.floor(pos), math.ceil(pos)
+    return data[lo] + (data[hi] - data[lo]) * (pos - lo)
+
+
+def run_metrics(run: RunRecord, components: list[ComponentRecord], *, now: float | None = None) -> dict[str, Any]:
+    """``wall_s``, ``components``, ``critical_path``, ``critical_path_s``, ``throughput_cps``, ``queue_wait_s``."""
+    now = time.time() if now is None else now
+    start = run.started_at or run.created_at
+    end = run.ended_at or now
+    wall = max(0.0, end - start) if start else 0.0
+    per = {c.component_id: _component_view(c) for c in components}
+    path, length = _actual_critical_path(components)
+    finished = sum(1 for c in components if c.state in FINISHED)
+    waits = [c.queued_s for c in components if c.queued_s is not None]
+    durations = [c.duration_s for c in components if c.duration_s is not None]
+    return {
+        "run_id": run.run_id,
+        "name": run.name,
+        "status": run.status,
+        "wall_s": wall,
+        "components": per,
+        "critical_path": path,
+        "critical_path_s": length,
+        "throughput_cps": finished / wall if wall > 0 else 0.0,
+        "queue_wait_s": {"p50": percentile(waits, 50), "p95": percentile(waits, 95), "p99": percentile(waits, 99)},
+        "duration_s": {"p50": percentile(durations, 50), "p95": percentile(durations, 95), "p99": percentile(durations, 99)},
+        "counts": _counts(components),
+        "attempts": sum(c.attempts for c in components),
+        "retries": sum(max(0, c.attempts - 1) for c in components),
+    }
+
+
+def _component_view(c: ComponentRecord) -> dict[str, Any]:
+    return {
+        "state": c.state,
+        "attempts": c.attempts,
+        "queued_s": c.queued_s,
+        "started_at": c.started_at,
+        "ended_at": c.ended_at,
+        "duration_s": c.duration_s,
+        "node_id": c.node_id,
+        "worker_id": c.worker_id,
+        "cached": c.cached,
+        "error": c.error,
+        "resources": c.resources,
+    }
+
+
+def _counts(components: list[ComponentRecord]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for c in components:
+        out[c.state] = out.get(c.state, 0) + 1
+    return out
+
+
+def _actual_critical_path(components: list[ComponentRecord]) -> tuple[list[str], float]:
+    """Longest chain by measured durations (components that did not run weigh 0)."""
+    if not components:
+        return [], 0.0
+    ids = {c.component_id for c in components}
+    deps = {c.component_id: [u for u in c.upstream if u in ids] for c in components}
+    weights = {c.component_id: c.duration_s or 0.0 for c in components}
+    return critical_path(Dag(deps), weights)

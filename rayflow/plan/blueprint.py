@@ -1,0 +1,106 @@
+"""The Blueprint: a workflow resolved to calls, whichever way it was written.
+
+Both front ends produce one: tracing a ``@rf.workflow`` function (rayflow.dsl) and
+converting a ``WorkflowSpec`` (rayflow.spec). A Call holds the callable, its argument
+template (upstream outputs as NodeRef leaves) and validated options. Pure; no Ray.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from rayflow.errors import SignatureError, SpecError, UnknownComponentError
+from rayflow.options import FAILURE_STRATEGIES, ComponentOptions
+from rayflow.plan.template import NodeRef, collect_refs
+
+
+@dataclass(frozen=True)
+class Call:
+    """One node: call ``fn(*args, **kwargs)`` with NodeRefs replaced by upstream outputs."""
+
+    id: str
+    fn: Callable[..., Any] | None
+    args: tuple = ()
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    options: ComponentOptions = field(default_factory=ComponentOptions)
+    fn_ref: str | None = None        # "module:callable", imported on the worker when set
+    type: str = "python"
+
+    @property
+    def deps(self) -> tuple[str, ...]:
+        refs = collect_refs(self.args)
+        collect_refs(self.kwargs, refs)
+        return tuple(refs)
+
+    @property
+    def name(self) -> str:
+        if self.fn_ref:
+            return self.fn_ref
+        return getattr(self.fn, "__qualname__", None) or self.type
+
+
+@dataclass(frozen=True)
+class Blueprint:
+    """A whole workflow, ready to plan: calls by id, outputs, workflow options."""
+
+    name: str
+    calls: dict[str, Call]
+    output: Any = None               # template of the return value (NodeRef leaves)
+    failure_strategy: str = "fail_fast"
+    max_concurrency: int | None = None
+    target: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.failure_strategy not in FAILURE_STRATEGIES:
+            raise SpecError(
+                f"workflow {self.name!r} field 'failure_strategy': expected one of "
+                f"{', '.join(FAILURE_STRATEGIES)}, got {self.failure_strategy!r}"
+            )
+        mc = self.max_concurrency
+        if mc is not None and (isinstance(mc, bool) or not isinstance(mc, int) or mc < 1):
+            raise SpecError(f"workflow {self.name!r} field 'max_concurrency': expected an integer >= 1 or None, got {mc!r}")
+        for ref in collect_refs(self.output):
+            if ref not in self.calls:
+                raise UnknownComponentError(f"workflow {self.name!r} output names unknown component {ref!r}", component=ref)
+
+    @property
+    def output_ids(self) -> tuple[str, ...]:
+        return tuple(collect_refs(self.output))
+
+    def deps(self) -> dict[str, tuple[str, ...]]:
+        return {cid: call.deps for cid, call in self.calls.items()}
+
+
+def check_signature(call: Call) -> None:
+    """Raise SignatureError when ``call``'s arguments cannot bind to its function."""
+    if call.fn is None:
+        return
+    if inspect.isclass(call.fn):
+        _bind(call, call.fn, (), dict(call.options.init_kwargs), what="init_kwargs of")
+        _bind(call, call.fn.__call__, (None, *call.args), call.kwargs, what="")
+    else:
+        _bind(call, call.fn, call.args, call.kwargs, what="")
+
+
+def _bind(call: Call, fn: Callable[..., Any], args: tuple, kwargs: dict, *, what: str) -> None:
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return  # builtins without a signature: the call itself decides
+    try:
+        sig.bind(*args, **kwargs)
+    except TypeError as exc:
+        ports = ", ".join(p for p in sig.parameters if p != "self") or "none"
+        raise SignatureError(
+            f"component {call.id!r}: {what}arguments do not fit {call.name}: {exc} "
+            f"(parameters: {ports})",
+            component=call.id,
+        ) from None
+
+
+def ref(node_id: str) -> NodeRef:
+    return NodeRef(node_id)

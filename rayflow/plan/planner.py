@@ -1,0 +1,204 @@
+"""Blueprint -> Plan: the DAG, its analysis, submission priorities and feasibility.
+
+Owns every decision made before execution: upstream order of each call, the
+critical-path-first priority (HEFT upward rank), actor pool grouping, and the
+check that each resource request fits some node of the cluster. Pure; no Ray.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from rayflow.errors import InfeasibleResourceError, SpecError
+from rayflow.graph import Analysis, Dag, analyze, upward_ranks
+from rayflow.options import ComponentOptions
+from rayflow.plan.blueprint import Blueprint, Call, check_signature
+from rayflow.plan.template import to_slots
+
+
+@dataclass(frozen=True)
+class ClusterShape:
+    """The resources of each alive node (Ray's names: CPU, GPU, memory, custom)."""
+
+    nodes: tuple[Mapping[str, float], ...]
+
+    def largest(self, resource: str) -> float:
+        return max((n.get(resource, 0.0) for n in self.nodes), default=0.0)
+
+
+@dataclass(frozen=True)
+class Task:
+    """What an executor needs to run one component: no NodeRefs, only Slots."""
+
+    id: str
+    fn: Callable[..., Any] | None
+    fn_ref: str | None
+    args: tuple
+    kwargs: dict[str, Any]
+    deps: tuple[str, ...]
+    options: ComponentOptions
+    priority: float
+    pool: str | None = None          # actor pool key for kind="actor"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A workflow ready to execute, and what ``rf.explain`` returns."""
+
+    name: str
+    dag: Dag
+    analysis: Analysis
+    tasks: dict[str, Task]
+    order: tuple[str, ...]            # submission order: highest upward rank first
+    output: Any
+    failure_strategy: str
+    max_concurrency: int | None
+    target: str = ""
+    inputs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def levels(self) -> list[list[str]]:
+        return self.analysis.levels
+
+    @property
+    def parallel_groups(self) -> list[list[str]]:
+        return self.analysis.parallel_groups
+
+    @property
+    def critical_path(self) -> list[str]:
+        return self.analysis.critical_path
+
+    @property
+    def critical_path_length(self) -> float:
+        return self.analysis.critical_path_length
+
+    @property
+    def bottlenecks(self) -> list:
+        return self.analysis.bottlenecks
+
+    @property
+    def output_ids(self) -> tuple[str, ...]:
+        from rayflow.plan.template import collect_refs
+        return tuple(collect_refs(self.output))
+
+    def resources(self) -> dict[str, dict[str, Any]]:
+        return {cid: t.options.describe() for cid, t in self.tasks.items()}
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.analysis.to_dict()
+        out.update(
+            name=self.name,
+            components=len(self.tasks),
+            edges=self.dag.edge_count(),
+            failure_strategy=self.failure_strategy,
+            max_concurrency=self.max_concurrency,
+            resources=self.resources(),
+            outputs=list(self.output_ids),
+        )
+        return out
+
+    def __reduce__(self):
+        raise TypeError("a Plan lives on the driver; send Tasks to workers, not the Plan")
+
+
+def make_plan(
+    blueprint: Blueprint,
+    *,
+    cluster: ClusterShape | None = None,
+    estimates: Mapping[str, float] | None = None,
+    require_functions: bool = True,
+) -> Plan:
+    """Check and analyse ``blueprint``; raise a SpecError subclass naming the culprit."""
+    dag = Dag(blueprint.deps())
+    for call in blueprint.calls.values():
+        if call.fn is None and require_functions:
+            raise SpecError(
+                f"component {call.id!r} of type {call.type!r} has no function to run; "
+                "set 'function: module:callable'",
+                component=call.id,
+            )
+        check_signature(call)
+    if cluster is not None:
+        for call in blueprint.calls.values():
+            check_feasible(call.id, call.options, cluster)
+    analysis = analyze(dag, estimates)
+    ranks = upward_ranks(dag, estimates)
+    topo = {node: i for i, node in enumerate(dag.nodes)}
+    order = tuple(sorted(dag.nodes, key=lambda n: (-ranks[n], topo[n])))
+    tasks = {cid: _task(blueprint.calls[cid], ranks[cid]) for cid in dag.nodes}
+    return Plan(
+        name=blueprint.name,
+        dag=dag,
+        analysis=analysis,
+        tasks=tasks,
+        order=order,
+        output=blueprint.output,
+        failure_strategy=blueprint.failure_strategy,
+        max_concurrency=blueprint.max_concurrency,
+        target=blueprint.target,
+        inputs=dict(blueprint.inputs),
+    )
+
+
+def _task(call: Call, priority: float) -> Task:
+    deps = call.deps
+    index = {d: i for i, d in enumerate(deps)}
+    pool = None
+    if call.options.kind == "actor":
+        pool = pool_key(call)
+    return Task(
+        id=call.id,
+        fn=call.fn,
+        fn_ref=call.fn_ref,
+        args=to_slots(call.args, index),
+        kwargs=to_slots(call.kwargs, index),
+        deps=deps,
+        options=call.options,
+        priority=priority,
+        pool=pool,
+    )
+
+
+def pool_key(call: Call) -> str:
+    """Calls of one actor component with the same init and resources share one pool."""
+    o = call.options
+    init = repr(sorted(o.init_kwargs.items()))
+    return f"{call.name}|{init}|{o.concurrency}|{sorted(o.ray_resources().items())}"
+
+
+def check_feasible(component: str, options: ComponentOptions, cluster: ClusterShape) -> None:
+    """Reject a request no single node could ever satisfy (Ray would leave it pending forever)."""
+    request = {k: v for k, v in options.ray_resources().items() if v > 0}
+    if not request or not cluster.nodes:
+        return
+    if any(all(node.get(k, 0.0) >= v for k, v in request.items()) for node in cluster.nodes):
+        return
+    for resource, amount in request.items():
+        largest = cluster.largest(resource)
+        if largest < amount:
+            raise InfeasibleResourceError(
+                f"component {component!r} needs {_amount(resource, amount)}, "
+                f"largest node has {_amount(resource, largest, bare=True)}",
+                component=component,
+            )
+    raise InfeasibleResourceError(
+        f"component {component!r} needs {_describe(request)} on one node; no node has all of it",
+        component=component,
+    )
+
+
+def _amount(resource: str, amount: float, *, bare: bool = False) -> str:
+    num = f"{amount:g}"
+    if resource == "CPU":
+        return num if bare else f"{num} CPUs"
+    if resource == "GPU":
+        return num if bare else f"{num} GPUs"
+    if resource == "memory":
+        return f"{amount / 2**30:.2f} GiB" if bare else f"{amount / 2**30:.2f} GiB of memory"
+    return f"{num} {resource!r}" if bare else f"{num} of resource {resource!r}"
+
+
+def _describe(request: Mapping[str, float]) -> str:
+    return ", ".join(_amount(k, v) for k, v in request.items())

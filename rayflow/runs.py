@@ -1,0 +1,213 @@
+"""Runs in this process (ActiveRun) and handles to any run (RunHandle).
+
+Owns the life of a run driven here: RUNNING -> drive the loop -> final state with
+metrics, written through the store writer, and the handle users hold. A handle to
+a run driven by another process reads the store. Must not import ray.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from rayflow.errors import RayflowError, RunCancelled, RunNotFound, WorkflowFailed
+from rayflow.execute.loop import drive, new_state
+from rayflow.execute.port import Executor
+from rayflow.metrics.recorder import RunRecorder
+from rayflow.metrics.summary import run_metrics
+from rayflow.plan import Plan
+from rayflow.plan.template import fill_refs
+from rayflow.store.port import TERMINAL_RUN_STATES, RunRecord
+
+if TYPE_CHECKING:
+    from rayflow.service import Service
+
+log = logging.getLogger("rayflow")
+
+CANCEL_POLL_S = 0.5
+RESULT_KEEP_BYTES = 64 * 1024
+
+
+class ActiveRun:
+    """A run this process drives: the loop, its recorder, and its outcome."""
+
+    def __init__(self, service: Service, plan: Plan, run: RunRecord, executor: Executor) -> None:
+        self.service = service
+        self.plan = plan
+        self.run = run
+        self.executor = executor
+        self.recorder = RunRecorder(run, plan, service.writer)
+        self.state = new_state(plan, executor)
+        self.done = threading.Event()
+        self.cancel_event = threading.Event()
+        self.value: Any = None
+        self.status = "PENDING"
+        self.error: str | None = None
+        self._next_poll = 0.0
+
+    def execute(self) -> None:
+        """Drive the run to its end (in the caller's thread); never raises."""
+        writer, run_id = self.service.writer, self.run.run_id
+        self.run.started_at = time.time()
+        self.status = "RUNNING"
+        self.run.owner = f"{socket.gethostname()}:{os.getpid()}"
+        writer.run(run_id, status="RUNNING", started_at=self.run.started_at, owner=self.run.owner)
+        self.recorder.run_event("RUNNING")
+        try:
+            outputs = drive(self.plan, self.executor, self.state,
+                            on_change=self.recorder.on_change, should_cancel=self._should_cancel)
+            self.status = self.state.run_status()
+            if self.status == "SUCCEEDED":
+                self.value = fill_refs(self.plan.output, outputs)
+            elif self.status == "FAILED":
+                self.error = _first_error(self.state.errors())
+        except BaseException as exc:  # an internal or executor error: the run fails, with the reason kept
+            log.exception("run %s stopped by an internal error", run_id)
+            self.status, self.error = "FAILED", f"internal error: {type(exc).__name__}: {exc}"
+        self._finish()
+
+    def _finish(self) -> None:
+        self.run.ended_at = time.time()
+        self.run.status = self.status
+        summary = self.metrics()
+        summary.pop("components", None)
+        if self.status == "SUCCEEDED" and _keepable(self.value):
+            summary["result"] = self.value
+        self.service.writer.run(self.run.run_id, status=self.status, ended_at=self.run.ended_at,
+                                error=self.error, summary=summary)
+        self.recorder.run_event(self.status, error=self.error)
+        self.service.writer.flush()
+        self.done.set()
+
+    def _should_cancel(self) -> bool:
+        if self.cancel_event.is_set():
+            return True
+        now = time.monotonic()
+        if now >= self._next_poll:
+            self._next_poll = now + CANCEL_POLL_S
+            try:
+                if self.service.store.cancel_requested(self.run.run_id):
+                    self.cancel_event.set()
+            except Exception:  # the store being briefly unavailable must not stop the run
+                log.warning("could not poll the store for cancellation of %s", self.run.run_id)
+        return self.cancel_event.is_set()
+
+    def metrics(self) -> dict[str, Any]:
+        run = RunRecord(**{**self.run.to_dict(), "status": self.status})
+        return run_metrics(run, self.recorder.records())
+
+
+class RunHandle:
+    """A handle to one run: ``status``, ``wait``, ``result``, ``cancel``, ``metrics``."""
+
+    def __init__(self, run_id: str, service: Service, active: ActiveRun | None = None) -> None:
+        self._run_id = run_id
+        self._service = service
+        self._active = active
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    def __repr__(self) -> str:
+        return f"RunHandle(run_id={self._run_id!r}, status={self.status()!r})"
+
+    def record(self) -> RunRecord:
+        """The run's row in the store (flushes this process's pending writes first)."""
+        if self._active is not None:
+            self._service.writer.flush(timeout=5)
+        run = self._service.store.get_run(self._run_id)
+        if run is None:
+            raise RunNotFound(self._run_id)
+        return run
+
+    def status(self) -> str:
+        if self._active is not None:
+            return self._active.status
+        return self.record().status
+
+    def progress(self) -> dict[str, int]:
+        """Component counts by state, e.g. ``{"SUCCEEDED": 10, "RUNNING": 2, "PENDING": 5}``."""
+        if self._active is not None:
+            return self._active.recorder.counts()
+        out: dict[str, int] = {}
+        for c in self._service.store.get_components(self._run_id):
+            out[c.state] = out.get(c.state, 0) + 1
+        return out
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the run is final; return its status. TimeoutError if ``timeout`` passes."""
+        if self._active is not None:
+            if not self._active.done.wait(timeout):
+                raise TimeoutError(f"run {self._run_id} still {self._active.status} after {timeout}s")
+            return self._active.status
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            status = self.record().status
+            if status in TERMINAL_RUN_STATES:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {self._run_id} still {status} after {timeout}s")
+            time.sleep(0.2)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The workflow's return value; WorkflowFailed or RunCancelled otherwise."""
+        status = self.wait(timeout)
+        if status == "CANCELLED":
+            raise RunCancelled(self._run_id)
+        if status == "FAILED":
+            raise self._failure()
+        if self._active is not None:
+            return self._active.value
+        run = self.record()
+        if "result" not in run.summary:
+            raise RayflowError(f"run {self._run_id} succeeded, but its result was not kept "
+                               "(only JSON values up to 64 KiB are stored); rerun it in this process")
+        return run.summary["result"]
+
+    def cancel(self) -> None:
+        """Stop the run: in-flight components are cancelled, the rest never start."""
+        if self._active is not None:
+            self._active.cancel_event.set()
+        elif not self._service.store.request_cancel(self._run_id):
+            raise RunNotFound(self._run_id)
+
+    def metrics(self) -> dict[str, Any]:
+        """Timings per component, critical path, throughput and queue wait (JSON-serialisable)."""
+        if self._active is not None:
+            return self._active.metrics()
+        return run_metrics(self.record(), self._service.store.get_components(self._run_id))
+
+    def components(self) -> dict[str, dict[str, Any]]:
+        return self.metrics()["components"]
+
+    def _failure(self) -> WorkflowFailed:
+        if self._active is not None:
+            errors = self._active.state.errors() or {"(run)": self._active.error or "failed"}
+            states = {n: s.state for n, s in self._active.state.nodes.items()}
+            return WorkflowFailed(self._run_id, errors, states)
+        comps = self._service.store.get_components(self._run_id)
+        errors = {c.component_id: c.error or c.state for c in comps if c.state in ("FAILED", "TIMED_OUT")}
+        if not errors:
+            errors = {"(run)": self.record().error or "failed"}
+        return WorkflowFailed(self._run_id, errors, {c.component_id: c.state for c in comps})
+
+
+def _first_error(errors: dict[str, str]) -> str | None:
+    if not errors:
+        return None
+    cid, msg = next(iter(errors.items()))
+    return f"component {cid!r}: {msg}"
+
+
+def _keepable(value: Any) -> bool:
+    """Small JSON values are kept in the store so other processes can read the result."""
+    try:
+        return len(json.dumps(value)) <= RESULT_KEEP_BYTES
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,246 @@
+"""The composition root: configuration, adapters, and the operations every front end calls.
+
+Owns building the store, the writer and the executor from configuration
+(``rf.init`` arguments, then RAYFLOW_STORE / RAY_ADDRESS, then defaults), and the
+run operations: explain, submit, run, get_run, list_runs. The Python API, the CLI
+and (later) the HTTP API are thin layers over one ``Service``. Ray is imported
+only through rayflow.execute.ray_* and only when a Ray run needs it.
+"""
+
+from __future__ import annotations
+
+import atexit
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from rayflow.errors import ConfigError, RayflowError, RunNotFound
+from rayflow.execute.local import LocalExecutor
+from rayflow.execute.port import Executor
+from rayflow.plan import Plan, make_plan
+from rayflow.runs import ActiveRun, RunHandle
+from rayflow.store import RunStore, open_store
+from rayflow.store.port import ComponentRecord, RunRecord
+from rayflow.store.writer import StoreWriter
+from rayflow.targets import blueprint_of
+
+EXECUTORS = ("ray", "local")
+
+
+@dataclass
+class Settings:
+    address: str | None = None
+    store_url: str | None = None      # None: RAYFLOW_STORE or the default SQLite file
+    cache_url: str | None = None      # accepted now; the result cache comes later
+    num_cpus: int | None = None
+
+
+class Service:
+    """One per process (see ``get_service``); thread-safe."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self._store: RunStore | None = None
+        self._writer: StoreWriter | None = None
+        self._active: dict[str, ActiveRun] = {}
+        self._lock = threading.RLock()
+
+    # -- adapters ----------------------------------------------------------------------
+
+    @property
+    def store(self) -> RunStore:
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(self.settings.store_url)
+            return self._store
+
+    @property
+    def writer(self) -> StoreWriter:
+        with self._lock:
+            if self._writer is None:
+                self._writer = StoreWriter(self.store)
+            return self._writer
+
+    def configure(self, *, address: str | None = None, store: str | None = None,
+                  cache: str | None = None, num_cpus: int | None = None) -> None:
+        with self._lock:
+            if store is not None and store != self.settings.store_url:
+                self.close_store()
+                self.settings.store_url = store
+            if address is not None:
+                self.settings.address = address
+            if cache is not None:
+                self.settings.cache_url = cache
+            if num_cpus is not None:
+                self.settings.num_cpus = num_cpus
+        self.store  # noqa: B018 - open now so a bad URL fails at init
+
+    def connect_ray(self) -> None:
+        from rayflow.execute.ray_session import ensure_ray
+
+        ensure_ray(self.settings.address, num_cpus=self.settings.num_cpus)
+
+    def executor(self, name: str) -> Executor:
+        if name == "local":
+            return LocalExecutor()
+        if name == "ray":
+            self.connect_ray()
+            from rayflow.execute.ray_executor import RayExecutor
+
+            return RayExecutor()
+        raise ConfigError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")
+
+    def cluster(self, executor: str):
+        if executor != "ray":
+            return None
+        from rayflow.execute.ray_session import cluster_shape
+
+        return cluster_shape()
+
+    def close_store(self) -> None:
+        with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    # -- operations --------------------------------------------------------------------
+
+    def explain(self, target: Any, inputs: dict[str, Any]) -> Plan:
+        return make_plan(blueprint_of(target, inputs), require_functions=False)
+
+    def plan(self, target: Any, inputs: dict[str, Any], executor: str) -> Plan:
+        blueprint = blueprint_of(target, inputs)
+        if executor == "ray":
+            self.connect_ray()
+        return make_plan(blueprint, cluster=self.cluster(executor))
+
+    def submit(self, target: Any, inputs: dict[str, Any], *, executor: str = "ray",
+               run_id: str | None = None, background: bool = True) -> RunHandle:
+        """Plan, record, and start a run; with ``background=False`` drive it in this thread."""
+        if run_id is not None:
+            existing = self._existing(run_id)
+            if existing is not None:
+                return existing
+        plan = self.plan(target, inputs, executor)
+        return self.start(plan, executor=executor, run_id=run_id, background=background)
+
+    def start(self, plan: Plan, *, executor: str = "ray", run_id: str | None = None,
+              background: bool = True) -> RunHandle:
+        run = self._record_new_run(plan, run_id)
+        active = ActiveRun(self, plan, run, self.executor(executor))
+        with self._lock:
+            self._active[run.run_id] = active
+        if background:
+            thread = threading.Thread(target=self._drive, args=(active,), name=f"rayflow-run-{run.run_id}", daemon=True)
+            thread.start()
+        else:
+            self._drive(active)
+        return RunHandle(run.run_id, self, active)
+
+    def _drive(self, active: ActiveRun) -> None:
+        try:
+            active.execute()
+        finally:
+            with self._lock:
+                self._active.pop(active.run.run_id, None)
+
+    def _record_new_run(self, plan: Plan, run_id: str | None) -> RunRecord:
+        run = RunRecord(
+            run_id=run_id or new_run_id(plan.name),
+            name=plan.name,
+            status="PENDING",
+            created_at=time.time(),
+            target=plan.target,
+            inputs=_json_inputs(plan.inputs),
+            n_components=len(plan.tasks),
+        )
+        comps = [ComponentRecord(run.run_id, cid, resources=t.options.describe(), upstream=list(t.deps))
+                 for cid, t in plan.tasks.items()]
+        self.store.create_run(run, comps)
+        return run
+
+    def _existing(self, run_id: str) -> RunHandle | None:
+        with self._lock:
+            active = self._active.get(run_id)
+        if active is not None:
+            return RunHandle(run_id, self, active)
+        if self.store.get_run(run_id) is not None:
+            return RunHandle(run_id, self)
+        return None
+
+    def get_run(self, run_id: str) -> RunHandle:
+        handle = self._existing(run_id)
+        if handle is None:
+            raise RunNotFound(run_id)
+        return handle
+
+    def adopt(self, run_id: str, target: Any, *, executor: str = "ray") -> RunHandle:
+        """Drive, in this process, a run another process recorded as PENDING (``rayflow submit``)."""
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        if run.status != "PENDING":
+            raise RayflowError(f"run {run_id} is {run.status}; only a PENDING run can be started")
+        plan = self.plan(target, dict(run.inputs), executor)
+        active = ActiveRun(self, plan, run, self.executor(executor))
+        with self._lock:
+            self._active[run_id] = active
+        self._drive(active)
+        return RunHandle(run_id, self, active)
+
+    def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
+        self.flush()
+        return self.store.list_runs(status=status, limit=limit)
+
+    def flush(self) -> None:
+        with self._lock:
+            writer = self._writer
+        if writer is not None:
+            writer.flush(timeout=10)
+
+    def shutdown(self, *, wait_s: float = 2.0) -> None:
+        """At exit: cancel runs still in flight here, record it, close the store."""
+        with self._lock:
+            active = list(self._active.values())
+        for run in active:
+            run.error = "the process driving this run exited before it finished"
+            run.cancel_event.set()
+        for run in active:
+            run.done.wait(wait_s)
+        self.close_store()
+
+
+def new_run_id(name: str) -> str:
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)[:40] or "run"
+    return f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+
+
+def _json_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    out = {}
+    for key, value in inputs.items():
+        try:
+            json.dumps(value)
+            out[key] = value
+        except (TypeError, ValueError):
+            out[key] = repr(value)
+    return out
+
+
+_SERVICE: Service | None = None
+_SERVICE_LOCK = threading.Lock()
+
+
+def get_service() -> Service:
+    global _SERVICE
+    with _SERVICE_LOCK:
+        if _SERVICE is None:
+            _SERVICE = Service()
+            atexit.register(_SERVICE.shutdown)
+        return _SERVICE

@@ -1,0 +1,158 @@
+"""WorkflowSpec + inputs -> Blueprint.
+
+Owns the meaning of a spec: ``{$input: name}`` references, connections (ports are
+keyword arguments; several connections to one port make a list; connections with
+no port are positional, in listed order), outputs (default: every sink), types and
+options. Must not import ray.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any
+
+from rayflow.errors import (
+    DuplicateIdError,
+    SelfLoopError,
+    SignatureError,
+    SpecError,
+    UnknownComponentError,
+)
+from rayflow.options import ComponentOptions, normalize
+from rayflow.plan.blueprint import Blueprint, Call
+from rayflow.plan.template import NodeRef
+from rayflow.spec.model import ComponentSpec, WorkflowSpec
+from rayflow.spec.resolve import import_callable, import_exception
+
+RUNNABLE_TYPES = {"python": "task", "actor": "actor"}
+RESERVED_TYPES = ("batch", "sql", "http")
+
+
+def to_blueprint(spec: WorkflowSpec, inputs: dict[str, Any] | None = None, *, target: str = "") -> Blueprint:
+    """Resolve functions, inputs and connections; raise a SpecError naming the culprit."""
+    values = _inputs(spec, inputs or {})
+    ids = _check_ids(spec)
+    positional, ported = _connections(spec, ids)
+    calls: dict[str, Call] = {}
+    for comp in spec.components:
+        config = _resolve_inputs(comp.config, values, comp.id)
+        for port, refs in ported[comp.id].items():
+            if port in config:
+                raise SignatureError(f"component {comp.id!r}: port {port!r} is connected and also set in config", component=comp.id)
+            config[port] = refs[0] if len(refs) == 1 else list(refs)
+        calls[comp.id] = Call(
+            id=comp.id,
+            fn=_function(comp),
+            args=tuple(positional[comp.id]),
+            kwargs=config,
+            options=_options(comp),
+            fn_ref=comp.function,
+            type=comp.type,
+        )
+    return Blueprint(
+        name=spec.name,
+        calls=calls,
+        output=_output(spec, calls),
+        failure_strategy=spec.failure_strategy,
+        max_concurrency=spec.max_concurrency,
+        target=target,
+        inputs=values,
+    )
+
+
+def _inputs(spec: WorkflowSpec, given: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(given) - set(spec.inputs))
+    if unknown:
+        known = ", ".join(sorted(spec.inputs)) or "none"
+        raise SpecError(f"workflow {spec.name!r} has no input {unknown[0]!r} (inputs: {known})")
+    return {**spec.inputs, **given}
+
+
+def _check_ids(spec: WorkflowSpec) -> set[str]:
+    seen: set[str] = set()
+    for comp in spec.components:
+        if comp.id in seen:
+            raise DuplicateIdError(f"two components share the id {comp.id!r}", component=comp.id)
+        seen.add(comp.id)
+    return seen
+
+
+def _connections(spec: WorkflowSpec, ids: set[str]):
+    positional: dict[str, list[NodeRef]] = defaultdict(list)
+    ported: dict[str, dict[str, list[NodeRef]]] = defaultdict(dict)
+    for n, conn in enumerate(spec.connections, start=1):
+        for end in (conn.source, conn.target):
+            if end not in ids:
+                raise UnknownComponentError(
+                    f"connection #{n} ({conn.source} -> {conn.target}) names unknown component {end!r}",
+                    component=end,
+                )
+        if conn.source == conn.target:
+            raise SelfLoopError(f"component {conn.source!r} is connected to itself (connection #{n})", component=conn.source)
+        if conn.port:
+            ported[conn.target].setdefault(conn.port, []).append(NodeRef(conn.source))
+        else:
+            positional[conn.target].append(NodeRef(conn.source))
+    return positional, ported
+
+
+def _resolve_inputs(value: Any, inputs: dict[str, Any], cid: str) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$input"}:
+            name = value["$input"]
+            if name not in inputs:
+                known = ", ".join(sorted(inputs)) or "none"
+                raise SpecError(f"component {cid!r} reads unknown input {name!r} (inputs: {known})", component=cid)
+            return inputs[name]
+        return {k: _resolve_inputs(v, inputs, cid) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_inputs(v, inputs, cid) for v in value]
+    return value
+
+
+def _function(comp: ComponentSpec):
+    if comp.type in RESERVED_TYPES:
+        raise SpecError(
+            f"component {comp.id!r}: type {comp.type!r} is reserved and not available in this version; "
+            f"use one of {', '.join(RUNNABLE_TYPES)}",
+            component=comp.id,
+        )
+    if comp.function is None:
+        return None
+    return import_callable(comp.function, component=comp.id)
+
+
+def _options(comp: ComponentSpec) -> ComponentOptions:
+    res = comp.resources
+    retry: Any = comp.retry_exceptions
+    if isinstance(retry, list):
+        retry = tuple(import_exception(name, component=comp.id) for name in retry)
+    opts = ComponentOptions(
+        id=comp.id,
+        num_cpus=1.0 if res.num_cpus is None else res.num_cpus,
+        num_gpus=0.0 if res.num_gpus is None else res.num_gpus,
+        memory=res.memory,
+        resources=dict(res.custom),
+        max_retries=comp.max_retries,
+        retry_exceptions=retry,
+        timeout_s=comp.timeout_s,
+        cache=comp.cache,
+        kind=RUNNABLE_TYPES.get(comp.type, "task"),
+        concurrency=comp.concurrency,
+        init_kwargs=dict(comp.init),
+        version=comp.version,
+    )
+    return normalize(opts, component=comp.id)
+
+
+def _output(spec: WorkflowSpec, calls: dict[str, Call]) -> Any:
+    outputs = spec.outputs
+    if outputs is None:
+        has_children = {ref.id for call in calls.values() for ref in map(NodeRef, call.deps)}
+        sinks = [cid for cid in calls if cid not in has_children]
+        return NodeRef(sinks[0]) if len(sinks) == 1 else {cid: NodeRef(cid) for cid in sinks}
+    names = [outputs] if isinstance(outputs, str) else list(outputs)
+    for name in names:
+        if name not in calls:
+            raise UnknownComponentError(f"workflow {spec.name!r} output names unknown component {name!r}", component=name)
+    return NodeRef(outputs) if isinstance(outputs, str) else {n: NodeRef(n) for n in names}

@@ -1,0 +1,155 @@
+"""Pydantic models of the declarative spec, and loading it from YAML, JSON or a dict.
+
+Owns the shape of a spec and turning pydantic's errors into one-line SpecErrors
+that name the component and the field. Validation only: resolving functions and
+inputs happens in rayflow.spec.convert. Must not import ray.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from rayflow.errors import SpecError
+
+
+class ResourcesSpec(BaseModel):
+    """A component's request: ``num_cpus``, ``num_gpus``, ``memory`` ("512MiB") and ``custom``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    num_cpus: float | str | None = None
+    num_gpus: float | str | None = None
+    memory: int | float | str | None = None
+    custom: dict[str, float | str] = Field(default_factory=dict)
+
+
+class ComponentSpec(BaseModel):
+    """One component. ``type``: python (default), actor; batch, sql and http are reserved."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    type: str = "python"
+    function: str | None = None
+    config: dict[str, Any] = Field(default_factory=dict)
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    max_retries: int = Field(default=0, ge=0)
+    retry_exceptions: bool | list[str] = False
+    timeout_s: float | None = Field(default=None, gt=0)
+    cache: bool | dict[str, Any] | None = None
+    concurrency: int = Field(default=1, ge=1)
+    init: dict[str, Any] = Field(default_factory=dict)
+    version: str | None = None
+    description: str | None = None
+
+
+class ConnectionSpec(BaseModel):
+    """Data flows ``from`` -> ``to``; ``port`` names the keyword argument of ``to``."""
+
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+    source: str = Field(alias="from")
+    target: str = Field(alias="to")
+    port: str | None = None
+
+
+class WorkflowSpec(BaseModel):
+    """A whole workflow as data. Extra top-level keys are kept and ignored."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = "workflow"
+    description: str | None = None
+    inputs: dict[str, Any] = Field(default_factory=dict)
+    failure_strategy: Literal["fail_fast", "continue_on_error"] = "fail_fast"
+    max_concurrency: int | None = Field(default=None, ge=1)
+    components: list[ComponentSpec]
+    connections: list[ConnectionSpec] = Field(default_factory=list)
+    outputs: str | list[str] | None = None
+
+    @field_validator("components")
+    @classmethod
+    def _not_empty(cls, value: list[ComponentSpec]) -> list[ComponentSpec]:
+        if not value:
+            raise ValueError("a workflow needs at least one component")
+        return value
+
+    @classmethod
+    def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> WorkflowSpec:  # type: ignore[override]
+        """Validate a dict; raise a one-line SpecError naming the component and field."""
+        try:
+            return super().model_validate(obj, *args, **kwargs)
+        except ValidationError as exc:
+            raise SpecError(format_validation_error(exc, obj)) from None
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> WorkflowSpec:
+        """Load a ``.yaml``/``.yml`` or ``.json`` spec file."""
+        p = Path(path)
+        try:
+            text = p.read_text()
+        except OSError as exc:
+            raise SpecError(f"cannot read spec file {str(p)!r}: {exc.strerror or exc}") from None
+        return cls.from_text(text, source=str(p), fmt="json" if p.suffix == ".json" else "yaml")
+
+    @classmethod
+    def from_text(cls, text: str, *, source: str = "<string>", fmt: str = "yaml") -> WorkflowSpec:
+        try:
+            data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
+        except (json.JSONDecodeError, yaml.YAMLError) as exc:
+            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise SpecError(f"spec {source!r} is not valid {fmt.upper()}: {reason}") from None
+        if not isinstance(data, dict):
+            raise SpecError(f"spec {source!r}: expected a mapping at the top level, got {type(data).__name__}")
+        spec = cls.model_validate(data)
+        if spec.name == "workflow" and "name" not in data:
+            spec = spec.model_copy(update={"name": Path(source).stem if source != "<string>" else "workflow"})
+        return spec
+
+
+def format_validation_error(exc: ValidationError, data: Any) -> str:
+    """The first error of ``exc`` as one line: which component, which field, what was wrong."""
+    err = exc.errors()[0]
+    loc = list(err.get("loc", ()))
+    where = _describe_location(loc, data)
+    got = err.get("input")
+    got_text = "" if err.get("type") == "missing" else f", got {_short(got)}"
+    more = f" (+{exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
+    message = err.get("msg", "invalid")
+    if err.get("type") == "extra_forbidden":
+        message = "unknown field"
+        got_text = ""
+    return f"{where}: {message}{got_text}{more}"
+
+
+def _describe_location(loc: list[Any], data: Any) -> str:
+    if len(loc) >= 2 and loc[0] in ("components", "connections") and isinstance(loc[1], int):
+        section, index, rest = loc[0], loc[1], loc[2:]
+        item = _item(data, section, index)
+        field = ".".join(str(x) for x in rest) or "(whole entry)"
+        if section == "components":
+            cid = item.get("id") if isinstance(item, dict) else None
+            who = f"component {cid!r}" if cid else f"component #{index + 1}"
+        else:
+            src = item.get("from") if isinstance(item, dict) else None
+            dst = item.get("to") if isinstance(item, dict) else None
+            who = f"connection #{index + 1} ({src} -> {dst})"
+        return f"{who} field {field!r}"
+    return f"workflow field {'.'.join(str(x) for x in loc) or '(top level)'!r}"
+
+
+def _item(data: Any, section: str, index: int) -> Any:
+    try:
+        return data[section][index]
+    except (KeyError, IndexError, TypeError):
+        return None
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."

@@ -1,0 +1,287 @@
+"""SQLite RunStore: the durable default, one file shared by threads and processes.
+
+Owns the SQLite schema (versioned migrations in ``MIGRATIONS``), the mapping between
+records and rows (dict/list fields as JSON text, bools as 0/1) and the connection
+settings (WAL, synchronous=NORMAL, 10 s busy timeout). Must not hold a transaction
+open across calls, and must not import anything beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import fields as dc_fields
+from pathlib import Path
+from typing import Any
+
+from rayflow.store.memory import check_run_fields
+from rayflow.store.port import ComponentRecord, EventRecord, RunRecord
+
+BUSY_TIMEOUT_MS = 10_000
+
+# Ordered migration steps: (version, statements). Append new steps; never edit old ones.
+MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
+    (
+        1,
+        (
+            """CREATE TABLE runs (
+                run_id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                status TEXT NOT NULL,
+                created_at REAL NOT NULL,
+                started_at REAL,
+                ended_at REAL,
+                target TEXT NOT NULL DEFAULT '',
+                inputs TEXT NOT NULL DEFAULT '{}',
+                error TEXT,
+                owner TEXT NOT NULL DEFAULT '',
+                cancel_requested INTEGER NOT NULL DEFAULT 0,
+                n_components INTEGER NOT NULL DEFAULT 0,
+                summary TEXT NOT NULL DEFAULT '{}'
+            )""",
+            "CREATE INDEX runs_status_created ON runs (status, created_at)",
+            "CREATE INDEX runs_created ON runs (created_at)",
+            """CREATE TABLE components (
+                run_id TEXT NOT NULL,
+                component_id TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                submitted_at REAL,
+                started_at REAL,
+                ended_at REAL,
+                queued_s REAL,
+                duration_s REAL,
+                node_id TEXT,
+                worker_id TEXT,
+                resources TEXT NOT NULL DEFAULT '{}',
+                error TEXT,
+                cached INTEGER NOT NULL DEFAULT 0,
+                upstream TEXT NOT NULL DEFAULT '[]',
+                PRIMARY KEY (run_id, component_id)
+            )""",
+            """CREATE TABLE events (
+                run_id TEXT NOT NULL,
+                seq INTEGER NOT NULL,
+                ts REAL NOT NULL,
+                kind TEXT NOT NULL,
+                component_id TEXT,
+                data TEXT NOT NULL DEFAULT '{}',
+                PRIMARY KEY (run_id, seq)
+            )""",
+        ),
+    ),
+]
+
+class _Codec:
+    """Maps one record dataclass to the columns of its table and back."""
+
+    def __init__(self, cls: type, table: str, json_fields: set[str], bool_fields: set[str]) -> None:
+        self.cls = cls
+        self.table = table
+        self.columns = [f.name for f in dc_fields(cls)]
+        self.json_fields = json_fields
+        self.bool_fields = bool_fields
+        self.select = f"SELECT {', '.join(self.columns)} FROM {table}"
+
+    def encode_value(self, name: str, value: Any) -> Any:
+        if name in self.json_fields:
+            return json.dumps(value, sort_keys=True)
+        if name in self.bool_fields:
+            return int(bool(value))
+        return value
+
+    def encode(self, rec: Any) -> tuple[Any, ...]:
+        return tuple(self.encode_value(c, getattr(rec, c)) for c in self.columns)
+
+    def decode(self, row: Sequence[Any]) -> Any:
+        values: dict[str, Any] = {}
+        for name, value in zip(self.columns, row, strict=True):
+            if name in self.json_fields:
+                value = json.loads(value) if value is not None else None
+            elif name in self.bool_fields:
+                value = bool(value)
+            values[name] = value
+        return self.cls(**values)
+
+
+RUNS = _Codec(RunRecord, "runs", {"inputs", "summary"}, {"cancel_requested"})
+COMPONENTS = _Codec(ComponentRecord, "components", {"resources", "upstream"}, {"cached"})
+EVENTS = _Codec(EventRecord, "events", {"data"}, set())
+
+
+def _insert_sql(codec: _Codec, verb: str = "INSERT") -> str:
+    cols = ", ".join(codec.columns)
+    marks = ", ".join("?" for _ in codec.columns)
+    return f"{verb} INTO {codec.table} ({cols}) VALUES ({marks})"
+
+
+def _upsert_sql(codec: _Codec, keys: Sequence[str]) -> str:
+    updates = ", ".join(f"{c} = excluded.{c}" for c in codec.columns if c not in keys)
+    return f"{_insert_sql(codec)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+
+
+_UPSERT_RUN = _upsert_sql(RUNS, ("run_id",))
+_UPSERT_COMPONENT = _upsert_sql(COMPONENTS, ("run_id", "component_id"))
+_INSERT_EVENT = _insert_sql(EVENTS, "INSERT OR IGNORE")
+
+
+class SqliteStore:
+    """A RunStore in one SQLite file. One connection, guarded by a lock."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.url = f"sqlite:///{self.path}"
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = sqlite3.connect(
+            str(self.path),
+            timeout=BUSY_TIMEOUT_MS / 1000,
+            isolation_level=None,  # autocommit; write transactions are explicit
+            check_same_thread=False,
+        )
+        with self._lock:
+            self._configure()
+            self._migrate()
+
+    # -- setup -------------------------------------------------------------------------
+
+    def _configure(self) -> None:
+        conn = self._connection()
+        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        while True:  # switching to WAL needs an exclusive moment; another opener may hold it
+            try:
+                conn.execute("PRAGMA journal_mode = WAL")
+                break
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+        conn.execute("PRAGMA synchronous = NORMAL")
+
+    def _migrate(self) -> None:
+        conn = self._connection()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version ("
+                "version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            row = conn.execute("SELECT COALESCE(MAX(version), 0) FROM schema_version").fetchone()
+            current = int(row[0])
+            for version, statements in MIGRATIONS:
+                if version <= current:
+                    continue
+                for stmt in statements:
+                    conn.execute(stmt)
+                conn.execute(
+                    "INSERT INTO schema_version (version, applied_at) VALUES (?, ?)",
+                    (version, time.time()),
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise RuntimeError(f"run store {self.url} is closed")
+        return self._conn
+
+    def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        """Run ``sql`` for every row in one write transaction; return rows changed."""
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                cur = conn.executemany(sql, rows)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return cur.rowcount
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._connection().execute(sql, params).fetchall()
+
+    def schema_version(self) -> int:
+        """The highest migration version applied to this file."""
+        return int(self._read("SELECT COALESCE(MAX(version), 0) FROM schema_version")[0][0])
+
+    # -- RunStore ----------------------------------------------------------------------
+
+    def create_run(self, run: RunRecord, components: list[ComponentRecord]) -> None:
+        """Insert (or replace) ``run`` and upsert ``components``, in one transaction."""
+        with self._lock:
+            conn = self._connection()
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(_UPSERT_RUN, RUNS.encode(run))
+                conn.executemany(_UPSERT_COMPONENT, [COMPONENTS.encode(c) for c in components])
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+
+    def update_run(self, run_id: str, **fields: Any) -> None:
+        """Set only the given fields; an unknown run is left alone (no error)."""
+        check_run_fields(fields)
+        if not fields:
+            return
+        names = list(fields)
+        assignments = ", ".join(f"{n} = ?" for n in names)
+        values = tuple(RUNS.encode_value(n, fields[n]) for n in names)
+        self._write(f"UPDATE runs SET {assignments} WHERE run_id = ?", [(*values, run_id)])
+
+    def upsert_components(self, records: list[ComponentRecord]) -> None:
+        if records:
+            self._write(_UPSERT_COMPONENT, [COMPONENTS.encode(r) for r in records])
+
+    def append_events(self, events: list[EventRecord]) -> None:
+        if events:
+            self._write(_INSERT_EVENT, [EVENTS.encode(e) for e in events])
+
+    def get_run(self, run_id: str) -> RunRecord | None:
+        rows = self._read(f"{RUNS.select} WHERE run_id = ?", (run_id,))
+        return RUNS.decode(rows[0]) if rows else None
+
+    def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Newest first: created_at descending, then run_id descending."""
+        where, params = ("WHERE status = ?", (status,)) if status is not None else ("", ())
+        sql = f"{RUNS.select} {where} ORDER BY created_at DESC, run_id DESC LIMIT ?"
+        return [RUNS.decode(r) for r in self._read(sql, (*params, max(limit, 0)))]
+
+    def get_components(self, run_id: str) -> list[ComponentRecord]:
+        """The components of ``run_id`` in ascending component_id order."""
+        sql = f"{COMPONENTS.select} WHERE run_id = ? ORDER BY component_id"
+        return [COMPONENTS.decode(r) for r in self._read(sql, (run_id,))]
+
+    def get_events(self, run_id: str, after_seq: int = 0, limit: int = 10_000) -> list[EventRecord]:
+        """Events with ``seq > after_seq`` in ascending seq order, at most ``limit``."""
+        sql = f"{EVENTS.select} WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+        return [EVENTS.decode(r) for r in self._read(sql, (run_id, after_seq, max(limit, 0)))]
+
+    def request_cancel(self, run_id: str) -> bool:
+        changed = self._write(
+            "UPDATE runs SET cancel_requested = 1 WHERE run_id = ?", [(run_id,)]
+        )
+        return changed > 0
+
+    def cancel_requested(self, run_id: str) -> bool:
+        rows = self._read("SELECT cancel_requested FROM runs WHERE run_id = ?", (run_id,))
+        return bool(rows and rows[0][0])
+
+    def close(self) -> None:
+        """Close the connection; idempotent. Later calls raise RuntimeError."""
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+    def __repr__(self) -> str:
+        return f"SqliteStore({str(self.path)!r})"

@@ -1,0 +1,234 @@
+"""StoreWriter: batches run-store writes off the hot path, in one daemon thread.
+
+Owns the queue of pending component records, events and run updates, the background
+thread that drains it, and retrying when the store fails. Must not block the caller
+beyond a short lock, must not drop data silently, and must not reorder what one flush
+cycle writes: components first, then events, then run updates (so a run marked
+SUCCEEDED already has its components).
+
+The writer takes ownership of the records it is given: callers must not mutate a
+record after enqueueing it (it is not copied, to keep the hot path cheap).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from rayflow.store.memory import check_run_fields
+from rayflow.store.port import ComponentRecord, EventRecord, RunStore
+
+logger = logging.getLogger("rayflow.store")
+
+FIRST_RETRY_S = 0.1
+MAX_RETRY_S = 5.0
+
+
+@dataclass
+class _Batch:
+    """One flush cycle's worth of writes; parts are removed as they are written."""
+
+    seq: int
+    components: list[ComponentRecord] = field(default_factory=list)
+    events: list[EventRecord] = field(default_factory=list)
+    runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def size(self) -> int:
+        return len(self.components) + len(self.events) + len(self.runs)
+
+
+class StoreWriter:
+    """Queues writes and applies them to ``store`` every ``flush_interval_s`` seconds,
+    or sooner when ``max_batch`` items are pending or ``flush()`` is called."""
+
+    def __init__(self, store: RunStore, *, flush_interval_s: float = 0.2, max_batch: int = 2000) -> None:
+        if max_batch < 1:
+            raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        self.store = store
+        self.flush_interval_s = flush_interval_s
+        self.max_batch = max_batch
+        self._cond = threading.Condition(threading.Lock())
+        self._components: dict[tuple[str, str], ComponentRecord] = {}
+        self._events: list[EventRecord] = []
+        self._runs: dict[str, dict[str, Any]] = {}
+        self._enqueued = 0      # count of enqueue calls so far
+        self._written = 0       # every enqueue call up to this count is in the store
+        self._flush_now = False
+        self._closing = False   # set by close(): no more enqueues
+        self._stop = False      # set by close() after its flush: the thread exits
+        self._thread_done = False
+        self._closed: bool | None = None  # None while open; then close()'s result
+        self._failures = 0
+        self._retry_at = 0.0
+        self._thread = threading.Thread(target=self._loop, name="rayflow-store-writer", daemon=True)
+        self._thread.start()
+
+    # -- hot path ----------------------------------------------------------------------
+
+    def component(self, rec: ComponentRecord) -> None:
+        """Queue the latest state of one component; a later record for it replaces this one."""
+        with self._cond:
+            self._check_open()
+            self._components[(rec.run_id, rec.component_id)] = rec
+            self._enqueued_one()
+
+    def event(self, ev: EventRecord) -> None:
+        """Queue one event; all events are kept, in order."""
+        with self._cond:
+            self._check_open()
+            self._events.append(ev)
+            self._enqueued_one()
+
+    def run(self, run_id: str, **fields: Any) -> None:
+        """Queue an update of a run; fields for one run merge, later values win."""
+        check_run_fields(fields)  # fail here, not forever in the writer thread
+        with self._cond:
+            self._check_open()
+            self._runs.setdefault(run_id, {}).update(fields)
+            self._enqueued_one()
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise RuntimeError("StoreWriter is closed; nothing more can be written through it")
+
+    def _enqueued_one(self) -> None:
+        self._enqueued += 1
+        if self._pending() >= self.max_batch:
+            self._cond.notify_all()
+
+    def _pending(self) -> int:
+        return len(self._components) + len(self._events) + len(self._runs)
+
+    # -- flush and close ---------------------------------------------------------------
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything enqueued before this call is written; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            target = self._enqueued
+            if self._written >= target:
+                return True
+            self._flush_now = True
+            self._cond.notify_all()
+            while self._written < target:
+                if self._thread_done:
+                    return False
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+            return True
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Flush, then stop the thread. Idempotent; returns whether everything was written.
+
+        With a ``timeout``, gives up waiting on a failing store after that many seconds
+        and logs an error counting what could not be written.
+        """
+        with self._cond:
+            already = self._closing
+            self._closing = True
+        if already:  # closed, or being closed by another thread
+            return self._closed if self._closed is not None else self.flush(timeout)
+        ok = self.flush(timeout)
+        with self._cond:
+            self._stop = True
+            lost = self._pending()
+            self._closed = ok
+            self._cond.notify_all()
+        self._thread.join(timeout)
+        if not ok:
+            logger.error(
+                "run store %s: closing the writer with %d record(s) not written",
+                self.store.url, lost,
+            )
+        return ok
+
+    # -- writer thread -----------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._next_batch()
+            if batch is None:
+                return
+            self._write_batch(batch)
+
+    def _next_batch(self) -> _Batch | None:
+        """Wait for work to be due and take it all; None once close() stops the writer."""
+        with self._cond:
+            due = time.monotonic() + self.flush_interval_s
+            while not self._stop:
+                now = time.monotonic()
+                pending = self._pending()
+                if not pending:
+                    due = now + self.flush_interval_s
+                    self._cond.wait(self.flush_interval_s)
+                elif now < self._retry_at:
+                    self._cond.wait(self._retry_at - now)
+                elif self._flush_now or pending >= self.max_batch or now >= due:
+                    return self._take()
+                else:
+                    self._cond.wait(due - now)
+            self._thread_done = True
+            self._cond.notify_all()  # wake any flush() still waiting: nothing more will be written
+            return None
+
+    def _take(self) -> _Batch:
+        batch = _Batch(self._enqueued, list(self._components.values()), self._events, self._runs)
+        self._components, self._events, self._runs = {}, [], {}
+        self._flush_now = False
+        return batch
+
+    def _write_batch(self, batch: _Batch) -> None:
+        try:
+            self._write_parts(batch)
+        except Exception as exc:  # any store failure is logged and retried
+            self._failures += 1
+            delay = min(FIRST_RETRY_S * 2 ** (self._failures - 1), MAX_RETRY_S)
+            logger.warning(
+                "run store %s: write failed (%s: %s); keeping %d record(s), retry #%d in %.1fs",
+                self.store.url, type(exc).__name__, exc, batch.size(), self._failures, delay,
+            )
+            with self._cond:
+                self._restore(batch)
+                self._retry_at = time.monotonic() + delay
+                self._flush_now = True  # the batch was already due: retry as soon as allowed
+            return
+        with self._cond:
+            self._failures = 0
+            self._written = max(self._written, batch.seq)
+            self._cond.notify_all()
+
+    def _write_parts(self, batch: _Batch) -> None:
+        """Components, then events, then run updates, in chunks of ``max_batch``."""
+        n = self.max_batch
+        while batch.components:
+            self.store.upsert_components(batch.components[:n])
+            del batch.components[:n]
+        while batch.events:
+            self.store.append_events(batch.events[:n])
+            del batch.events[:n]
+        while batch.runs:
+            run_id, fields = next(iter(batch.runs.items()))
+            self.store.update_run(run_id, **fields)
+            del batch.runs[run_id]
+
+    def _restore(self, batch: _Batch) -> None:
+        """Put back what a failed cycle did not write; anything enqueued since wins."""
+        components = {(c.run_id, c.component_id): c for c in batch.components}
+        components.update(self._components)
+        self._components = components
+        self._events = batch.events + self._events
+        runs = batch.runs
+        for run_id, fields in self._runs.items():
+            runs.setdefault(run_id, {}).update(fields)
+        self._runs = runs
+
+    def __enter__(self) -> StoreWriter:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
