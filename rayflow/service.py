@@ -20,6 +20,7 @@ from rayflow.errors import ConfigError, RayflowError, RunNotFound
 from rayflow.execute.local import LocalExecutor
 from rayflow.execute.port import Executor
 from rayflow.plan import Plan, make_plan
+from rayflow.plan.planner import check_cluster
 from rayflow.runs import ActiveRun, RunHandle
 from rayflow.store import RunStore, open_store
 from rayflow.store.port import ComponentRecord, RunRecord
@@ -114,10 +115,11 @@ class Service:
         return make_plan(blueprint_of(target, inputs), require_functions=False)
 
     def plan(self, target: Any, inputs: dict[str, Any], executor: str) -> Plan:
-        blueprint = blueprint_of(target, inputs)
+        plan = make_plan(blueprint_of(target, inputs))
         if executor == "ray":
             self.connect_ray()
-        return make_plan(blueprint, cluster=self.cluster(executor))
+            check_cluster(plan, self.cluster(executor))
+        return plan
 
     def submit(self, target: Any, inputs: dict[str, Any], *, executor: str = "ray",
                run_id: str | None = None, background: bool = True) -> RunHandle:

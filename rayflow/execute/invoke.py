@@ -75,8 +75,7 @@ def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
             args, kwargs = fill(info.args, deps), fill(info.kwargs, deps)
         else:
             args, kwargs = info.args, info.kwargs
-        with deadline(info.timeout_s, info.id):
-            value = fn(*args, **kwargs)
+        value = call_with_timeout(fn, args, kwargs, info.timeout_s, info.id)
     except Exception as exc:  # KeyboardInterrupt (cancellation) passes through
         raise _failure(info, exc, started, cpu0, context) from None
     return value, _meta(started, cpu0, context)
@@ -103,22 +102,20 @@ def _failure(info: CallInfo, exc: Exception, started: float, cpu0: float,
     return cls(info.id, type(exc).__name__, str(exc), detail, meta, timed_out)
 
 
-@contextlib.contextmanager
-def deadline(timeout_s: float | None, component: str) -> Iterator[None]:
-    """Raise ComponentTimeout in the running code once ``timeout_s`` has passed.
+def call_with_timeout(fn: Callable[..., Any], args: Any, kwargs: Any, timeout_s: float | None,
+                      component: str) -> Any:
+    """Call ``fn``; raise ComponentTimeout once ``timeout_s`` has passed.
 
-    In the main thread a SIGALRM timer interrupts even ``time.sleep``; elsewhere an
-    asynchronous exception is raised in the thread at its next bytecode.
+    In the main thread a SIGALRM timer interrupts the call (even ``time.sleep``).
+    Elsewhere the call runs in a helper thread that is abandoned on timeout (and sent
+    an asynchronous exception so it stops at its next bytecode).
     """
     if not timeout_s:
-        yield
-        return
+        return fn(*args, **kwargs)
     if threading.current_thread() is threading.main_thread():
         with _alarm(timeout_s, component):
-            yield
-    else:
-        with _async_timer(timeout_s):
-            yield
+            return fn(*args, **kwargs)
+    return _in_thread(fn, args, kwargs, timeout_s, component)
 
 
 @contextlib.contextmanager
@@ -135,20 +132,21 @@ def _alarm(timeout_s: float, component: str) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-@contextlib.contextmanager
-def _async_timer(timeout_s: float) -> Iterator[None]:
-    target = threading.get_ident()
-    done = threading.Event()
+def _in_thread(fn: Callable[..., Any], args: Any, kwargs: Any, timeout_s: float, component: str) -> Any:
+    outcome: dict[str, Any] = {}
 
-    def fire() -> None:
-        if not done.is_set():
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(target), ctypes.py_object(_AsyncTimeout))
+    def target() -> None:
+        try:
+            outcome["value"] = fn(*args, **kwargs)
+        except BaseException as exc:  # handed back to the caller's thread
+            outcome["error"] = exc
 
-    timer = threading.Timer(timeout_s, fire)
-    timer.daemon = True
-    timer.start()
-    try:
-        yield
-    finally:
-        done.set()
-        timer.cancel()
+    worker = threading.Thread(target=target, name=f"rayflow-{component}", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(worker.ident), ctypes.py_object(_AsyncTimeout))
+        raise ComponentTimeout(component, timeout_s)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["value"]

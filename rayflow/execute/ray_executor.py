@@ -94,7 +94,8 @@ class _Pool:
     def __init__(self, task: Task, remaining: int) -> None:
         o = task.options
         opts = resource_options(task)
-        opts.update(max_restarts=o.max_retries or 1, max_task_retries=o.max_retries or 1)
+        opts.update(max_restarts=o.max_retries or RAY_DEFAULT_SYSTEM_RETRIES,
+                    max_task_retries=o.max_retries or RAY_DEFAULT_SYSTEM_RETRIES)
         actor_cls = _POOL_ACTOR.options(**opts)
         fn = None if task.fn_ref and task.fn is None else task.fn
         self.actors = [actor_cls.remote(fn, task.fn_ref, task.id, dict(o.init_kwargs)) for _ in range(o.concurrency)]
@@ -199,7 +200,8 @@ class RayExecutor:
             pool = self._pools[task.pool] = _Pool(task, self._pool_sizes.get(task.pool, 1))
         i = pool.pick()
         self._pool_of[task.id] = (task.pool, i)
-        method = pool.actors[i].call.options(num_returns=2, **retry_options(task))
+        retry_exceptions = retry_options(task)["retry_exceptions"]  # retry count: the actor's max_task_retries
+        method = pool.actors[i].call.options(num_returns=2, retry_exceptions=retry_exceptions)
         return method.remote(info, *deps)
 
     def _call_done(self, cid: str) -> None:

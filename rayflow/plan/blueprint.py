@@ -91,6 +91,16 @@ def _bind(call: Call, fn: Callable[..., Any], args: tuple, kwargs: dict, *, what
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
         return  # builtins without a signature: the call itself decides
+    params = sig.parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = [k for k in kwargs if k not in params or params[k].kind is inspect.Parameter.POSITIONAL_ONLY]
+        if unknown:
+            names = ", ".join(p for p in params if p != "self") or "none"
+            raise SignatureError(
+                f"component {call.id!r}: unknown {what}argument/port {unknown[0]!r} for {call.name} "
+                f"(parameters: {names})",
+                component=call.id,
+            )
     try:
         sig.bind(*args, **kwargs)
     except TypeError as exc:

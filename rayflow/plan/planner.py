@@ -168,6 +168,12 @@ def pool_key(call: Call) -> str:
     return f"{call.name}|{init}|{o.concurrency}|{sorted(o.ray_resources().items())}"
 
 
+def check_cluster(plan: Plan, cluster: ClusterShape) -> None:
+    """Raise InfeasibleResourceError for the first task no node of ``cluster`` could run."""
+    for task in plan.tasks.values():
+        check_feasible(task.id, task.options, cluster)
+
+
 def check_feasible(component: str, options: ComponentOptions, cluster: ClusterShape) -> None:
     """Reject a request no single node could ever satisfy (Ray would leave it pending forever)."""
     request = {k: v for k, v in options.ray_resources().items() if v > 0}
@@ -177,6 +183,12 @@ def check_feasible(component: str, options: ComponentOptions, cluster: ClusterSh
         return
     for resource, amount in request.items():
         largest = cluster.largest(resource)
+        if largest == 0 and resource not in ("CPU", "memory"):
+            raise InfeasibleResourceError(
+                f"component {component!r} needs {_amount(resource, amount)}, no node has any "
+                f"(nodes: {len(cluster.nodes)})",
+                component=component,
+            )
         if largest < amount:
             raise InfeasibleResourceError(
                 f"component {component!r} needs {_amount(resource, amount)}, "

@@ -1,0 +1,1 @@
+"""The ``rayflow`` command line: parse, call the service, format. No business logic."""

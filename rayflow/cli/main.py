@@ -1,0 +1,296 @@
+"""``rayflow`` commands: run, submit, status, runs, cancel, resume, explain, report.
+
+Each command parses its options, calls the service, and formats. Errors in what the
+user gave (an invalid spec, a bad URL, an unknown run) print one line and exit 2;
+a run that fails exits 1; never a bare traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from rayflow.cli import render
+from rayflow.errors import ConfigError, RayflowError, RunNotFound, SpecError, WorkflowFailed
+from rayflow.service import EXECUTORS, get_service, new_run_id
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="-i/--input")
+        try:
+            inputs[key] = yaml.safe_load(raw) if raw else ""
+        except yaml.YAMLError:
+            inputs[key] = raw
+    return inputs
+
+
+def _guard(fn):
+    """Turn rayflow errors into one line on stderr and the documented exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except (SpecError, ConfigError, RunNotFound) as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_USAGE)
+        except WorkflowFailed as exc:
+            click.echo(f"failed: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+        except RayflowError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(EXIT_FAILED)
+
+    return wrapper
+
+
+def _configure(store: str | None, address: str | None) -> None:
+    get_service().configure(store=store, address=address)
+
+
+target_arg = click.argument("target", metavar="TARGET")
+input_opt = click.option("-i", "--input", "inputs", multiple=True, metavar="KEY=VALUE",
+                         help="A workflow input; VALUE is read as YAML (100, true, [1,2], text). Repeatable.")
+store_opt = click.option("--store", envvar="RAYFLOW_STORE", metavar="URL",
+                         help="Run store URL (default $RAYFLOW_STORE or sqlite:///~/.rayflow/rayflow.db).")
+address_opt = click.option("--address", envvar="RAY_ADDRESS", metavar="ADDR",
+                           help="Ray cluster to join: 'auto', 'ray://host:10001', host:port (default: local Ray).")
+json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="rayflow")
+def cli() -> None:
+    """rayflow: run DAGs of Python components on Ray, tracked and resource-aware.
+
+    TARGET is a spec file (YAML/JSON) or a Python workflow as module:attribute,
+    e.g. rayflow/examples/etl.yaml or rayflow.examples.etl:pipeline.
+    """
+
+
+@cli.command()
+@target_arg
+@input_opt
+@address_opt
+@store_opt
+@click.option("--executor", type=click.Choice(EXECUTORS), default="ray", show_default=True,
+              help="'local' runs every component in this process, one at a time (debugging).")
+@click.option("--run-id", metavar="ID", help="Use this run id (an existing run's id returns that run).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no tables; print the result only.")
+@json_opt
+@_guard
+def run(target: str, inputs: tuple[str, ...], address: str | None, store: str | None, executor: str,
+        run_id: str | None, quiet: bool, as_json: bool) -> None:
+    """Run TARGET to the end, with a live progress bar and a summary table.
+
+    Exit code 0 when the run succeeds, 1 when it fails, 2 for an invalid workflow.
+    """
+    _configure(store, address)
+    service = get_service()
+    handle = service.submit(target, _parse_inputs(inputs), executor=executor, run_id=run_id,
+                            background=executor != "local")
+    total = len(handle.components()) if handle.status() != "SUCCEEDED" else 0
+    status = render.follow(handle, total, show=not quiet and not as_json and executor != "local")
+    _finish(handle, status, quiet=quiet, as_json=as_json)
+
+
+def _finish(handle, status: str, *, quiet: bool, as_json: bool) -> None:
+    out = render.console()
+    metrics = handle.metrics()
+    value = handle.result() if status == "SUCCEEDED" else None
+    if as_json:
+        click.echo(json.dumps({"run_id": handle.run_id, "status": status, "result": _jsonish(value),
+                               "metrics": metrics}, default=str))
+    elif quiet:
+        if status == "SUCCEEDED":
+            click.echo(_jsonish(value) if isinstance(value, str) else json.dumps(_jsonish(value), default=str))
+    else:
+        out.print(render.component_table(metrics, title=f"Run {handle.run_id}: {status}"))
+        render.print_metrics_summary(out, metrics)
+        if status == "SUCCEEDED":
+            out.print(f"result: {value!r}"[:2000])
+    if status != "SUCCEEDED":
+        handle.result()  # raises WorkflowFailed / RunCancelled with the reasons
+        sys.exit(EXIT_FAILED)
+
+
+def _jsonish(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+@cli.command()
+@target_arg
+@input_opt
+@address_opt
+@store_opt
+@click.option("--run-id", metavar="ID", help="Use this run id.")
+@_guard
+def submit(target: str, inputs: tuple[str, ...], address: str | None, store: str | None,
+           run_id: str | None) -> None:
+    """Validate TARGET, start it in the background, print the run id, return at once.
+
+    The run is driven by a detached process (log under ~/.rayflow/logs/); follow it
+    with `rayflow status RUN_ID`.
+    """
+    _configure(store, address)
+    service = get_service()
+    values = _parse_inputs(inputs)
+    plan = service.explain(target, values)
+    if any(t.fn is None for t in plan.tasks.values()):
+        service.plan(target, values, "local")  # raises the missing-function error
+    run_id = run_id or new_run_id(plan.name)
+    if service.store.get_run(run_id) is None:
+        record = service._record_new_run(plan, run_id)
+        _spawn_driver(record.run_id, plan.target or target, service.store.url, address)
+    click.echo(run_id)
+
+
+def _spawn_driver(run_id: str, target: str, store_url: str, address: str | None) -> None:
+    logs = Path(os.path.expanduser("~/.rayflow/logs"))
+    logs.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "rayflow.cli.main", "drive", run_id, target, "--store", store_url]
+    if address:
+        cmd += ["--address", address]
+    with open(logs / f"{run_id}.log", "ab") as log:
+        subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                         start_new_session=True, cwd=os.getcwd())
+
+
+@cli.command(hidden=True)
+@click.argument("run_id")
+@target_arg
+@address_opt
+@store_opt
+@_guard
+def drive(run_id: str, target: str, address: str | None, store: str | None) -> None:
+    """Drive a PENDING run recorded by `rayflow submit` (internal)."""
+    _configure(store, address)
+    handle = get_service().adopt(run_id, target)
+    sys.exit(EXIT_OK if handle.status() == "SUCCEEDED" else EXIT_FAILED)
+
+
+@cli.command()
+@click.argument("run_id")
+@store_opt
+@json_opt
+@_guard
+def status(run_id: str, store: str | None, as_json: bool) -> None:
+    """Show a run's state and every component's state and timings."""
+    _configure(store, None)
+    handle = get_service().get_run(run_id)
+    metrics = handle.metrics()
+    if as_json:
+        click.echo(json.dumps({"run": handle.record().to_dict(), "metrics": metrics}, default=str))
+        return
+    out = render.console()
+    render.print_run(out, handle.record())
+    out.print(render.component_table(metrics))
+    render.print_metrics_summary(out, metrics)
+
+
+@cli.command()
+@click.option("--status", "status_filter", metavar="STATE",
+              type=click.Choice(["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"], case_sensitive=False),
+              help="Only runs in this state.")
+@click.option("--limit", default=20, show_default=True, help="At most this many runs, newest first.")
+@store_opt
+@json_opt
+@_guard
+def runs(status_filter: str | None, limit: int, store: str | None, as_json: bool) -> None:
+    """List runs in the store, newest first."""
+    _configure(store, None)
+    records = get_service().list_runs(status=status_filter.upper() if status_filter else None, limit=limit)
+    if as_json:
+        click.echo(json.dumps([r.to_dict() for r in records], default=str))
+        return
+    table = render.Table(title=f"Runs in {get_service().store.url}")
+    table.add_column("run id", no_wrap=True)
+    for col in ("name", "status", "created", "wall", "components"):
+        table.add_column(col, no_wrap=True)
+    for r in records:
+        wall = r.ended_at - r.started_at if r.ended_at and r.started_at else None
+        table.add_row(r.run_id, r.name, r.status, render._ts(r.created_at), render._fmt_s(wall), str(r.n_components))
+    render.console().print(table)
+
+
+@cli.command()
+@click.argument("run_id")
+@store_opt
+@_guard
+def cancel(run_id: str, store: str | None) -> None:
+    """Ask a run to stop: in-flight components are cancelled, the rest never start."""
+    _configure(store, None)
+    get_service().get_run(run_id).cancel()
+    click.echo(f"cancel requested for {run_id}")
+
+
+@cli.command()
+@click.argument("run_id")
+@store_opt
+@_guard
+def resume(run_id: str, store: str | None) -> None:
+    """Resume a run that did not finish (needs component checkpoints)."""
+    from rayflow.api import resume as resume_run
+
+    _configure(store, None)
+    handle = resume_run(run_id)
+    click.echo(f"{handle.run_id}: {handle.status()}")
+
+
+@cli.command()
+@target_arg
+@input_opt
+@json_opt
+@_guard
+def explain(target: str, inputs: tuple[str, ...], as_json: bool) -> None:
+    """Show the plan without running: levels, parallel groups, critical path, bottlenecks."""
+    plan = get_service().explain(target, _parse_inputs(inputs))
+    if as_json:
+        click.echo(json.dumps(plan.to_dict(), default=str))
+    else:
+        render.print_plan(render.console(), plan)
+
+
+@cli.command()
+@click.argument("run_id")
+@store_opt
+@json_opt
+@_guard
+def report(run_id: str, store: str | None, as_json: bool) -> None:
+    """Per-component table, the measured critical path and the slowest components."""
+    _configure(store, None)
+    handle = get_service().get_run(run_id)
+    metrics = handle.metrics()
+    if as_json:
+        click.echo(json.dumps(metrics, default=str))
+        return
+    out = render.console()
+    render.print_run(out, handle.record())
+    out.print(render.component_table(metrics))
+    render.print_metrics_summary(out, metrics)
+
+
+def main() -> None:
+    cli(prog_name="rayflow")
+
+
+if __name__ == "__main__":
+    main()

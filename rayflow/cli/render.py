@@ -1,0 +1,125 @@
+"""Terminal rendering for the CLI: plans, run tables, progress. Formatting only."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rayflow.plan import Plan
+from rayflow.runs import RunHandle
+from rayflow.store.port import RunRecord
+
+FINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED", "SKIPPED", "UPSTREAM_FAILED", "CACHED"}
+BAD = {"FAILED", "TIMED_OUT", "UPSTREAM_FAILED"}
+STATE_STYLE = {"SUCCEEDED": "green", "CACHED": "cyan", "FAILED": "red", "TIMED_OUT": "red",
+               "UPSTREAM_FAILED": "yellow", "SKIPPED": "dim", "CANCELLED": "magenta", "RUNNING": "blue"}
+MAX_ROWS = 40
+
+
+def console(err: bool = False) -> Console:
+    return Console(stderr=err, highlight=False, soft_wrap=True)
+
+
+def _fmt_s(value: float | None) -> str:
+    if value is None:
+        return "-"
+    if value < 1:
+        return f"{value * 1000:.1f}ms"
+    return f"{value:.2f}s"
+
+
+def _ts(value: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value)) if value else "-"
+
+
+def print_plan(out: Console, plan: Plan) -> None:
+    out.print(f"[bold]{plan.name}[/bold]: {len(plan.tasks)} components, {plan.dag.edge_count()} connections, "
+              f"{len(plan.levels)} levels, failure_strategy={plan.failure_strategy}, "
+              f"max_concurrency={plan.max_concurrency or 'unbounded'}")
+    table = Table(title="Levels (components that may run at the same time)", show_lines=False)
+    table.add_column("level", justify="right")
+    table.add_column("components")
+    for i, level in enumerate(plan.levels[:MAX_ROWS]):
+        shown = ", ".join(level[:12]) + (f", ... (+{len(level) - 12})" if len(level) > 12 else "")
+        table.add_row(str(i), shown)
+    out.print(table)
+    if len(plan.levels) > MAX_ROWS:
+        out.print(f"... {len(plan.levels) - MAX_ROWS} more levels")
+    out.print(f"Parallel groups: {len(plan.parallel_groups)} "
+              f"(widest {plan.analysis.max_parallelism} components)")
+    path = plan.critical_path
+    shown = " -> ".join(path[:20]) + (f" -> ... ({len(path)} in all)" if len(path) > 20 else "")
+    out.print(f"Critical path ({plan.critical_path_length:g} estimated units): {shown}")
+    if plan.bottlenecks:
+        bt = Table(title="Bottlenecks")
+        for col in ("component", "reason", "share of critical path", "fan-in", "fan-out"):
+            bt.add_column(col)
+        for b in plan.bottlenecks:
+            bt.add_row(b.id, b.reason, f"{b.share:.0%}" if b.share else "-", str(b.fan_in), str(b.fan_out))
+        out.print(bt)
+
+
+def print_run(out: Console, run: RunRecord) -> None:
+    style = STATE_STYLE.get(run.status, "")
+    out.print(f"run [bold]{run.run_id}[/bold] ({run.name}): [{style}]{run.status}[/{style}]" if style
+              else f"run [bold]{run.run_id}[/bold] ({run.name}): {run.status}")
+    out.print(f"  target: {run.target or '-'}   inputs: {run.inputs}")
+    wall = (run.ended_at or time.time()) - run.started_at if run.started_at else None
+    out.print(f"  created {_ts(run.created_at)}   started {_ts(run.started_at)}   "
+              f"ended {_ts(run.ended_at)}   wall {_fmt_s(wall)}   driver {run.owner or '-'}")
+    if run.error:
+        out.print(f"  error: {run.error}")
+
+
+def component_table(metrics: dict[str, Any], title: str = "Components") -> Table:
+    comps: dict[str, dict] = metrics["components"]
+    table = Table(title=title)
+    for col in ("component", "state", "attempts", "queued", "duration", "node", "error"):
+        table.add_column(col, overflow="fold")
+    items = list(comps.items())
+    if len(items) > MAX_ROWS:  # show failures first, then the slowest
+        items.sort(key=lambda kv: (kv[1]["state"] not in BAD, -(kv[1]["duration_s"] or 0)))
+        items = items[:MAX_ROWS]
+    for cid, c in items:
+        style = STATE_STYLE.get(c["state"], "")
+        table.add_row(cid, f"[{style}]{c['state']}[/{style}]" if style else c["state"], str(c["attempts"]),
+                      _fmt_s(c["queued_s"]), _fmt_s(c["duration_s"]), (c["node_id"] or "-")[:12],
+                      (c.get("error") or "")[:120])
+    if len(comps) > MAX_ROWS:
+        table.caption = f"{MAX_ROWS} of {len(comps)} components shown (failures, then the slowest)"
+    return table
+
+
+def print_metrics_summary(out: Console, metrics: dict[str, Any]) -> None:
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(metrics.get("counts", {}).items()))
+    q = metrics["queue_wait_s"]
+    out.print(f"wall {_fmt_s(metrics['wall_s'])}   throughput {metrics['throughput_cps']:.1f} components/s   "
+              f"queue wait p50 {_fmt_s(q['p50'])} p95 {_fmt_s(q['p95'])} p99 {_fmt_s(q['p99'])}   [{counts}]")
+    path = metrics["critical_path"]
+    shown = " -> ".join(path[:15]) + (f" -> ... ({len(path)} in all)" if len(path) > 15 else "")
+    out.print(f"critical path ({_fmt_s(metrics['critical_path_s'])}): {shown or '-'}")
+
+
+def follow(handle: RunHandle, total: int, *, show: bool, poll_s: float = 0.1) -> str:
+    """Wait for the run, with a live bar (done/total, failures, elapsed) when ``show``."""
+    if not show:
+        return handle.wait()
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
+    with Progress(*columns, console=console(err=True), transient=False) as bar:
+        task = bar.add_task(handle.run_id, total=total, detail="")
+        status = None
+        while status is None:
+            try:
+                status = handle.wait(timeout=poll_s)
+            except TimeoutError:
+                pass
+            counts = handle.progress()
+            done = sum(v for k, v in counts.items() if k in FINAL)
+            failed = sum(v for k, v in counts.items() if k in BAD)
+            bar.update(task, completed=done, detail=f"running {counts.get('RUNNING', 0)}  failed {failed}")
+        return status

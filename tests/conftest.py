@@ -1,0 +1,39 @@
+"""Shared fixtures: one Ray session for the whole test run, and a fresh run store per test."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """Local Ray, started once (about 4 s); workers can import the tests package."""
+    import ray
+
+    if not ray.is_initialized():
+        pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+        ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+                 logging_level="ERROR")
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture
+def store_url(tmp_path):
+    return f"sqlite:///{tmp_path / 'runs.db'}"
+
+
+@pytest.fixture
+def service(store_url):
+    """The process's Service pointed at a fresh SQLite store for this test."""
+    from rayflow.service import get_service
+
+    svc = get_service()
+    svc.configure(store=store_url)
+    yield svc
+    svc.flush()

@@ -1,0 +1,245 @@
+"""One contract suite, run against both executors (synchronous local and Ray).
+
+Each test drives a real workflow through rf.submit and asserts the outcome, the
+per-component states and what the run store recorded.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+import rayflow as rf
+from tests.execute import fns
+
+EXECUTORS = ["local", "ray"]
+
+
+@pytest.fixture(params=EXECUTORS)
+def executor(request, service):
+    if request.param == "ray":
+        request.getfixturevalue("ray_session")
+    return request.param
+
+
+def states(handle) -> dict[str, str]:
+    return {cid: c["state"] for cid, c in handle.metrics()["components"].items()}
+
+
+@rf.workflow
+def diamond(x: int = 1):
+    a = fns.const(x)
+    b = fns.inc(a)
+    c = fns.inc.options(id="c")(a)
+    return fns.add(b, c)
+
+
+def test_diamond_result_states_and_timings(executor, service):
+    handle = rf.submit(diamond, executor=executor, x=5)
+    assert handle.result(timeout=60) == 12
+    metrics = handle.metrics()
+    assert set(metrics["components"]) == {"const", "inc", "c", "add"}
+    for comp in metrics["components"].values():
+        assert comp["state"] == "SUCCEEDED"
+        assert comp["attempts"] == 1
+        assert comp["started_at"] <= comp["ended_at"]
+        assert comp["queued_s"] is not None and comp["queued_s"] >= 0
+        assert comp["node_id"]
+    assert metrics["critical_path"][0] == "const" and metrics["critical_path"][-1] == "add"
+    assert metrics["throughput_cps"] > 0
+    # the store has the same, readable by any process
+    stored = {c.component_id: c for c in service.store.get_components(handle.run_id)}
+    assert {c.state for c in stored.values()} == {"SUCCEEDED"}
+    assert service.store.get_run(handle.run_id).status == "SUCCEEDED"
+    events = service.store.get_events(handle.run_id)
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+
+
+@rf.workflow
+def fan(n: int = 1000):
+    return fns.total([fns.const.options(id=f"c{i}")(i) for i in range(n)])
+
+
+def test_fan_out_fan_in_of_1000(executor, service):
+    handle = rf.submit(fan, executor=executor, n=1000)
+    assert handle.result(timeout=180) == sum(range(1000))
+    assert handle.progress() == {"SUCCEEDED": 1001}
+
+
+@rf.workflow
+def chain(n: int = 50):
+    node = fns.const(0)
+    for _ in range(n):
+        node = fns.inc(node)
+    return node
+
+
+def test_chain(executor, service):
+    assert rf.run(chain, executor=executor, n=50) == 50
+
+
+@rf.workflow(failure_strategy="fail_fast")
+def fail_fast_wf():
+    bad = fns.boom.options(id="bad")(None)
+    after = fns.inc.options(id="after_bad")(bad)
+    fns.inc.options(id="after_after")(after)
+    slow = fns.sleepy.options(id="slow")(20, 1)
+    return fns.inc.options(id="after_slow")(slow)
+
+
+def test_fail_fast_cancels_in_flight_and_skips_the_rest(executor, service):
+    handle = rf.submit(fail_fast_wf, executor=executor)
+    with pytest.raises(rf.WorkflowFailed) as info:
+        handle.result(timeout=60)
+    assert info.value.failed == ["bad"]
+    assert "ValueError: boom" in info.value.errors["bad"]
+    st = states(handle)
+    assert st["bad"] == "FAILED"
+    assert st["slow"] == "CANCELLED"
+    assert st["after_slow"] in {"SKIPPED", "CANCELLED"}
+    assert st["after_bad"] in {"SKIPPED", "CANCELLED"}
+    assert handle.status() == "FAILED"
+    assert service.store.get_run(handle.run_id).status == "FAILED"
+
+
+@rf.workflow(failure_strategy="continue_on_error")
+def continue_wf():
+    bad = fns.boom.options(id="bad")(None)
+    after = fns.inc.options(id="after_bad")(bad)
+    last = fns.inc.options(id="after_after")(after)
+    good = fns.inc.options(id="good")(fns.const.options(id="src")(1))
+    return {"bad_branch": last, "good_branch": good}
+
+
+def test_continue_on_error_finishes_independent_branches(executor, service):
+    handle = rf.submit(continue_wf, executor=executor)
+    with pytest.raises(rf.WorkflowFailed) as info:
+        handle.result(timeout=60)
+    assert info.value.failed == ["bad"]
+    assert states(handle) == {
+        "bad": "FAILED", "after_bad": "UPSTREAM_FAILED", "after_after": "UPSTREAM_FAILED",
+        "src": "SUCCEEDED", "good": "SUCCEEDED",
+    }
+
+
+@rf.workflow
+def flaky_wf(ledger: str, fail_times: int = 2, retries: int = 2, retry_on: tuple = (ConnectionError,)):
+    return fns.flaky.options(max_retries=retries, retry_exceptions=retry_on)(ledger, fail_times, value=7)
+
+
+def test_retries_then_success(executor, service, tmp_path):
+    ledger = tmp_path / "ledger"
+    handle = rf.submit(flaky_wf, executor=executor, ledger=str(ledger), fail_times=2, retries=2)
+    assert handle.result(timeout=60) == 7
+    assert handle.metrics()["components"]["flaky"]["attempts"] == 3
+    assert len(ledger.read_text()) == 3
+
+
+def test_exceptions_not_listed_are_not_retried(executor, service, tmp_path):
+    ledger = tmp_path / "ledger"
+    handle = rf.submit(flaky_wf, executor=executor, ledger=str(ledger), fail_times=2, retries=2,
+                       retry_on=(KeyError,))
+    with pytest.raises(rf.WorkflowFailed) as info:
+        handle.result(timeout=60)
+    assert "ConnectionError" in info.value.errors["flaky"]
+    assert len(ledger.read_text()) == 1
+
+
+@rf.workflow
+def timeout_wf(retries: int = 0):
+    slow = fns.sleepy.options(timeout_s=0.5, max_retries=retries)(30, 1)
+    return fns.inc(slow)
+
+
+@pytest.mark.parametrize("retries", [0, 1])
+def test_timeout_marks_timed_out_after_the_retry_policy(executor, service, retries):
+    handle = rf.submit(timeout_wf, executor=executor, retries=retries)
+    with pytest.raises(rf.WorkflowFailed) as info:
+        handle.result(timeout=60)
+    assert "timeout_s=0.5" in info.value.errors["sleepy"]
+    comp = handle.metrics()["components"]["sleepy"]
+    assert comp["state"] == "TIMED_OUT"
+    assert comp["attempts"] == retries + 1
+    assert states(handle)["inc"] in {"SKIPPED", "CANCELLED"}
+
+
+@rf.workflow
+def slow_chain(n: int = 20, seconds: float = 0.3):
+    node = fns.const(0)
+    for i in range(n):
+        node = fns.sleepy.options(id=f"s{i}")(seconds, node)
+    return node
+
+
+def test_cancel_stops_the_run(executor, service):
+    handle = rf.submit(slow_chain, executor=executor, n=20, seconds=0.3)
+    deadline = time.monotonic() + 60
+    while handle.progress().get("SUCCEEDED", 0) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    handle.cancel()
+    assert handle.wait(timeout=30) == "CANCELLED"
+    st = states(handle)
+    assert "CANCELLED" in st.values()
+    assert st["s19"] == "CANCELLED"
+    assert set(st.values()) <= {"SUCCEEDED", "CANCELLED"}
+    with pytest.raises(rf.RunCancelled):
+        handle.result()
+    assert service.store.get_run(handle.run_id).status == "CANCELLED"
+
+
+@rf.workflow
+def actor_wf(n: int = 6):
+    return [fns.Offset(i) for i in range(n)]
+
+
+def test_actor_components_share_a_pool(executor, service):
+    results = rf.run(actor_wf, executor=executor, n=6)
+    assert [r["value"] for r in results] == [100 + i for i in range(6)]
+    pids = {r["pid"] for r in results}
+    assert 1 <= len(pids) <= 2
+    # each actor instance counts its own calls: over the pool they add up to 6
+    per_pid = {}
+    for r in results:
+        per_pid[r["pid"]] = max(per_pid.get(r["pid"], 0), r["calls"])
+    assert sum(per_pid.values()) == 6
+
+
+@rf.workflow(max_concurrency=2)
+def bounded(n: int = 6):
+    return [fns.sleepy.options(id=f"s{i}")(0.3, i) for i in range(n)]
+
+
+def test_max_concurrency_bounds_components_in_flight(executor, service):
+    handle = rf.submit(bounded, executor=executor, n=6)
+    assert handle.result(timeout=60) == list(range(6))
+    spans = [(c["started_at"], c["ended_at"]) for c in handle.metrics()["components"].values()]
+    for start, _ in spans:
+        overlapping = sum(1 for s, e in spans if s <= start < e)
+        assert overlapping <= 2
+
+
+def test_only_outputs_are_fetched_by_the_driver(executor, service, monkeypatch):
+    from rayflow.execute.local import LocalExecutor
+
+    cls = LocalExecutor
+    if executor == "ray":
+        from rayflow.execute.ray_executor import RayExecutor as cls
+    fetched: list[set[str]] = []
+    original = cls.fetch
+
+    def spy(self, handles):
+        fetched.append(set(handles))
+        return original(self, handles)
+
+    monkeypatch.setattr(cls, "fetch", spy)
+    assert rf.run(diamond, executor=executor, x=1) == 4
+    assert fetched == [{"add"}]
+
+
+def test_a_run_id_is_idempotent(executor, service):
+    first = rf.submit(diamond, executor=executor, run_id="fixed-id", x=1)
+    assert first.result(timeout=60) == 4
+    second = rf.submit(diamond, executor=executor, run_id="fixed-id", x=1)
+    assert second.run_id == "fixed-id"
+    assert len([r for r in rf.list_runs() if r.run_id == "fixed-id"]) == 1
