@@ -120,16 +120,22 @@ def call_with_timeout(fn: Callable[..., Any], args: Any, kwargs: Any, timeout_s:
 
 @contextlib.contextmanager
 def _alarm(timeout_s: float, component: str) -> Iterator[None]:
+    """SIGALRM after ``timeout_s``; an outer timer (pytest-timeout, the user's) is re-armed after."""
+
     def on_alarm(signum, frame):
         raise ComponentTimeout(component, timeout_s)
 
+    started = time.monotonic()
     previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    outer_remaining, outer_interval = signal.setitimer(signal.ITIMER_REAL, timeout_s)
     try:
         yield
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
+        if outer_remaining > 0:
+            left = max(outer_remaining - (time.monotonic() - started), 0.001)
+            signal.setitimer(signal.ITIMER_REAL, left, outer_interval)
 
 
 def _in_thread(fn: Callable[..., Any], args: Any, kwargs: Any, timeout_s: float, component: str) -> Any:

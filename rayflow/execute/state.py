@@ -158,7 +158,9 @@ class RunState:
         return True
 
     def cancel(self) -> list[str]:
-        """Cancel the run: in-flight and pending components become CANCELLED."""
+        """Cancel the run: in-flight and pending components become CANCELLED (no-op once done)."""
+        if self.done:
+            return []
         self.cancelled = True
         return self._stop_everything(in_flight_to=CANCELLED, pending_to=CANCELLED)
 

@@ -127,11 +127,21 @@ def format_validation_error(exc: ValidationError, data: Any) -> str:
     return f"{where}: {message}{got_text}{more}"
 
 
+_TYPE_TAGS = {"bool", "int", "float", "str", "dict", "list", "none", "literal"}
+
+
+def _field_path(parts: list[Any]) -> str:
+    """Field names only: drop pydantic's union tags such as 'float' or 'list[str]'."""
+    names = [str(p) for p in parts
+             if not (isinstance(p, str) and (p in _TYPE_TAGS or "[" in p or p.startswith("function-")))]
+    return ".".join(names)
+
+
 def _describe_location(loc: list[Any], data: Any) -> str:
     if len(loc) >= 2 and loc[0] in ("components", "connections") and isinstance(loc[1], int):
         section, index, rest = loc[0], loc[1], loc[2:]
         item = _item(data, section, index)
-        field = ".".join(str(x) for x in rest) or "(whole entry)"
+        field = _field_path(rest) or "(whole entry)"
         if section == "components":
             cid = item.get("id") if isinstance(item, dict) else None
             who = f"component {cid!r}" if cid else f"component #{index + 1}"
@@ -140,7 +150,7 @@ def _describe_location(loc: list[Any], data: Any) -> str:
             dst = item.get("to") if isinstance(item, dict) else None
             who = f"connection #{index + 1} ({src} -> {dst})"
         return f"{who} field {field!r}"
-    return f"workflow field {'.'.join(str(x) for x in loc) or '(top level)'!r}"
+    return f"workflow field {_field_path(loc) or '(top level)'!r}"
 
 
 def _item(data: Any, section: str, index: int) -> Any:
