@@ -9,6 +9,7 @@ Must not import ray.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
@@ -76,7 +77,7 @@ class _Builder:
             type="actor" if opts.kind == "actor" else "python",
         )
         check_signature(call)
-        self.calls[node_id] = call
+        self.calls[node_id] = dataclasses.replace(call, checked=True)
         return NodeHandle(node_id, self)
 
     def _auto_id(self, base: str) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 from collections.abc import Iterable
 from typing import Any
 
@@ -27,6 +28,9 @@ from rayflow.plan import Plan, Task
 from rayflow.spec.resolve import import_callable
 
 RAY_DEFAULT_SYSTEM_RETRIES = 3
+WAIT_WINDOW = 512   # each wait looks at the oldest in-flight calls (they finish first)
+WAIT_BATCH = 64     # completions gathered per wait when nothing waits on noticing them
+MAX_CACHED_REMOTES = 1024
 
 
 def _worker_context() -> dict[str, Any]:
@@ -78,6 +82,43 @@ def retry_options(task: Task) -> dict[str, Any]:
     return {"max_retries": n, "retry_exceptions": [RetryableFailure]}
 
 
+def options_key(task: Task) -> tuple:
+    """What ``resource_options`` and ``retry_options`` depend on, hashable."""
+    o = task.options
+    return (o.num_cpus, o.num_gpus, o.memory, tuple(sorted(o.resources.items())), o.max_retries)
+
+
+# Ray remote functions made once per process, shared by runs: exporting a function and
+# ``.options()`` each cost more than the ``.remote()`` call itself. Each entry holds its
+# function, so the id in its key stays that function's.
+_RUNNERS: dict[int, tuple[Any, Any]] = {}        # id(fn) -> (fn, remote function)
+_CONFIGURED: dict[tuple, tuple[Any, Any]] = {}   # (id(fn), options_key) -> (fn, configured)
+
+
+def task_remote(task: Task) -> Any:
+    """The remote function running ``task``, configured with its resources and retry policy."""
+    key = (id(task.fn), options_key(task))
+    return _cached(_CONFIGURED, key, task.fn, lambda: _runner(task.fn).options(
+        num_returns=2, **resource_options(task), **retry_options(task)))
+
+
+def _runner(fn: Any) -> Any:
+    if fn is None:
+        return _REF_TASK
+    return _cached(_RUNNERS, id(fn), fn, lambda: ray.remote(_make_runner(fn)))
+
+
+def _cached(cache: dict, key: Any, fn: Any, make: Any) -> Any:
+    hit = cache.get(key)
+    if hit is not None:
+        return hit[1]
+    if len(cache) >= MAX_CACHED_REMOTES:
+        cache.clear()
+    value = make()
+    cache[key] = (fn, value)
+    return value
+
+
 def resource_options(task: Task) -> dict[str, Any]:
     o = task.options
     out: dict[str, Any] = {"num_cpus": o.num_cpus}
@@ -122,12 +163,16 @@ class RayExecutor:
     def __init__(self) -> None:
         self._meta: dict[Any, str] = {}           # meta ref -> component id
         self._refs: dict[str, tuple[Any, Any]] = {}   # component id -> (value ref, meta ref)
-        self._remotes: dict[int, Any] = {}
         self._pool_sizes: dict[str, int] = {}
         self._pools: dict[str, _Pool] = {}
         self._pool_of: dict[str, tuple[str, int]] = {}
+        self._batch = 1
 
     def start(self, plan: Plan) -> None:
+        # Without max_concurrency the loop submits every component up front, so noticing
+        # a completion sooner frees nothing: gather them in batches and leave the CPU to
+        # Ray. With it, each completion frees a slot: notice it at once.
+        self._batch = WAIT_BATCH if plan.max_concurrency is None else 1
         self._pool_sizes = {}
         for task in plan.tasks.values():
             if task.pool:
@@ -138,20 +183,26 @@ class RayExecutor:
         if task.pool:
             value, meta = self._submit_actor(task, info, deps)
         else:
-            opts = {"num_returns": 2, "name": task.id, **resource_options(task), **retry_options(task)}
-            value, meta = self._remote(task).options(**opts).remote(*self._leading(task), info, *deps)
+            value, meta = task_remote(task).remote(*self._leading(task), info, *deps)
         self._meta[meta] = task.id
         self._refs[task.id] = (value, meta)
         return value
 
     def wait(self, timeout: float) -> list[Completion]:
+        """Completions among the oldest calls: up to a batch of them, or what is ready at ``timeout``.
+
+        Each wait costs Ray time linear in the refs it names, so it names a bounded
+        window; when that window is slow to finish, the newer calls are swept once too.
+        """
         if not self._meta:
             return []
-        refs = list(self._meta)
-        ready, _ = ray.wait(refs, num_returns=1, timeout=timeout)
-        if not ready:
-            return []
-        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        window = list(itertools.islice(self._meta, WAIT_WINDOW))
+        want = min(self._batch, len(window))
+        ready, _ = ray.wait(window, num_returns=want, timeout=timeout)
+        if len(ready) < want and len(self._meta) > len(window):
+            ready += self._ready(list(self._meta)[len(window):])
+        elif want == 1 and ready:
+            ready = self._ready(window)
         return [self._complete(ref, value) for ref, value in self._get(ready)]
 
     def cancel(self, ids: Iterable[str]) -> None:
@@ -180,16 +231,6 @@ class RayExecutor:
 
     # -- helpers -----------------------------------------------------------------------
 
-    def _remote(self, task: Task) -> Any:
-        if task.fn is None:
-            return _REF_TASK
-        key = id(task.fn)
-        remote = self._remotes.get(key)
-        if remote is None:
-            remote = ray.remote(_make_runner(task.fn))
-            self._remotes[key] = remote
-        return remote
-
     @staticmethod
     def _leading(task: Task) -> tuple:
         return (task.fn_ref,) if task.fn is None else ()
@@ -216,6 +257,10 @@ class RayExecutor:
         if pool.remaining <= 0:
             pool.kill()
             del self._pools[where[0]]
+
+    @staticmethod
+    def _ready(refs: list[Any]) -> list[Any]:
+        return ray.wait(refs, num_returns=len(refs), timeout=0)[0]
 
     def _get(self, ready: list[Any]) -> list[tuple[Any, Any]]:
         try:

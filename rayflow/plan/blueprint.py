@@ -7,6 +7,7 @@ template (upstream outputs as NodeRef leaves) and validated options. Pure; no Ra
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -28,12 +29,13 @@ class Call:
     options: ComponentOptions = field(default_factory=ComponentOptions)
     fn_ref: str | None = None        # "module:callable", imported on the worker when set
     type: str = "python"
+    checked: bool = False            # arguments already bound to the signature (DSL calls)
+    deps: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
-    @property
-    def deps(self) -> tuple[str, ...]:
+    def __post_init__(self) -> None:
         refs = collect_refs(self.args)
         collect_refs(self.kwargs, refs)
-        return tuple(refs)
+        object.__setattr__(self, "deps", tuple(refs))  # upstream ids, in first-use order
 
     @property
     def name(self) -> str:
@@ -77,7 +79,7 @@ class Blueprint:
 
 def check_signature(call: Call) -> None:
     """Raise SignatureError when ``call``'s arguments cannot bind to its function."""
-    if call.fn is None:
+    if call.fn is None or call.checked:
         return
     if inspect.isclass(call.fn):
         _bind(call, call.fn, (), dict(call.options.init_kwargs), what="init_kwargs of")
@@ -86,11 +88,21 @@ def check_signature(call: Call) -> None:
         _bind(call, call.fn, call.args, call.kwargs, what="")
 
 
+@functools.lru_cache(maxsize=4096)
+def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None  # builtins without a signature: the call itself decides
+
+
 def _bind(call: Call, fn: Callable[..., Any], args: tuple, kwargs: dict, *, what: str) -> None:
     try:
+        sig = _signature(fn)
+    except TypeError:  # an unhashable callable
         sig = inspect.signature(fn)
-    except (TypeError, ValueError):
-        return  # builtins without a signature: the call itself decides
+    if sig is None:
+        return
     params = sig.parameters
     if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
         unknown = [k for k in kwargs if k not in params or params[k].kind is inspect.Parameter.POSITIONAL_ONLY]

@@ -145,6 +145,7 @@ def make_plan(
 def _task(call: Call, priority: float) -> Task:
     deps = call.deps
     index = {d: i for i, d in enumerate(deps)}
+    args, kwargs = (to_slots(call.args, index), to_slots(call.kwargs, index)) if deps else (call.args, call.kwargs)
     pool = None
     if call.options.kind == "actor":
         pool = pool_key(call)
@@ -152,8 +153,8 @@ def _task(call: Call, priority: float) -> Task:
         id=call.id,
         fn=call.fn,
         fn_ref=call.fn_ref,
-        args=to_slots(call.args, index),
-        kwargs=to_slots(call.kwargs, index),
+        args=args,
+        kwargs=kwargs,
         deps=deps,
         options=call.options,
         priority=priority,
