@@ -78,8 +78,9 @@ def print_run(out: Console, run: RunRecord) -> None:
 def component_table(metrics: dict[str, Any], title: str = "Components") -> Table:
     comps: dict[str, dict] = metrics["components"]
     table = Table(title=title)
-    for col in ("component", "state", "attempts", "queued", "duration", "node", "error"):
-        table.add_column(col, overflow="fold")
+    for col in ("component", "state", "attempts", "queued", "duration", "node"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("error", overflow="fold")
     items = list(comps.items())
     if len(items) > MAX_ROWS:  # show failures first, then the slowest
         items.sort(key=lambda kv: (kv[1]["state"] not in BAD, -(kv[1]["duration_s"] or 0)))
@@ -87,7 +88,7 @@ def component_table(metrics: dict[str, Any], title: str = "Components") -> Table
     for cid, c in items:
         style = STATE_STYLE.get(c["state"], "")
         table.add_row(cid, f"[{style}]{c['state']}[/{style}]" if style else c["state"], str(c["attempts"]),
-                      _fmt_s(c["queued_s"]), _fmt_s(c["duration_s"]), (c["node_id"] or "-")[:12],
+                      _fmt_s(c["queued_s"]), _fmt_s(c["duration_s"]), (c["node_id"] or "-")[:8],
                       (c.get("error") or "")[:120])
     if len(comps) > MAX_ROWS:
         table.caption = f"{MAX_ROWS} of {len(comps)} components shown (failures, then the slowest)"
