@@ -186,6 +186,12 @@ class RunHandle:
     def components(self) -> dict[str, dict[str, Any]]:
         return self.metrics()["components"]
 
+    def _repr_html_(self) -> str:
+        """Jupyter: summary, Gantt chart and component table (plotly.js inlined, works offline)."""
+        from rayflow.report.notebook import run_html  # plotly only when a notebook asks
+
+        return run_html(self)
+
     def _failure(self) -> WorkflowFailed:
         if self._active is not None:
             errors = self._active.state.errors() or {"(run)": self._active.error or "failed"}

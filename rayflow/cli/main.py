@@ -273,12 +273,26 @@ def explain(target: str, inputs: tuple[str, ...], as_json: bool) -> None:
 @click.argument("run_id")
 @store_opt
 @json_opt
+@click.option("--html", "html_path", metavar="FILE", type=click.Path(dir_okay=False),
+              help="Write a self-contained HTML report (summary, Gantt chart, DAG, table) to FILE.")
 @_guard
-def report(run_id: str, store: str | None, as_json: bool) -> None:
-    """Per-component table, the measured critical path and the slowest components."""
+def report(run_id: str, store: str | None, as_json: bool, html_path: str | None) -> None:
+    """Per-component table, the measured critical path and the slowest components.
+
+    Reads the store only, so it works after the cluster is gone.
+    """
     _configure(store, None)
     handle = get_service().get_run(run_id)
     metrics = handle.metrics()
+    if html_path:
+        from rayflow.report import write_html  # plotly is imported only when a page is asked for
+
+        try:
+            out = write_html(html_path, handle.record(), metrics, get_service().store.get_components(run_id))
+        except OSError as exc:
+            raise ConfigError(f"cannot write the report to {html_path}: {exc}") from exc
+        click.echo(str(out))
+        return
     if as_json:
         click.echo(json.dumps(metrics, default=str))
         return

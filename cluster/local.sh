@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# A two-node Ray cluster on one machine, for trying rayflow's placement and `ray job submit`.
+#
+#   cluster/local.sh start    head on 127.0.0.1:6380 (Redis holds 6379), dashboard on 8265,
+#                             and a second node offering the custom resource node_b=1
+#   cluster/local.sh status   show the nodes
+#   cluster/local.sh stop     stop both nodes (only these two: other Ray instances are left alone)
+#
+# Settings (environment): RAYFLOW_CLUSTER_DIR (state, default ~/.rayflow/local-cluster),
+# RAYFLOW_HEAD_PORT (6380), RAYFLOW_DASHBOARD_PORT (8265), RAYFLOW_HEAD_CPUS (2),
+# RAYFLOW_NODE_B_CPUS (1). Run it with the project's virtualenv first on PATH so the
+# cluster's workers run the same Python (`PATH=$PWD/.venv/bin:$PATH cluster/local.sh start`).
+set -euo pipefail
+
+DIR="${RAYFLOW_CLUSTER_DIR:-$HOME/.rayflow/local-cluster}"
+PORT="${RAYFLOW_HEAD_PORT:-6380}"
+DASH="${RAYFLOW_DASHBOARD_PORT:-8265}"
+HEAD_CPUS="${RAYFLOW_HEAD_CPUS:-2}"
+B_CPUS="${RAYFLOW_NODE_B_CPUS:-1}"
+export RAY_AUTH_MODE=token   # clusters started with `ray start` require the token (written to ~/.ray/auth_token)
+
+ip() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+try:
+    s.connect(("10.255.255.255", 1)); print(s.getsockname()[0])
+except OSError:
+    print("127.0.0.1")' ; }
+
+alive_nodes() {
+  python3 - "$ADDRESS" <<'PY' 2>/dev/null || echo 0
+import sys, ray
+ray.init(address=sys.argv[1], logging_level="ERROR", log_to_driver=False)
+print(sum(1 for n in ray.nodes() if n["Alive"]))
+PY
+}
+
+wait_nodes() {  # wait until $1 nodes are alive
+  local count=0
+  for _ in $(seq 1 60); do
+    count=$(alive_nodes | tail -n 1)
+    [ "${count:-0}" -ge "$1" ] && return 0
+    sleep 1
+  done
+  echo "cluster: only ${count:-0} of $1 nodes came up; see $DIR/*.log" >&2
+  return 1
+}
+
+start() {
+  if [ -f "$DIR/head.pgid" ] && kill -0 -"$(cat "$DIR/head.pgid")" 2>/dev/null; then
+    echo "already running: $(cat "$DIR/address")"; return 0
+  fi
+  mkdir -p "$DIR"
+  HOST=$(ip)
+  ADDRESS="$HOST:$PORT"
+  setsid ray start --head --port="$PORT" --dashboard-host=127.0.0.1 --dashboard-port="$DASH" \
+      --num-cpus="$HEAD_CPUS" --block >"$DIR/head.log" 2>&1 < /dev/null &
+  echo $! >"$DIR/head.pgid"
+  echo "$ADDRESS" >"$DIR/address"
+  wait_nodes 1
+  setsid ray start --address="$ADDRESS" --num-cpus="$B_CPUS" --resources='{"node_b": 1}' --block \
+      >"$DIR/node_b.log" 2>&1 < /dev/null &
+  echo $! >"$DIR/node_b.pgid"
+  wait_nodes 2
+  echo "started: address $ADDRESS, dashboard http://127.0.0.1:$DASH"
+  echo "use: RAY_ADDRESS=$ADDRESS rayflow run ...   or   ray job submit --address http://127.0.0.1:$DASH ..."
+}
+
+stop_group() {
+  local file="$DIR/$1.pgid"
+  [ -f "$file" ] || return 0
+  local pgid; pgid=$(cat "$file")
+  kill -TERM -"$pgid" 2>/dev/null || true
+  for _ in $(seq 1 20); do kill -0 -"$pgid" 2>/dev/null || break; sleep 0.5; done
+  kill -KILL -"$pgid" 2>/dev/null || true
+  rm -f "$file"
+}
+
+stop() {
+  stop_group node_b
+  stop_group head
+  rm -f "$DIR/address"
+  echo "stopped"
+}
+
+status() {
+  if [ ! -f "$DIR/address" ]; then echo "not running"; return 1; fi
+  ADDRESS=$(cat "$DIR/address")
+  echo "address $ADDRESS, alive nodes: $(alive_nodes | tail -n 1)"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) status ;;
+  *) echo "usage: $0 start|stop|status" >&2; exit 2 ;;
+esac
