@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rayflow.errors import ComponentTimeout
+from rayflow.execute import usage
 from rayflow.plan.template import fill
 
 
@@ -68,6 +69,7 @@ class _AsyncTimeout(ComponentTimeout):
 def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
            context: Callable[[], dict[str, Any]] | None = None) -> tuple[Any, dict[str, Any]]:
     """Call ``fn`` for ``info``; return (value, meta) or raise ComponentFailure."""
+    rss0 = usage.start()
     started = time.time()
     cpu0 = time.process_time()
     try:
@@ -77,20 +79,24 @@ def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
             args, kwargs = info.args, info.kwargs
         value = call_with_timeout(fn, args, kwargs, info.timeout_s, info.id)
     except Exception as exc:  # KeyboardInterrupt (cancellation) passes through
-        raise _failure(info, exc, started, cpu0, context) from None
-    return value, _meta(started, cpu0, context)
+        raise _failure(info, exc, started, cpu0, context, rss0) from None
+    return value, _meta(started, cpu0, context, rss0)
 
 
-def _meta(started: float, cpu0: float, context: Callable[[], dict[str, Any]] | None) -> dict[str, Any]:
+def _meta(started: float, cpu0: float, context: Callable[[], dict[str, Any]] | None,
+          rss0: int | None = None) -> dict[str, Any]:
     meta = {"started_at": started, "ended_at": time.time(), "cpu_s": time.process_time() - cpu0}
+    if rss0 is not None:
+        meta["peak_rss_bytes"] = usage.peak()
+        meta["rss_start_bytes"] = rss0
     if context is not None:
         meta.update(context())
     return meta
 
 
 def _failure(info: CallInfo, exc: Exception, started: float, cpu0: float,
-             context: Callable[[], dict[str, Any]] | None) -> ComponentFailure:
-    meta = _meta(started, cpu0, context)
+             context: Callable[[], dict[str, Any]] | None, rss0: int | None = None) -> ComponentFailure:
+    meta = _meta(started, cpu0, context, rss0)
     timed_out = isinstance(exc, ComponentTimeout)
     if timed_out:
         exc = ComponentTimeout(info.id, info.timeout_s or 0.0)

@@ -55,6 +55,8 @@ class ComponentRecord:
     error: str | None = None
     cached: bool = False
     upstream: list[str] = field(default_factory=list)
+    cpu_s: float | None = None             # CPU time the call used, measured in the worker
+    peak_rss_bytes: int | None = None      # peak resident memory of the worker during the call
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -74,6 +74,14 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             )""",
         ),
     ),
+    (
+        2,
+        (  # what a component used, measured in the worker
+            "ALTER TABLE components ADD COLUMN cpu_s REAL",
+            "ALTER TABLE components ADD COLUMN peak_rss_bytes INTEGER",
+            "CREATE INDEX components_component_ended ON components (component_id, ended_at)",
+        ),
+    ),
 ]
 
 class _Codec:

@@ -196,3 +196,23 @@ def test_open_store_rejects_unknown_urls(url: str) -> None:
     with pytest.raises(ConfigError) as info:
         open_store(url)
     assert repr(url) in str(info.value) or "names no file" in str(info.value)
+
+
+def test_a_version_1_database_upgrades_and_keeps_its_rows(db_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(sqlite_mod, "MIGRATIONS", sqlite_mod.MIGRATIONS[:1])
+    old = SqliteStore(db_path)
+    assert old.schema_version() == 1
+    old.close()
+    monkeypatch.undo()
+    with sqlite3.connect(db_path) as raw:  # rows written by a version-1 rayflow
+        raw.execute("INSERT INTO runs (run_id, name, status, created_at) VALUES ('r1', 'wf', 'SUCCEEDED', 1.0)")
+        raw.execute("INSERT INTO components (run_id, component_id, state) VALUES ('r1', 'a', 'SUCCEEDED')")
+    new = SqliteStore(db_path)
+    assert new.schema_version() == sqlite_mod.MIGRATIONS[-1][0]
+    (comp,) = new.get_components("r1")
+    assert comp.state == "SUCCEEDED" and comp.cpu_s is None and comp.peak_rss_bytes is None
+    comp.cpu_s, comp.peak_rss_bytes = 0.5, 123
+    new.upsert_components([comp])
+    (again,) = new.get_components("r1")
+    assert (again.cpu_s, again.peak_rss_bytes) == (0.5, 123)
+    new.close()
