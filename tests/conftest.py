@@ -17,7 +17,7 @@ def ray_session():
 
     if not ray.is_initialized():
         pythonpath = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-        ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
+        ray.init(address="local", num_cpus=2, include_dashboard=False, runtime_env={"env_vars": {"PYTHONPATH": pythonpath}},
                  logging_level="ERROR")
     yield ray
     ray.shutdown()

@@ -9,6 +9,11 @@ their last call is final so they do not hold CPUs the rest of the run needs.
 Retry policy: ``max_retries=0`` (the default) keeps Ray's own default for system
 failures (a worker or node dying) and retries no application error; ``max_retries=N``
 allows N retries of system failures, timeouts and the exceptions in ``retry_exceptions``.
+
+Per-component cost on the driver (benchmarks/overhead.py measures it against raw Ray):
+remote functions are configured once per process per function and resource signature,
+the CallInfo travels as pre-pickled bytes, and completions are gathered in batches from
+a bounded window of the oldest calls, so no step is linear in the calls in flight.
 """
 
 from __future__ import annotations
@@ -16,20 +21,23 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
+import pickle
 from collections.abc import Iterable
 from typing import Any
 
 import ray
+from ray import cloudpickle
 from ray.exceptions import RayError, TaskCancelledError
 
-from rayflow.execute.invoke import ComponentFailure, RetryableFailure, invoke
+from rayflow.execute.invoke import CallInfo, ComponentFailure, RetryableFailure, invoke
 from rayflow.execute.port import Completion, call_info
 from rayflow.plan import Plan, Task
 from rayflow.spec.resolve import import_callable
 
 RAY_DEFAULT_SYSTEM_RETRIES = 3
 WAIT_WINDOW = 512   # each wait looks at the oldest in-flight calls (they finish first)
-WAIT_BATCH = 64     # completions gathered per wait when nothing waits on noticing them
+WAIT_BATCH = 64     # completions gathered per wait when nothing waits on noticing them ...
+WAIT_LINGER_S = 0.02  # ... for at most this long after the first one
 MAX_CACHED_REMOTES = 1024
 
 
@@ -47,14 +55,25 @@ def _imported(fn_ref: str, component: str) -> Any:
     return import_callable(fn_ref, component=component)
 
 
-def _run_ref(fn_ref: str, info, *deps):
+def encode_info(task: Task) -> bytes:
+    """The task's CallInfo, pickled on the driver: Ray's generic argument serializer
+    takes several times longer for a small object than cloudpickle producing bytes."""
+    return cloudpickle.dumps(call_info(task))
+
+
+def decode_info(blob: bytes) -> CallInfo:
+    return pickle.loads(blob)
+
+
+def _run_ref(fn_ref: str, blob: bytes, *deps):
     """Task body for spec components: import ``module:callable`` on the worker."""
+    info = decode_info(blob)
     return invoke(_imported(fn_ref, info.id), info, deps, _worker_context)
 
 
 def _make_runner(fn):
-    def run_component(info, *deps):
-        return invoke(fn, info, deps, _worker_context)
+    def run_component(blob: bytes, *deps):
+        return invoke(fn, decode_info(blob), deps, _worker_context)
 
     run_component.__qualname__ = run_component.__name__ = getattr(fn, "__name__", "component")
     return run_component
@@ -67,8 +86,8 @@ class _PoolActor:
         target = fn if fn is not None else import_callable(fn_ref or "", component=component)
         self._target = target(**init_kwargs) if inspect.isclass(target) else target
 
-    def call(self, info, *deps):
-        return invoke(self._target, info, deps, _worker_context)
+    def call(self, blob: bytes, *deps):
+        return invoke(self._target, decode_info(blob), deps, _worker_context)
 
 
 _POOL_ACTOR = ray.remote(_PoolActor)
@@ -166,20 +185,20 @@ class RayExecutor:
         self._pool_sizes: dict[str, int] = {}
         self._pools: dict[str, _Pool] = {}
         self._pool_of: dict[str, tuple[str, int]] = {}
-        self._batch = 1
+        self._batching = False
 
     def start(self, plan: Plan) -> None:
         # Without max_concurrency the loop submits every component up front, so noticing
-        # a completion sooner frees nothing: gather them in batches and leave the CPU to
-        # Ray. With it, each completion frees a slot: notice it at once.
-        self._batch = WAIT_BATCH if plan.max_concurrency is None else 1
+        # a completion a little later frees nothing: gather them in batches and leave the
+        # CPU to Ray. With it, each completion frees a slot: take what is ready at once.
+        self._batching = plan.max_concurrency is None
         self._pool_sizes = {}
         for task in plan.tasks.values():
             if task.pool:
                 self._pool_sizes[task.pool] = self._pool_sizes.get(task.pool, 0) + 1
 
     def submit(self, task: Task, deps: list[Any]) -> Any:
-        info = call_info(task)
+        info = encode_info(task)
         if task.pool:
             value, meta = self._submit_actor(task, info, deps)
         else:
@@ -189,20 +208,22 @@ class RayExecutor:
         return value
 
     def wait(self, timeout: float) -> list[Completion]:
-        """Completions among the oldest calls: up to a batch of them, or what is ready at ``timeout``.
+        """Completions, waiting up to ``timeout`` for the first, then gathering what else is ready.
 
-        Each wait costs Ray time linear in the refs it names, so it names a bounded
-        window; when that window is slow to finish, the newer calls are swept once too.
+        Each wait costs Ray time linear in the refs it names, so it names a bounded window
+        of the oldest calls; when none of those finishes within ``timeout``, the newer
+        calls are swept once.
         """
         if not self._meta:
             return []
         window = list(itertools.islice(self._meta, WAIT_WINDOW))
-        want = min(self._batch, len(window))
-        ready, _ = ray.wait(window, num_returns=want, timeout=timeout)
-        if len(ready) < want and len(self._meta) > len(window):
-            ready += self._ready(list(self._meta)[len(window):])
-        elif want == 1 and ready:
-            ready = self._ready(window)
+        first, _ = ray.wait(window, num_returns=1, timeout=timeout)
+        if first:
+            ready = self._gather(window)
+        elif len(self._meta) > len(window):
+            ready = self._gather(list(self._meta)[len(window):], linger=False)
+        else:
+            ready = []
         return [self._complete(ref, value) for ref, value in self._get(ready)]
 
     def cancel(self, ids: Iterable[str]) -> None:
@@ -235,7 +256,7 @@ class RayExecutor:
     def _leading(task: Task) -> tuple:
         return (task.fn_ref,) if task.fn is None else ()
 
-    def _submit_actor(self, task: Task, info, deps: list[Any]):
+    def _submit_actor(self, task: Task, info: bytes, deps: list[Any]):
         pool = self._pools.get(task.pool)
         if pool is None:
             pool = self._pools[task.pool] = _Pool(task, self._pool_sizes.get(task.pool, 1))
@@ -258,8 +279,10 @@ class RayExecutor:
             pool.kill()
             del self._pools[where[0]]
 
-    @staticmethod
-    def _ready(refs: list[Any]) -> list[Any]:
+    def _gather(self, refs: list[Any], *, linger: bool = True) -> list[Any]:
+        """The refs ready now; when batching, up to WAIT_BATCH of them within WAIT_LINGER_S."""
+        if self._batching and linger:
+            return ray.wait(refs, num_returns=min(WAIT_BATCH, len(refs)), timeout=WAIT_LINGER_S)[0]
         return ray.wait(refs, num_returns=len(refs), timeout=0)[0]
 
     def _get(self, ready: list[Any]) -> list[tuple[Any, Any]]:

@@ -24,6 +24,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
     kwargs: dict = {"ignore_reinit_error": True, "logging_level": logging.WARNING,
                     "configure_logging": True}
     if address is None:
+        kwargs["address"] = "local"   # a new local instance, never a cluster left running on this machine
         kwargs["include_dashboard"] = False
         if num_cpus is not None:
             kwargs["num_cpus"] = num_cpus

@@ -38,13 +38,15 @@ class RunRecorder:
 
     def on_change(self, state: RunState, changed: list[str]) -> None:
         now = time.time()
+        records, events = [], []
         with self._lock:
             for cid in changed:
                 rec = self._update(state, cid)
-                self._writer.component(copy.copy(rec))
+                records.append(copy.copy(rec))
                 self._seq += 1
-                self._writer.event(EventRecord(self.run.run_id, self._seq, now, "component_state", cid,
-                                               {"state": rec.state, "attempts": rec.attempts}))
+                events.append(EventRecord(self.run.run_id, self._seq, now, "component_state", cid,
+                                          {"state": rec.state, "attempts": rec.attempts}))
+            self._writer.records(records, events)
 
     def run_event(self, status: str, **data: Any) -> None:
         with self._lock:

@@ -70,16 +70,19 @@ class StoreWriter:
 
     def component(self, rec: ComponentRecord) -> None:
         """Queue the latest state of one component; a later record for it replaces this one."""
-        with self._cond:
-            self._check_open()
-            self._components[(rec.run_id, rec.component_id)] = rec
-            self._enqueued_one()
+        self.records([rec], [])
 
     def event(self, ev: EventRecord) -> None:
         """Queue one event; all events are kept, in order."""
+        self.records([], [ev])
+
+    def records(self, components: list[ComponentRecord], events: list[EventRecord]) -> None:
+        """Queue component records and events together, under one lock (the recorder's path)."""
         with self._cond:
             self._check_open()
-            self._events.append(ev)
+            for rec in components:
+                self._components[(rec.run_id, rec.component_id)] = rec
+            self._events.extend(events)
             self._enqueued_one()
 
     def run(self, run_id: str, **fields: Any) -> None:

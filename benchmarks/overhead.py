@@ -1,0 +1,341 @@
+"""Per-component overhead of rayflow over raw Ray tasks, on no-op work.
+
+Three shapes, each run by raw Ray and by rayflow in one Ray session, interleaved:
+
+- ``fan``   (a): N no-op components, then one component taking all N outputs.
+- ``chain`` (b): N no-op components, each taking the previous output.
+- ``many``  (c): W small workflows (a -> (b, c, d) -> e) submitted concurrently.
+
+rayflow records every component in a real SQLite store; after each timed run the
+benchmark reads that store back through a separate connection and fails loudly
+unless every component of the run is SUCCEEDED. Reports medians of components/s
+per side and the ratio rayflow/raw (the machine is noisy: ratios hold, absolute
+numbers drift). Run from the repository root::
+
+    python benchmarks/overhead.py            # full run, 5 repetitions
+    python benchmarks/overhead.py --quick    # smoke run, small shapes
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import ray
+
+import rayflow as rf
+from rayflow.store import open_store
+from rayflow.store.port import RunStore
+
+RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
+QUICK_RESULTS = RESULTS.with_name("overhead-quick.json")   # a smoke run never replaces the real figures
+TARGETS = {"fan": 0.9, "chain": 0.9, "many": None}
+WARM_UP_SIZE = 50
+
+
+# -- the work: the same no-op functions on both sides ------------------------------------
+
+
+def _leaf(i: int) -> int:
+    return i
+
+
+def _step(x: int) -> int:
+    return x + 1
+
+
+def _join(parts: list[int]) -> int:
+    return len(parts)
+
+
+r_leaf = ray.remote(_leaf)
+r_step = ray.remote(_step)
+
+
+@ray.remote
+def r_join(*parts: int) -> int:
+    return len(parts)
+
+
+leaf = rf.component(_leaf)
+step = rf.component(_step)
+join = rf.component(_join)
+
+
+@rf.workflow(name="bench_fan")
+def fan_wf(n: int):
+    return join([leaf(i) for i in range(n)])
+
+
+@rf.workflow(name="bench_chain")
+def chain_wf(n: int):
+    x = leaf(0)
+    for _ in range(n - 1):
+        x = step(x)
+    return x
+
+
+@rf.workflow(name="bench_small")
+def small_wf(i: int):
+    a = leaf(i)
+    return join([step(a) for _ in range(3)])
+
+
+# -- one timed run per side ----------------------------------------------------------------
+
+
+@dataclass
+class Sample:
+    seconds: float
+    value: object
+    run_ids: list[str]
+    cpu_s: float = 0.0     # CPU time of this whole driver process (every thread) during the run
+
+
+def timed(fn: Callable[[int], Sample], size: int) -> Sample:
+    """Run one sample, adding the driver process's CPU time (what rayflow adds lives here)."""
+    cpu0 = time.process_time()
+    sample = fn(size)
+    sample.cpu_s = time.process_time() - cpu0
+    return sample
+
+
+def raw_fan(n: int) -> Sample:
+    t0 = time.perf_counter()
+    value = ray.get(r_join.remote(*[r_leaf.remote(i) for i in range(n)]))
+    return Sample(time.perf_counter() - t0, value, [])
+
+
+def raw_chain(n: int) -> Sample:
+    t0 = time.perf_counter()
+    x = r_leaf.remote(0)
+    for _ in range(n - 1):
+        x = r_step.remote(x)
+    value = ray.get(x)
+    return Sample(time.perf_counter() - t0, value, [])
+
+
+def raw_many(w: int) -> Sample:
+    t0 = time.perf_counter()
+    sinks = []
+    for i in range(w):
+        a = r_leaf.remote(i)
+        sinks.append(r_join.remote(*[r_step.remote(a) for _ in range(3)]))
+    value = ray.get(sinks)
+    return Sample(time.perf_counter() - t0, value, [])
+
+
+def flow_one(workflow: rf.Workflow, n: int) -> Sample:
+    t0 = time.perf_counter()
+    handle = rf.submit(workflow, n=n)
+    value = handle.result()
+    return Sample(time.perf_counter() - t0, value, [handle.run_id])
+
+
+def flow_fan(n: int) -> Sample:
+    return flow_one(fan_wf, n)
+
+
+def flow_chain(n: int) -> Sample:
+    return flow_one(chain_wf, n)
+
+
+def flow_many(w: int) -> Sample:
+    t0 = time.perf_counter()
+    handles = [rf.submit(small_wf, i=i) for i in range(w)]
+    value = [h.result() for h in handles]
+    return Sample(time.perf_counter() - t0, value, [h.run_id for h in handles])
+
+
+@dataclass
+class Case:
+    name: str
+    size: int
+    raw: Callable[[int], Sample]
+    flow: Callable[[int], Sample]
+
+    @property
+    def label(self) -> str:
+        return {"fan": f"(a) fan-out {self.size} + fan-in", "chain": f"(b) chain of {self.size}",
+                "many": f"(c) {self.size} workflows x 5"}[self.name]
+
+    @property
+    def per_run(self) -> int:
+        """Components in each rayflow run."""
+        return {"fan": self.size + 1, "chain": self.size, "many": 5}[self.name]
+
+    @property
+    def components(self) -> int:
+        """Components (tasks) in one sample of either side."""
+        return self.size * 5 if self.name == "many" else self.per_run
+
+    def resized(self, size: int) -> Case:
+        return Case(self.name, size, self.raw, self.flow)
+
+
+def cases(fan: int, chain: int, many: int) -> list[Case]:
+    return [
+        Case("fan", fan, raw_fan, flow_fan),
+        Case("chain", chain, raw_chain, flow_chain),
+        Case("many", many, raw_many, flow_many),
+    ]
+
+
+# -- checks ---------------------------------------------------------------------------------
+
+
+def verify_store(store: RunStore, sample: Sample, per_run: int) -> None:
+    """Every component of every run is in the store and SUCCEEDED; else exit loudly."""
+    for run_id in sample.run_ids:
+        run = store.get_run(run_id)
+        comps = store.get_components(run_id)
+        bad = [f"{c.component_id}={c.state}" for c in comps if c.state != "SUCCEEDED"]
+        if run is None or run.status != "SUCCEEDED" or len(comps) != per_run or bad:
+            status = run.status if run else "missing"
+            sys.exit(f"STORE CHECK FAILED for run {run_id}: run {status}, {len(comps)}/{per_run} "
+                     f"components recorded, not SUCCEEDED: {bad[:5]}{' ...' if len(bad) > 5 else ''}")
+
+
+def check_same(case: Case, raw: Sample, flow: Sample) -> None:
+    if raw.value != flow.value:
+        sys.exit(f"RESULT MISMATCH in {case.name}: raw {raw.value!r:.80} vs rayflow {flow.value!r:.80}")
+
+
+# -- the run ---------------------------------------------------------------------------------
+
+
+def measure(case: Case, store: RunStore, rep: int) -> dict[str, Sample]:
+    """One raw and one rayflow run of ``case`` (order alternating by ``rep``), checked."""
+    sides = [("raw", case.raw), ("rayflow", case.flow)]
+    if rep % 2:
+        sides.reverse()
+    samples = {name: timed(fn, case.size) for name, fn in sides}
+    verify_store(store, samples["rayflow"], case.per_run)
+    check_same(case, samples["raw"], samples["rayflow"])
+    return samples
+
+
+def warm_up(all_cases: list[Case], store: RunStore) -> None:
+    """Start workers and export every function on both sides before timing."""
+    for case in all_cases:
+        warm = case.resized(max(2, min(case.size, WARM_UP_SIZE)))
+        for _ in range(2):
+            raw, flow = warm.raw(warm.size), warm.flow(warm.size)
+            verify_store(store, flow, warm.per_run)
+            check_same(warm, raw, flow)
+
+
+def summarize(case: Case, samples: list[dict[str, Sample]]) -> dict:
+    raw = [case.components / s["raw"].seconds for s in samples]
+    flow = [case.components / s["rayflow"].seconds for s in samples]
+    cpu = {side: [1e6 * s[side].cpu_s / case.components for s in samples] for side in ("raw", "rayflow")}
+    raw_med, flow_med = statistics.median(raw), statistics.median(flow)
+    paired = [f / r for r, f in zip(raw, flow, strict=True)]
+    target = TARGETS[case.name]
+    ratio = flow_med / raw_med
+    return {
+        "label": case.label,
+        "components": case.components,
+        "raw_cps": [round(x, 1) for x in raw],
+        "rayflow_cps": [round(x, 1) for x in flow],
+        "raw_median_cps": round(raw_med, 1),
+        "rayflow_median_cps": round(flow_med, 1),
+        "ratio": round(ratio, 3),
+        "paired_ratio_median": round(statistics.median(paired), 3),
+        "driver_cpu_us_per_component": {side: round(statistics.median(v), 1) for side, v in cpu.items()},
+        "target": target,
+        "meets_target": None if target is None else ratio >= target,
+    }
+
+
+def machine() -> dict:
+    return {
+        "hostname": socket.gethostname(),
+        "nproc": os.cpu_count(),
+        "python": platform.python_version(),
+        "ray": ray.__version__,
+        "platform": platform.platform(),
+        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),   # the machine is shared: say how busy
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def print_table(results: dict[str, dict], reps: int) -> None:
+    print(f"\nmedians of {reps} repetitions, components/s (higher is better)")
+    print(f"{'case':<30} {'raw Ray':>10} {'rayflow':>10} {'ratio':>7} {'paired':>7} {'target':>7}"
+          f" {'driver CPU us/comp raw|rayflow':>31}")
+    for res in results.values():
+        target = "-" if res["target"] is None else f">={res['target']}"
+        mark = "" if res["meets_target"] is None else ("ok" if res["meets_target"] else "BELOW")
+        cpu = res["driver_cpu_us_per_component"]
+        print(f"{res['label']:<30} {res['raw_median_cps']:>10.1f} {res['rayflow_median_cps']:>10.1f} "
+              f"{res['ratio']:>7.3f} {res['paired_ratio_median']:>7.3f} {target:>7} "
+              f"{cpu['raw']:>14.0f} | {cpu['rayflow']:<8.0f} {mark}")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--reps", type=int, default=5, help="repetitions per case and side (default 5)")
+    p.add_argument("--quick", action="store_true", help="smoke run: small shapes, 2 repetitions")
+    p.add_argument("--fan", type=int, default=2000, help="fan-out width of (a)")
+    p.add_argument("--chain", type=int, default=300, help="chain length of (b)")
+    p.add_argument("--many", type=int, default=200, help="number of small workflows in (c)")
+    p.add_argument("--cases", default="fan,chain,many", help="comma-separated subset of fan,chain,many")
+    p.add_argument("--out", type=Path, help=f"JSON output (default {RESULTS}, with --quick {QUICK_RESULTS.name})")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.fan, args.chain, args.many, args.reps = 200, 50, 20, 2
+    args.out = args.out or (QUICK_RESULTS if args.quick else RESULTS)
+    return args
+
+
+def run_cases(chosen: list[Case], reps: int) -> dict[str, list[dict[str, Sample]]]:
+    """Warm up, then ``reps`` interleaved raw/rayflow pairs per case, against a real SQLite store."""
+    samples: dict[str, list[dict[str, Sample]]] = {c.name: [] for c in chosen}
+    with tempfile.TemporaryDirectory(prefix="rayflow-bench-") as tmp:
+        url = f"sqlite:///{tmp}/bench.db"
+        rf.init(store=url)
+        store = open_store(url)          # a second connection: read back what rayflow wrote
+        warm_up(chosen, store)
+        for rep in range(reps):
+            for case in chosen:
+                pair = measure(case, store, rep)
+                samples[case.name].append(pair)
+                r, f = (case.components / pair[side].seconds for side in ("raw", "rayflow"))
+                print(f"rep {rep + 1}/{reps} {case.label:<30} raw {r:8.1f}/s  rayflow {f:8.1f}/s  "
+                      f"ratio {f / r:.3f}", flush=True)
+        store.close()
+        rf.init(store="memory://")       # release the temporary database before it is removed
+    return samples
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    chosen = [c for c in cases(args.fan, args.chain, args.many) if c.name in args.cases.split(",")]
+    # address="local": a fresh instance even when `ray start` left a cluster on this machine
+    ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    samples = run_cases(chosen, args.reps)
+    results = {c.name: summarize(c, samples[c.name]) for c in chosen}
+    print_table(results, args.reps)
+    report = {"benchmark": "overhead", "machine": machine(), "reps": args.reps, "quick": args.quick,
+              "targets": {name: f">= {t}" for name, t in TARGETS.items() if t is not None}, "cases": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    ray.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
