@@ -35,15 +35,18 @@ def submit(target: Any, /, *, executor: str = "ray", run_id: str | None = None, 
 
 
 def run(target: Any, /, *, executor: str = "ray", run_id: str | None = None,
-        timeout: float | None = None, **inputs: Any) -> Any:
+        timeout: float | None = None, progress: bool | None = None, **inputs: Any) -> Any:
     """Run to the end and return the workflow's value; raise WorkflowFailed if it fails.
 
     ``executor="local"`` runs every component in this thread, one at a time (debugging).
+    ``progress``: a bar of finished components; default: in notebooks and terminals.
     """
+    from rayflow.progress import wanted
+
     service = get_service()
-    handle = service.submit(target, inputs, executor=executor, run_id=run_id,
-                            background=executor != "local")
-    return handle.result(timeout=timeout)
+    local = executor == "local"
+    handle = service.submit(target, inputs, executor=executor, run_id=run_id, background=not local)
+    return handle.result(timeout=timeout, progress=wanted(progress) and not local)
 
 
 def explain(target: Any, /, **inputs: Any) -> Plan:

@@ -140,8 +140,15 @@ class RunHandle:
             out[c.state] = out.get(c.state, 0) + 1
         return out
 
-    def wait(self, timeout: float | None = None) -> str:
-        """Block until the run is final; return its status. TimeoutError if ``timeout`` passes."""
+    def wait(self, timeout: float | None = None, *, progress: bool = False) -> str:
+        """Block until the run is final; return its status. TimeoutError if ``timeout`` passes.
+
+        ``progress=True`` shows a bar of finished components (a widget in notebooks).
+        """
+        if progress:
+            from rayflow.progress import follow
+
+            return follow(self, timeout)
         if self._active is not None:
             if not self._active.done.wait(timeout):
                 raise TimeoutError(f"run {self._run_id} still {self._active.status} after {timeout}s")
@@ -155,9 +162,9 @@ class RunHandle:
                 raise TimeoutError(f"run {self._run_id} still {status} after {timeout}s")
             time.sleep(0.2)
 
-    def result(self, timeout: float | None = None) -> Any:
+    def result(self, timeout: float | None = None, *, progress: bool = False) -> Any:
         """The workflow's return value; WorkflowFailed or RunCancelled otherwise."""
-        status = self.wait(timeout)
+        status = self.wait(timeout, progress=progress)
         if status == "CANCELLED":
             raise RunCancelled(self._run_id)
         if status == "FAILED":
