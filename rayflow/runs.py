@@ -56,6 +56,7 @@ class ActiveRun:
         self.run.started_at = time.time()
         self.status = "RUNNING"
         self.run.owner = f"{socket.gethostname()}:{os.getpid()}"
+        writer.records(self.recorder.initial_records(), [])  # coalesce with the first transitions
         writer.run(run_id, status="RUNNING", started_at=self.run.started_at, owner=self.run.owner)
         self.recorder.run_event("RUNNING")
         try:
@@ -99,7 +100,7 @@ class ActiveRun:
 
     def metrics(self) -> dict[str, Any]:
         run = RunRecord(**{**self.run.to_dict(), "status": self.status})
-        return run_metrics(run, self.recorder.records())
+        return run_metrics(run, self.recorder.records(), dag=self.plan.dag)
 
 
 class RunHandle:

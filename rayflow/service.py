@@ -23,11 +23,13 @@ from rayflow.plan import Plan, make_plan
 from rayflow.plan.planner import check_cluster
 from rayflow.runs import ActiveRun, RunHandle
 from rayflow.store import RunStore, open_store
-from rayflow.store.port import ComponentRecord, RunRecord
+from rayflow.store.port import RunRecord
 from rayflow.store.writer import StoreWriter
 from rayflow.targets import blueprint_of
 
 EXECUTORS = ("ray", "local")
+CLUSTER_TTL_S = 5.0
+WRITE_INTERVAL_S = 0.5   # how stale another process's view of a live run may be
 
 
 @dataclass
@@ -46,6 +48,7 @@ class Service:
         self._store: RunStore | None = None
         self._writer: StoreWriter | None = None
         self._active: dict[str, ActiveRun] = {}
+        self._cluster: tuple[float, Any] | None = None
         self._lock = threading.RLock()
 
     # -- adapters ----------------------------------------------------------------------
@@ -61,7 +64,7 @@ class Service:
     def writer(self) -> StoreWriter:
         with self._lock:
             if self._writer is None:
-                self._writer = StoreWriter(self.store)
+                self._writer = StoreWriter(self.store, flush_interval_s=WRITE_INTERVAL_S)
             return self._writer
 
     def configure(self, *, address: str | None = None, store: str | None = None,
@@ -94,11 +97,16 @@ class Service:
         raise ConfigError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")
 
     def cluster(self, executor: str):
+        """The alive nodes' resources, read at most every CLUSTER_TTL_S (many small runs share it)."""
         if executor != "ray":
             return None
         from rayflow.execute.ray_session import cluster_shape
 
-        return cluster_shape()
+        now = time.monotonic()
+        cached = self._cluster
+        if cached is None or now - cached[0] > CLUSTER_TTL_S:
+            cached = self._cluster = (now, cluster_shape())
+        return cached[1]
 
     def close_store(self) -> None:
         with self._lock:
@@ -161,9 +169,7 @@ class Service:
             inputs=_json_inputs(plan.inputs),
             n_components=len(plan.tasks),
         )
-        comps = [ComponentRecord(run.run_id, cid, resources=t.options.describe(), upstream=list(t.deps))
-                 for cid, t in plan.tasks.items()]
-        self.store.create_run(run, comps)
+        self.store.create_run(run, [])   # component rows follow through the writer (ActiveRun)
         return run
 
     def _existing(self, run_id: str) -> RunHandle | None:

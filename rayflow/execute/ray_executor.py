@@ -58,7 +58,11 @@ def _imported(fn_ref: str, component: str) -> Any:
 def encode_info(task: Task) -> bytes:
     """The task's CallInfo, pickled on the driver: Ray's generic argument serializer
     takes several times longer for a small object than cloudpickle producing bytes."""
-    return cloudpickle.dumps(call_info(task))
+    info = call_info(task)
+    try:
+        return pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL)  # the C pickler: importable values
+    except (pickle.PicklingError, AttributeError, TypeError):
+        return cloudpickle.dumps(info)  # lambdas, local classes and other values only cloudpickle takes
 
 
 def decode_info(blob: bytes) -> CallInfo:

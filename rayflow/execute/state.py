@@ -41,6 +41,7 @@ class NodeStatus:
     node_id: str | None = None
     worker_id: str | None = None
     cpu_s: float | None = None
+    peak_rss_bytes: int | None = None
     error: str | None = None
     cached: bool = False
 
@@ -50,6 +51,7 @@ class NodeStatus:
         self.node_id = meta.get("node_id", self.node_id)
         self.worker_id = meta.get("worker_id", self.worker_id)
         self.cpu_s = meta.get("cpu_s", self.cpu_s)
+        self.peak_rss_bytes = meta.get("peak_rss_bytes", self.peak_rss_bytes)
         self.attempts = int(meta.get("attempt", 0)) + 1
 
 

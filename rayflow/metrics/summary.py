@@ -30,14 +30,15 @@ def percentile(values: Iterable[float], q: float) -> float | None:
     return data[lo] + (data[hi] - data[lo]) * (pos - lo)
 
 
-def run_metrics(run: RunRecord, components: list[ComponentRecord], *, now: float | None = None) -> dict[str, Any]:
+def run_metrics(run: RunRecord, components: list[ComponentRecord], *, now: float | None = None,
+                dag: Dag | None = None) -> dict[str, Any]:
     """``wall_s``, ``components``, ``critical_path``, ``critical_path_s``, ``throughput_cps``, ``queue_wait_s``."""
     now = time.time() if now is None else now
     start = run.started_at or run.created_at
     end = run.ended_at or now
     wall = max(0.0, end - start) if start else 0.0
     per = {c.component_id: _component_view(c) for c in components}
-    path, length = _actual_critical_path(components)
+    path, length = _actual_critical_path(components, dag)
     finished = sum(1 for c in components if c.state in FINISHED)
     waits = [c.queued_s for c in components if c.queued_s is not None]
     durations = [c.duration_s for c in components if c.duration_s is not None]
@@ -55,6 +56,8 @@ def run_metrics(run: RunRecord, components: list[ComponentRecord], *, now: float
         "counts": _counts(components),
         "attempts": sum(c.attempts for c in components),
         "retries": sum(max(0, c.attempts - 1) for c in components),
+        "cpu_s": sum(c.cpu_s or 0.0 for c in components),
+        "peak_rss_bytes": max((c.peak_rss_bytes or 0 for c in components), default=0) or None,
     }
 
 
@@ -71,6 +74,8 @@ def _component_view(c: ComponentRecord) -> dict[str, Any]:
         "cached": c.cached,
         "error": c.error,
         "resources": c.resources,
+        "cpu_s": c.cpu_s,
+        "peak_rss_bytes": c.peak_rss_bytes,
     }
 
 
@@ -81,11 +86,12 @@ def _counts(components: list[ComponentRecord]) -> dict[str, int]:
     return out
 
 
-def _actual_critical_path(components: list[ComponentRecord]) -> tuple[list[str], float]:
+def _actual_critical_path(components: list[ComponentRecord], dag: Dag | None) -> tuple[list[str], float]:
     """Longest chain by measured durations (components that did not run weigh 0)."""
     if not components:
         return [], 0.0
-    ids = {c.component_id for c in components}
-    deps = {c.component_id: [u for u in c.upstream if u in ids] for c in components}
     weights = {c.component_id: c.duration_s or 0.0 for c in components}
-    return critical_path(Dag(deps), weights)
+    if dag is None:
+        ids = weights.keys()
+        dag = Dag({c.component_id: [u for u in c.upstream if u in ids] for c in components})
+    return critical_path(dag, weights)

@@ -84,11 +84,30 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     ),
 ]
 
+_JSON_MEMO: dict[int, tuple[Any, str]] = {}
+_JSON_MEMO_MAX = 200_000
+
+
+def _json_text(value: Any) -> str:
+    """JSON of a value that is never mutated once recorded (a component's resources and
+    upstream list, shared by every update of that component): encoded once, by identity."""
+    hit = _JSON_MEMO.get(id(value))
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    text = json.dumps(value, sort_keys=True)
+    if len(_JSON_MEMO) >= _JSON_MEMO_MAX:
+        _JSON_MEMO.clear()
+    _JSON_MEMO[id(value)] = (value, text)
+    return text
+
+
 class _Codec:
     """Maps one record dataclass to the columns of its table and back."""
 
-    def __init__(self, cls: type, table: str, json_fields: set[str], bool_fields: set[str]) -> None:
+    def __init__(self, cls: type, table: str, json_fields: set[str], bool_fields: set[str],
+                 stable_fields: frozenset[str] = frozenset()) -> None:
         self.cls = cls
+        self.stable_fields = stable_fields
         self.table = table
         self.columns = [f.name for f in dc_fields(cls)]
         self.json_fields = json_fields
@@ -97,7 +116,7 @@ class _Codec:
 
     def encode_value(self, name: str, value: Any) -> Any:
         if name in self.json_fields:
-            return json.dumps(value, sort_keys=True)
+            return _json_text(value) if name in self.stable_fields else json.dumps(value, sort_keys=True)
         if name in self.bool_fields:
             return int(bool(value))
         return value
@@ -117,7 +136,8 @@ class _Codec:
 
 
 RUNS = _Codec(RunRecord, "runs", {"inputs", "summary"}, {"cancel_requested"})
-COMPONENTS = _Codec(ComponentRecord, "components", {"resources", "upstream"}, {"cached"})
+COMPONENTS = _Codec(ComponentRecord, "components", {"resources", "upstream"}, {"cached"},
+                    stable_fields=frozenset({"resources", "upstream"}))
 EVENTS = _Codec(EventRecord, "events", {"data"}, set())
 
 
