@@ -64,6 +64,13 @@ def list_runs(status: str | None = None, limit: int = 100) -> list[RunRecord]:
     return get_service().list_runs(status=status, limit=limit)
 
 
+def stats(limit: int = 100, name: str | None = None, status: str | None = None) -> dict[str, Any]:
+    """Metrics across runs from the store: workflows and components per second, latency and
+    queue-wait percentiles, queue depth, errors, retries, and per component the CPU time and
+    memory requested against what was used (measured in the workers)."""
+    return get_service().stats(limit=limit, name=name, status=status)
+
+
 def resume(run_id: str) -> RunHandle:
     """Resume a run. A run already SUCCEEDED is returned as it is.
 

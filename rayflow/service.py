@@ -205,6 +205,14 @@ class Service:
         self.flush()
         return self.store.list_runs(status=status, limit=limit)
 
+    def stats(self, *, limit: int = 100, name: str | None = None, status: str | None = None) -> dict[str, Any]:
+        """Metrics across the newest ``limit`` runs (optionally of one workflow ``name``)."""
+        from rayflow.metrics.aggregate import aggregate
+
+        runs = [r for r in self.list_runs(status=status, limit=limit) if name is None or r.name == name]
+        components = [c for r in runs for c in self.store.get_components(r.run_id)]
+        return aggregate(runs, components)
+
     def flush(self) -> None:
         with self._lock:
             writer = self._writer

@@ -302,6 +302,26 @@ def report(run_id: str, store: str | None, as_json: bool, html_path: str | None)
     render.print_metrics_summary(out, metrics)
 
 
+@cli.command()
+@click.option("--limit", default=100, show_default=True, help="The newest this many runs.")
+@click.option("--name", metavar="WORKFLOW", help="Only runs of this workflow.")
+@click.option("--status", "status_filter", metavar="STATE",
+              type=click.Choice(["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"], case_sensitive=False),
+              help="Only runs in this state.")
+@store_opt
+@json_opt
+@_guard
+def stats(limit: int, name: str | None, status_filter: str | None, store: str | None, as_json: bool) -> None:
+    """Metrics across runs: throughput, latency and queue wait, errors, and per component the
+    CPU and memory requested against what was used."""
+    _configure(store, None)
+    data = get_service().stats(limit=limit, name=name, status=status_filter.upper() if status_filter else None)
+    if as_json:
+        click.echo(json.dumps(data, default=str))
+        return
+    render.print_stats(render.console(), data)
+
+
 def main() -> None:
     cli(prog_name="rayflow")
 

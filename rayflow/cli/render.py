@@ -124,3 +124,32 @@ def follow(handle: RunHandle, total: int, *, show: bool, poll_s: float = 0.1) ->
             failed = sum(v for k, v in counts.items() if k in BAD)
             bar.update(task, completed=done, detail=f"running {counts.get('RUNNING', 0)}  failed {failed}")
         return status
+
+
+def _mib(value: float | None) -> str:
+    return "-" if not value else f"{value / 2**20:.0f} MiB"
+
+
+def print_stats(out: Console, data: dict[str, Any]) -> None:
+    """The ``rayflow stats`` page: totals, percentiles, and requested vs used per component."""
+    by_status = ", ".join(f"{k} {v}" for k, v in sorted(data["runs_by_status"].items())) or "none"
+    out.print(f"{data['runs']} runs ({by_status}), {data['components']} components over {_fmt_s(data['window_s'])}: "
+              f"{data['workflows_per_s']:.2f} workflows/s, {data['components_per_s']:.1f} components/s")
+    for label, key in (("run latency", "run_latency_s"), ("component latency", "component_latency_s"),
+                       ("queue wait", "queue_wait_s")):
+        p = data[key]
+        out.print(f"{label:18} p50 {_fmt_s(p['p50'])}  p95 {_fmt_s(p['p95'])}  p99 {_fmt_s(p['p99'])}")
+    depth = data["queue_depth"]
+    out.print(f"queue depth        max {depth['max']}  mean {depth['mean']:.1f}   "
+              f"errors {data['errors']}   retries {data['retries']}")
+    table = Table(title="Requested vs used, per component")
+    table.add_column("component", overflow="fold", min_width=14)
+    for col in ("runs", "p50", "p95", "cpu-s req", "cpu-s used", "util", "mem req", "peak mem"):
+        table.add_column(col, no_wrap=True, justify="right")
+    rows = sorted(data["by_component"].items(), key=lambda kv: -kv[1]["requested_cpu_s"])[:MAX_ROWS]
+    for cid, r in rows:
+        util = r["cpu_utilization"]
+        table.add_row(cid, str(r["runs"]), _fmt_s(r["duration_s"]["p50"]), _fmt_s(r["duration_s"]["p95"]),
+                      f"{r['requested_cpu_s']:.2f}", f"{r['used_cpu_s']:.2f}", "-" if util is None else f"{util:.0%}",
+                      _mib(r["requested_memory"]), _mib(r["peak_rss_bytes"]))
+    out.print(table)

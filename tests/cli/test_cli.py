@@ -169,3 +169,20 @@ def test_submit_then_status_from_another_process(env):
     assert "SUCCEEDED" in table.stdout and "clean_even" in table.stdout
     runs = json.loads(rayflow("runs", "--json", env=env).stdout)
     assert runs[0]["run_id"] == run_id
+
+
+def test_stats_over_runs_in_the_store(tmp_path, env):
+    from rayflow.store.port import ComponentRecord, RunRecord
+    from rayflow.store.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path / "cli.db")
+    store.create_run(RunRecord("r1", "wf", "SUCCEEDED", created_at=1.0, started_at=1.0, ended_at=3.0), [
+        ComponentRecord("r1", "load", "SUCCEEDED", attempts=2, started_at=1.5, ended_at=2.5, duration_s=1.0,
+                        queued_s=0.5, resources={"num_cpus": 2.0}, cpu_s=0.4, peak_rss_bytes=50 * 2**20)])
+    store.close()
+    data = json.loads(rayflow("stats", "--json", env=env).stdout)
+    assert data["runs"] == 1 and data["retries"] == 1
+    assert data["by_component"]["load"]["requested_cpu_s"] == 2.0
+    assert data["by_component"]["load"]["cpu_utilization"] == 0.2
+    table = rayflow("stats", env=env)
+    assert table.returncode == 0 and "load" in table.stdout and "50 MiB" in table.stdout

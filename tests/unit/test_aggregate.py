@@ -1,0 +1,42 @@
+"""Metrics across runs, from hand-made records."""
+
+from __future__ import annotations
+
+from rayflow.metrics.aggregate import aggregate, queue_depth, usage_by_component
+from rayflow.store.port import ComponentRecord, RunRecord
+
+
+def comp(run, cid, start, dur, queued=0.0, state="SUCCEEDED", attempts=1, cpu=None, peak=None, cpus=1.0, mem=None):
+    res = {"num_cpus": cpus, **({"memory": mem} if mem else {})}
+    return ComponentRecord(run, cid, state=state, attempts=attempts, started_at=start, ended_at=start + dur,
+                           duration_s=dur, queued_s=queued, resources=res, cpu_s=cpu, peak_rss_bytes=peak)
+
+
+def test_queue_depth_counts_overlapping_waits():
+    comps = [comp("r", "a", 10.0, 1.0, queued=4.0), comp("r", "b", 12.0, 1.0, queued=4.0), comp("r", "c", 20.0, 1.0)]
+    depth = queue_depth(comps)
+    assert depth["max"] == 2          # a waits 6-10, b waits 8-12: both during 8-10
+    assert 0 < depth["mean"] <= 2
+
+
+def test_usage_compares_requested_and_used():
+    comps = [comp("r1", "io", 0.0, 10.0, cpu=0.5, cpus=1.0, mem=2**30, peak=100 * 2**20),
+             comp("r2", "io", 0.0, 10.0, cpu=0.5, cpus=1.0, mem=2**30, peak=300 * 2**20)]
+    row = usage_by_component(comps)["io"]
+    assert row["runs"] == 2
+    assert row["requested_cpu_s"] == 20.0 and row["used_cpu_s"] == 1.0
+    assert row["cpu_utilization"] == 0.05
+    assert row["requested_memory"] == 2**30 and row["peak_rss_bytes"] == 300 * 2**20
+
+
+def test_aggregate_over_runs():
+    runs = [RunRecord("r1", "wf", "SUCCEEDED", created_at=0.0, started_at=0.0, ended_at=10.0),
+            RunRecord("r2", "wf", "FAILED", created_at=5.0, started_at=5.0, ended_at=20.0)]
+    comps = [comp("r1", "a", 1.0, 2.0), comp("r2", "a", 6.0, 3.0, state="FAILED", attempts=3)]
+    out = aggregate(runs, comps)
+    assert out["runs"] == 2 and out["runs_by_status"] == {"SUCCEEDED": 1, "FAILED": 1}
+    assert out["window_s"] == 20.0
+    assert out["workflows_per_s"] == 0.1 and out["components_per_s"] == 0.1
+    assert out["run_latency_s"]["p50"] == 12.5
+    assert out["errors"] == 1 and out["retries"] == 2
+    assert set(out["by_component"]) == {"a"}
