@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # A two-node Ray cluster on one machine, for trying rayflow's placement and `ray job submit`.
 #
-#   cluster/local.sh start    head on 127.0.0.1:6380 (Redis holds 6379), dashboard on 8265,
+#   cluster/local.sh start    head on port 6380 (Redis holds 6379), dashboard on 127.0.0.1:8265,
 #                             and a second node offering the custom resource node_b=1
 #   cluster/local.sh status   show the nodes
 #   cluster/local.sh stop     stop both nodes (only these two: other Ray instances are left alone)
 #
 # Settings (environment): RAYFLOW_CLUSTER_DIR (state, default ~/.rayflow/local-cluster),
 # RAYFLOW_HEAD_PORT (6380), RAYFLOW_DASHBOARD_PORT (8265), RAYFLOW_HEAD_CPUS (2),
-# RAYFLOW_NODE_B_CPUS (1). Run it with the project's virtualenv first on PATH so the
+# RAYFLOW_NODE_B_CPUS (1), RAYFLOW_CLIENT_PORT (Ray client server; default a free port).
+# Each node's dashboard agent gets a free HTTP port (Ray's default, 52365, is often held by
+# another Ray instance on the same machine, and without it `ray job submit` fails with
+# "No available agent to submit job"). Run it with the project's virtualenv first on PATH so the
 # cluster's workers run the same Python (`PATH=$PWD/.venv/bin:$PATH cluster/local.sh start`).
 set -euo pipefail
 
@@ -18,6 +21,11 @@ DASH="${RAYFLOW_DASHBOARD_PORT:-8265}"
 HEAD_CPUS="${RAYFLOW_HEAD_CPUS:-2}"
 B_CPUS="${RAYFLOW_NODE_B_CPUS:-1}"
 export RAY_AUTH_MODE=token   # clusters started with `ray start` require the token (written to ~/.ray/auth_token)
+# On SIGTERM `ray start --block` first drains its node for up to 30 s (for Serve); a local
+# test cluster has nothing to drain, so stop at once.
+export RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="${RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S:-0}"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("", 0)); print(s.getsockname()[1])'; }
 
 ip() { python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 try:
@@ -52,25 +60,48 @@ start() {
   HOST=$(ip)
   ADDRESS="$HOST:$PORT"
   setsid ray start --head --port="$PORT" --dashboard-host=127.0.0.1 --dashboard-port="$DASH" \
+      --dashboard-agent-listen-port="$(free_port)" --ray-client-server-port="${RAYFLOW_CLIENT_PORT:-$(free_port)}" \
       --num-cpus="$HEAD_CPUS" --block >"$DIR/head.log" 2>&1 < /dev/null &
   echo $! >"$DIR/head.pgid"
   echo "$ADDRESS" >"$DIR/address"
-  wait_nodes 1
-  setsid ray start --address="$ADDRESS" --num-cpus="$B_CPUS" --resources='{"node_b": 1}' --block \
+  wait_nodes 1 || { stop; return 1; }
+  setsid ray start --address="$ADDRESS" --num-cpus="$B_CPUS" --resources='{"node_b": 1}' \
+      --dashboard-agent-listen-port="$(free_port)" --block \
       >"$DIR/node_b.log" 2>&1 < /dev/null &
   echo $! >"$DIR/node_b.pgid"
-  wait_nodes 2
+  wait_nodes 2 || { stop; return 1; }
   echo "started: address $ADDRESS, dashboard http://127.0.0.1:$DASH"
   echo "use: RAY_ADDRESS=$ADDRESS rayflow run ...   or   ray job submit --address http://127.0.0.1:$DASH ..."
 }
 
-stop_group() {
+members() {  # live processes of process group $1 and their descendants (Ray workers leave the group)
+  ps -eo pid=,ppid=,pgid=,stat= | awk -v g="$1" -v extra=" ${2:-} " '
+    { pid[NR] = $1; ppid[NR] = $2; pg[NR] = $3; st[NR] = $4 }
+    END {
+      for (i = 1; i <= NR; i++) if (pg[i] == g || index(extra, " " pid[i] " ")) keep[pid[i]] = 1
+      do { grown = 0
+           for (i = 1; i <= NR; i++) if (!(pid[i] in keep) && (ppid[i] in keep)) { keep[pid[i]] = 1; grown = 1 }
+      } while (grown)
+      for (i = 1; i <= NR; i++) if ((pid[i] in keep) && st[i] !~ /^Z/) print pid[i]
+    }'
+}
+
+stop_group() {  # TERM the `ray start` leader (it stops its node), then TERM and KILL what is left
   local file="$DIR/$1.pgid"
   [ -f "$file" ] || return 0
-  local pgid; pgid=$(cat "$file")
-  kill -TERM -"$pgid" 2>/dev/null || true
-  for _ in $(seq 1 20); do kill -0 -"$pgid" 2>/dev/null || break; sleep 0.5; done
-  kill -KILL -"$pgid" 2>/dev/null || true
+  local pgid seen="" live signal
+  pgid=$(cat "$file")
+  kill -TERM "$pgid" 2>/dev/null || true
+  for i in $(seq 1 30); do
+    live=$(members "$pgid" "$seen")   # remembered pids too: once a parent dies its children move to init
+    [ -n "$live" ] || break
+    seen=$(echo "$seen $live" | tr ' ' '\n' | sort -u | tr '\n' ' ')
+    signal=""
+    [ "$i" -eq 16 ] && signal=TERM   # after 8 s, every process left
+    [ "$i" -ge 24 ] && signal=KILL   # after 12 s, for good
+    [ -z "$signal" ] || kill -"$signal" $live 2>/dev/null || true
+    sleep 0.5
+  done
   rm -f "$file"
 }
 

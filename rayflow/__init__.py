@@ -1,6 +1,6 @@
 """rayflow: a Ray-native workflow orchestrator. Public API (see API.md); re-exports only."""
 
-from rayflow.api import explain, get_run, init, list_runs, resume, run, stats, submit
+from rayflow.api import explain, get_run, init, list_runs, resume, run, shutdown, stats, submit
 from rayflow.dsl import Component, Workflow, component, workflow
 from rayflow.errors import (
     ComponentTimeout,
@@ -31,5 +31,5 @@ __all__ = [
     "FunctionImportError", "InfeasibleResourceError", "Plan", "RayflowError", "ResourceError",
     "RunCancelled", "RunHandle", "RunNotFound", "RunRecord", "SelfLoopError", "SignatureError",
     "SpecError", "UnknownComponentError", "Workflow", "WorkflowFailed", "WorkflowSpec",
-    "component", "explain", "get_run", "init", "list_runs", "resume", "run", "stats", "submit", "workflow",
+    "component", "explain", "get_run", "init", "list_runs", "resume", "run", "shutdown", "stats", "submit", "workflow",
 ]

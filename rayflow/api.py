@@ -71,6 +71,19 @@ def stats(limit: int = 100, name: str | None = None, status: str | None = None) 
     return get_service().stats(limit=limit, name=name, status=status)
 
 
+def shutdown() -> None:
+    """Cancel runs this process still drives, flush the run store, and disconnect from Ray
+    if rayflow connected (a Ray session you started yourself stays). rayflow can be used
+    again afterwards; it reconnects on the next call."""
+    import sys
+
+    get_service().shutdown()
+    if "ray" in sys.modules:
+        from rayflow.execute.ray_session import shutdown as ray_shutdown
+
+        ray_shutdown()
+
+
 def resume(run_id: str) -> RunHandle:
     """Resume a run. A run already SUCCEEDED is returned as it is.
 

@@ -34,11 +34,24 @@ def wanted(progress: bool | None) -> bool:
     return in_notebook() or sys.stderr.isatty()
 
 
+def _tqdm_class():
+    """The notebook widget where ipywidgets is installed, else plain text (no warning)."""
+    if in_notebook():
+        try:
+            import ipywidgets  # noqa: F401
+            from tqdm.notebook import tqdm
+            return tqdm
+        except ImportError:
+            pass
+    from tqdm.std import tqdm
+    return tqdm
+
+
 def follow(handle: RunHandle, timeout: float | None = None, *, poll_s: float = 0.2) -> str:
     """Wait for ``handle`` with a bar of finished/total components; return the run status."""
     import time
 
-    from tqdm.auto import tqdm
+    tqdm = _tqdm_class()
 
     deadline = None if timeout is None else time.monotonic() + timeout
     counts = handle.progress()
@@ -52,9 +65,9 @@ def follow(handle: RunHandle, timeout: float | None = None, *, poll_s: float = 0
                 status = None
             counts = handle.progress()
             done = sum(v for k, v in counts.items() if k in FINAL)
-            bar.update(done - bar.n)
             bar.set_postfix(running=counts.get("RUNNING", 0), failed=sum(v for k, v in counts.items() if k in BAD),
                             refresh=False)
+            bar.update(done - bar.n)
             if status is not None:
                 return status
             if deadline is not None and time.monotonic() >= deadline:

@@ -224,10 +224,11 @@ class Service:
         with self._lock:
             active = list(self._active.values())
         for run in active:
-            run.error = "the process driving this run exited before it finished"
+            run.error = "rayflow shut down (or its process exited) before the run finished"
             run.cancel_event.set()
         for run in active:
             run.done.wait(wait_s)
+        self._cluster = None
         self.close_store()
 
 

@@ -303,11 +303,22 @@ class RayExecutor:
 
     def _complete(self, ref: Any, value: Any) -> Completion:
         cid = self._meta.pop(ref)
-        self._refs.pop(cid, None)
+        value_ref = self._refs.pop(cid, (None,))[0]
         self._call_done(cid)
         if not isinstance(value, BaseException):
             return Completion(cid, True, value)
+        _mark_handled(value_ref)
         return completion_from_error(cid, value)
+
+
+def _mark_handled(value_ref: Any) -> None:
+    """Read a failed call's value once, so Ray does not log it later as an unhandled error."""
+    if value_ref is None:
+        return
+    try:
+        ray.get(value_ref, timeout=0)
+    except Exception:  # noqa: BLE001 - the error is already reported through the metadata
+        pass
 
 
 def completion_from_error(cid: str, err: BaseException) -> Completion:

@@ -8,12 +8,15 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 
 import ray
 
+from rayflow.errors import ConfigError
 from rayflow.plan import ClusterShape
 
 log = logging.getLogger("rayflow")
+_started_here = False   # whether ensure_ray started (or joined) the session, so shutdown may end it
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
@@ -30,7 +33,34 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
             kwargs["num_cpus"] = num_cpus
     else:
         kwargs["address"] = address
-    ray.init(**kwargs)
+        _check_reachable(address)
+        _token_auth_for_clusters()
+    try:
+        ray.init(**kwargs)
+        global _started_here
+        _started_here = True
+    except (ConnectionError, RuntimeError, TimeoutError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: {first}") from None
+
+
+def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """Fail in seconds, with one line, when host:port does not answer (Ray would retry for minutes)."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or target in ("auto", "local"):
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: {exc.strerror or exc}") from None
+
+
+def _token_auth_for_clusters() -> None:
+    """Clusters started with `ray start` require token auth; clients find the token in
+    ~/.ray/auth_token but must be told to send it (RAY_AUTH_MODE=token)."""
+    if "RAY_AUTH_MODE" not in os.environ and os.path.exists(os.path.expanduser("~/.ray/auth_token")):
+        os.environ["RAY_AUTH_MODE"] = "token"
 
 
 def cluster_shape() -> ClusterShape:
@@ -44,5 +74,8 @@ def is_initialized() -> bool:
 
 
 def shutdown() -> None:
-    if ray.is_initialized():
+    """Disconnect from Ray if rayflow connected; a session the user started stays."""
+    global _started_here
+    if _started_here and ray.is_initialized():
         ray.shutdown()
+    _started_here = False
