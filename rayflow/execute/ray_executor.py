@@ -231,15 +231,27 @@ class RayExecutor:
         return [self._complete(ref, value) for ref, value in self._get(ready)]
 
     def cancel(self, ids: Iterable[str]) -> None:
-        for cid in ids:
-            refs = self._refs.pop(cid, None)
-            if refs is None:
-                continue
-            self._meta.pop(refs[1], None)
-            try:
-                ray.cancel(refs[0], force=False, recursive=True)
-            except Exception:  # already finished or an actor call Ray cannot cancel
-                pass
+        """Cancel calls still running, in the order given (the loop gives downstream first).
+
+        Calls that already finished are not cancelled, and each call is cancelled on its
+        own (not recursively): cancelling a finished task, or one whose upstream's
+        cancellation is failing it at the same moment, races inside Ray's task manager
+        (ray-project/ray#54846, a driver abort).
+        """
+        pairs = [(cid, self._refs.pop(cid)) for cid in ids if cid in self._refs]
+        if not pairs:
+            return
+        metas = [refs[1] for _, refs in pairs]
+        finished = set(ray.wait(metas, num_returns=len(metas), timeout=0)[0])
+        for cid, (value_ref, meta_ref) in pairs:
+            self._meta.pop(meta_ref, None)
+            if meta_ref not in finished:
+                try:
+                    ray.cancel(value_ref, force=False, recursive=False)
+                except Exception:  # an actor call Ray cannot cancel: its pool is killed below
+                    pass
+            else:
+                _mark_handled(value_ref)
             self._call_done(cid)
 
     def fetch(self, handles: dict[str, Any]) -> dict[str, Any]:

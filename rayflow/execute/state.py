@@ -181,7 +181,7 @@ class RunState:
                 heapq.heappush(self._heap, (self._rank[child], child))
 
     def _stop_everything(self, *, in_flight_to: str, pending_to: str) -> list[str]:
-        to_cancel = sorted(self.in_flight)
+        to_cancel = sorted(self.in_flight, key=self._rank.__getitem__, reverse=True)  # downstream first
         for node in to_cancel:
             self._finish(node, in_flight_to)
         for node, status in self.nodes.items():
@@ -200,6 +200,7 @@ class RunState:
                 to_cancel.append(child)
             status.error = f"upstream {node!r} failed"
             self._finish(child, UPSTREAM_FAILED)
+        to_cancel.reverse()  # downstream first
         return to_cancel
 
     def drain_changed(self) -> list[str]:
