@@ -106,10 +106,12 @@ class ActiveRun:
 class RunHandle:
     """A handle to one run: ``status``, ``wait``, ``result``, ``cancel``, ``metrics``."""
 
-    def __init__(self, run_id: str, service: Service, active: ActiveRun | None = None) -> None:
+    def __init__(self, run_id: str, service: Service, active: ActiveRun | None = None, *,
+                 tracker: Any = None) -> None:
         self._run_id = run_id
         self._service = service
         self._active = active
+        self._tracker = tracker   # a TrackerClient when the cluster's tracker drives the run
 
     @property
     def run_id(self) -> str:
@@ -130,12 +132,16 @@ class RunHandle:
     def status(self) -> str:
         if self._active is not None:
             return self._active.status
-        return self.record().status
+        live = self._tracker.status() if self._tracker is not None else None
+        return live or self.record().status
 
     def progress(self) -> dict[str, int]:
         """Component counts by state, e.g. ``{"SUCCEEDED": 10, "RUNNING": 2, "PENDING": 5}``."""
         if self._active is not None:
             return self._active.recorder.counts()
+        live = self._tracker.progress() if self._tracker is not None else None
+        if live is not None:
+            return live
         out: dict[str, int] = {}
         for c in self._service.store.get_components(self._run_id):
             out[c.state] = out.get(c.state, 0) + 1
@@ -155,6 +161,15 @@ class RunHandle:
                 raise TimeoutError(f"run {self._run_id} still {self._active.status} after {timeout}s")
             return self._active.status
         deadline = None if timeout is None else time.monotonic() + timeout
+        while self._tracker is not None:
+            step = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+            status = self._tracker.wait(step)
+            if status is None:
+                break  # the tracker no longer holds it: the store has the outcome
+            if status in TERMINAL_RUN_STATES:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"run {self._run_id} still {status} after {timeout}s")
         while True:
             status = self.record().status
             if status in TERMINAL_RUN_STATES:
@@ -172,6 +187,9 @@ class RunHandle:
             raise self._failure()
         if self._active is not None:
             return self._active.value
+        final = self._tracker.result() if self._tracker is not None else None
+        if final is not None and final[0] == "SUCCEEDED":
+            return final[1]
         run = self.record()
         if "result" not in run.summary:
             raise RayflowError(f"run {self._run_id} succeeded, but its result was not kept "
@@ -182,6 +200,8 @@ class RunHandle:
         """Stop the run: in-flight components are cancelled, the rest never start."""
         if self._active is not None:
             self._active.cancel_event.set()
+        elif self._tracker is not None and self._tracker.cancel():
+            return
         elif not self._service.store.request_cancel(self._run_id):
             raise RunNotFound(self._run_id)
 
@@ -189,6 +209,9 @@ class RunHandle:
         """Timings per component, critical path, throughput and queue wait (JSON-serialisable)."""
         if self._active is not None:
             return self._active.metrics()
+        live = self._tracker.metrics() if self._tracker is not None else None
+        if live is not None:
+            return live
         return run_metrics(self.record(), self._service.store.get_components(self._run_id))
 
     def components(self) -> dict[str, dict[str, Any]]:

@@ -10,6 +10,7 @@ only through rayflow.execute.ray_* and only when a Ray run needs it.
 from __future__ import annotations
 
 import atexit
+import os
 import secrets
 import threading
 import time
@@ -96,6 +97,19 @@ class Service:
             return RayExecutor()
         raise ConfigError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")
 
+    def use_tracker(self) -> bool:
+        """Drive runs in the cluster's tracker actor (so they outlive this process) when
+        this process joined a cluster started elsewhere and the store is shared (not memory).
+        RAYFLOW_TRACKER=0 or 1 forces it off or on."""
+        forced = os.environ.get("RAYFLOW_TRACKER")
+        if forced in ("0", "1"):
+            return forced == "1"
+        if self.store.url.startswith("memory:"):
+            return False
+        from rayflow.execute.ray_session import cluster_outlives_process
+
+        return cluster_outlives_process()
+
     def cluster(self, executor: str):
         """The alive nodes' resources, read at most every CLUSTER_TTL_S (many small runs share it)."""
         if executor != "ray":
@@ -142,6 +156,11 @@ class Service:
     def start(self, plan: Plan, *, executor: str = "ray", run_id: str | None = None,
               background: bool = True) -> RunHandle:
         run = self._record_new_run(plan, run_id)
+        if executor == "ray" and background and self.use_tracker():
+            from rayflow.execute.ray_tracker import TrackerClient, hand_over
+
+            actor = hand_over(plan, run, self.store.url)
+            return RunHandle(run.run_id, self, tracker=TrackerClient(actor, run.run_id))
         active = ActiveRun(self, plan, run, self.executor(executor))
         with self._lock:
             self._active[run.run_id] = active

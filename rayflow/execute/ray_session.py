@@ -10,10 +10,20 @@ import logging
 import os
 import socket
 
-import ray
-
 from rayflow.errors import ConfigError
 from rayflow.plan import ClusterShape
+
+
+def _token_auth_for_clusters() -> None:
+    """Clusters started with `ray start` require token auth; clients find the token in
+    ~/.ray/auth_token but must be told to send it (RAY_AUTH_MODE=token), before ray loads."""
+    if "RAY_AUTH_MODE" not in os.environ and os.path.exists(os.path.expanduser("~/.ray/auth_token")):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+_token_auth_for_clusters()
+
+import ray  # noqa: E402 - after the auth mode is settled
 
 log = logging.getLogger("rayflow")
 _started_here = False   # whether ensure_ray started (or joined) the session, so shutdown may end it
@@ -34,7 +44,6 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
     else:
         kwargs["address"] = address
         _check_reachable(address)
-        _token_auth_for_clusters()
     try:
         ray.init(**kwargs)
         global _started_here
@@ -56,17 +65,17 @@ def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
         raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: {exc.strerror or exc}") from None
 
 
-def _token_auth_for_clusters() -> None:
-    """Clusters started with `ray start` require token auth; clients find the token in
-    ~/.ray/auth_token but must be told to send it (RAY_AUTH_MODE=token)."""
-    if "RAY_AUTH_MODE" not in os.environ and os.path.exists(os.path.expanduser("~/.ray/auth_token")):
-        os.environ["RAY_AUTH_MODE"] = "token"
-
-
 def cluster_shape() -> ClusterShape:
     """The resources of every alive node."""
     nodes = tuple(dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive"))
     return ClusterShape(nodes)
+
+
+def cluster_outlives_process() -> bool:
+    """Whether this process joined a cluster started elsewhere (so work left there survives
+    the process) rather than running Ray inside itself."""
+    node = getattr(ray._private.worker, "_global_node", None)
+    return node is None or not getattr(node, "all_processes", None)
 
 
 def is_initialized() -> bool:

@@ -99,8 +99,6 @@ class Plan:
         )
         return out
 
-    def __reduce__(self):
-        raise TypeError("a Plan lives on the driver; send Tasks to workers, not the Plan")
 
 
 def make_plan(

@@ -220,3 +220,59 @@ def test_ray_job_submit_records_the_run_in_the_store(cluster, tmp_path):
     recorded = _json_line(status.stdout)
     assert recorded["run"]["status"] == "SUCCEEDED"
     _check_placement(cluster, recorded["metrics"]["components"])
+
+
+SUBMIT_AND_EXIT = '''
+import sys, time
+import rayflow as rf
+
+@rf.component(num_cpus=0.5)
+def step(x, seconds=1.0):
+    time.sleep(seconds)
+    return x + 1
+
+@rf.workflow
+def slow_chain(n: int = 4):
+    node = step(0)
+    for _ in range(n - 1):
+        node = step(node)
+    return node
+
+rf.init(address=sys.argv[1], store=sys.argv[2])
+h = rf.submit(slow_chain, n=4)
+print(h.run_id, h.status())
+'''
+
+WAIT_ELSEWHERE = '''
+import json, sys
+import rayflow as rf
+
+rf.init(store=sys.argv[1])          # no Ray needed: the store has the run
+h = rf.get_run(sys.argv[2])
+status = h.wait(timeout=120)
+print(json.dumps({"status": status, "metrics": h.metrics(), "result": h.result()}))
+'''
+
+
+def test_a_run_outlives_the_script_that_submitted_it(cluster, tmp_path):
+    store = f"sqlite:///{tmp_path / 'tracker.db'}"
+    script = tmp_path / "submit_and_exit.py"
+    script.write_text(SUBMIT_AND_EXIT)
+    first = _sh([sys.executable, str(script), cluster.address, store], cluster.env, RUN_TIMEOUT_S)
+    assert first.returncode == 0, _explain(first)
+    run_id, status_at_exit = first.stdout.strip().splitlines()[-1].split()
+    assert status_at_exit in ("PENDING", "RUNNING")     # the script exited with its run still going
+
+    waiter = tmp_path / "wait_elsewhere.py"
+    waiter.write_text(WAIT_ELSEWHERE)
+    second = _sh([sys.executable, str(waiter), store, run_id], cluster.env, RUN_TIMEOUT_S)
+    assert second.returncode == 0, _explain(second)
+    out = _json_line(second.stdout)
+    assert out["status"] == "SUCCEEDED" and out["result"] == 4
+    comps = out["metrics"]["components"]
+    assert set(comps) == {"step", "step_1", "step_2", "step_3"}
+    for comp in comps.values():
+        assert comp["state"] == "SUCCEEDED" and comp["duration_s"] >= 0.9 and comp["node_id"] in cluster.nodes
+    assert out["metrics"]["critical_path"] == ["step", "step_1", "step_2", "step_3"]
+    shown = _rayflow(cluster, "status", run_id, "--store", store)
+    assert shown.returncode == 0 and "SUCCEEDED" in shown.stdout, _explain(shown)

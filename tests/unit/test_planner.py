@@ -167,13 +167,12 @@ def test_task_slots_follow_first_use_order_of_deps():
     assert fill(task.args, ("Q", "P")) == ("Q", ["P", "Q"], {"k": "P"})
 
 
-def test_plan_refuses_pickling():
+def test_plan_travels_to_the_run_tracker():
     plan = make_plan(_wide_blueprint())
-    with pytest.raises(TypeError, match="driver"):
-        pickle.dumps(plan)
-    with pytest.raises(TypeError):
-        copy.deepcopy(plan)
-    # Its tasks travel fine.
+    again = pickle.loads(pickle.dumps(plan))
+    assert again.order == plan.order and again.dag.nodes == plan.dag.nodes
+    assert copy.deepcopy(plan).critical_path == plan.critical_path
+    # Its tasks travel fine too.
     task = pickle.loads(pickle.dumps(plan.tasks["c"]))
     assert task.id == "c" and task.fn is fns.double
 

@@ -1,0 +1,148 @@
+"""The run tracker: one detached, named Ray actor (namespace ``rayflow``) that drives the
+runs submitted to a cluster, so they outlive the process that submitted them.
+
+The submitting process plans and records the run, then hands the plan to the tracker;
+the tracker drives it with the same control loop, executor and recorder as an
+in-process run (so no Ray call is made per component event: transitions are recorded
+by the tracker itself, in batches, into the run store). Any process can then follow
+the run through the store, or through the tracker while it is live. One tracker serves
+every run (a thread each); it takes no CPU from the cluster (num_cpus=0).
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+import ray
+from ray import cloudpickle
+
+from rayflow.execute.ray_executor import RayExecutor
+from rayflow.plan import Plan
+from rayflow.store.port import RunRecord
+
+NAME = "tracker"
+NAMESPACE = "rayflow"
+MAX_CALLS = 256          # concurrent method calls the actor serves (status polls, starts)
+KEEP_FINISHED = 1000     # finished runs kept in memory for result(); older ones live in the store
+
+
+class RunTracker:
+    """Drives runs inside the cluster. Created once per cluster by ``tracker()``."""
+
+    def __init__(self) -> None:
+        from rayflow.service import Service, Settings
+
+        self._service_type, self._settings_type = Service, Settings
+        self._services: dict[str, Any] = {}
+        self._runs: dict[str, Any] = {}
+        self._finished: list[str] = []
+        self._lock = threading.Lock()
+
+    def start(self, plan_blob: bytes, run: dict[str, Any], store_url: str) -> str:
+        from rayflow.runs import ActiveRun
+
+        plan: Plan = cloudpickle.loads(plan_blob)
+        service = self._service(store_url)
+        active = ActiveRun(service, plan, RunRecord(**run), RayExecutor())
+        with self._lock:
+            self._runs[active.run.run_id] = active
+        threading.Thread(target=self._drive, args=(active,), name=f"rayflow-{active.run.run_id}",
+                         daemon=True).start()
+        return active.run.run_id
+
+    def status(self, run_id: str) -> str | None:
+        active = self._runs.get(run_id)
+        return None if active is None else active.status
+
+    def progress(self, run_id: str) -> dict[str, int] | None:
+        active = self._runs.get(run_id)
+        return None if active is None else active.recorder.counts()
+
+    def metrics(self, run_id: str) -> dict[str, Any] | None:
+        active = self._runs.get(run_id)
+        return None if active is None else active.metrics()
+
+    def cancel(self, run_id: str) -> bool:
+        active = self._runs.get(run_id)
+        if active is None:
+            return False
+        active.cancel_event.set()
+        return True
+
+    def result(self, run_id: str) -> tuple[str, Any] | None:
+        """(status, value) once the run is final; None when unknown or still running."""
+        active = self._runs.get(run_id)
+        if active is None or not active.done.is_set():
+            return None
+        return active.status, active.value
+
+    def wait(self, run_id: str, timeout: float) -> str | None:
+        active = self._runs.get(run_id)
+        if active is None:
+            return None
+        active.done.wait(timeout)
+        return active.status
+
+    def active_runs(self) -> list[str]:
+        return [rid for rid, a in self._runs.items() if not a.done.is_set()]
+
+    def _service(self, store_url: str) -> Any:
+        with self._lock:
+            service = self._services.get(store_url)
+            if service is None:
+                service = self._services[store_url] = self._service_type(self._settings_type(store_url=store_url))
+            return service
+
+    def _drive(self, active: Any) -> None:
+        active.execute()
+        with self._lock:
+            self._finished.append(active.run.run_id)
+            while len(self._finished) > KEEP_FINISHED:
+                self._runs.pop(self._finished.pop(0), None)
+
+
+def tracker() -> Any:
+    """The cluster's tracker actor, created on first use (on this driver's node, so a
+    SQLite store path means the same file for both)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    node = ray.get_runtime_context().get_node_id()
+    return ray.remote(RunTracker).options(
+        name=NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0,
+        max_concurrency=MAX_CALLS,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=True),
+    ).remote()
+
+
+def hand_over(plan: Plan, run: RunRecord, store_url: str) -> Any:
+    """Start ``run`` in the tracker; return the tracker handle."""
+    actor = tracker()
+    ray.get(actor.start.remote(cloudpickle.dumps(plan), run.to_dict(), store_url))
+    return actor
+
+
+class TrackerClient:
+    """What a RunHandle asks the tracker about one run (each call one small Ray call)."""
+
+    def __init__(self, actor: Any, run_id: str) -> None:
+        self._actor = actor
+        self._run_id = run_id
+
+    def status(self) -> str | None:
+        return ray.get(self._actor.status.remote(self._run_id))
+
+    def progress(self) -> dict[str, int] | None:
+        return ray.get(self._actor.progress.remote(self._run_id))
+
+    def metrics(self) -> dict[str, Any] | None:
+        return ray.get(self._actor.metrics.remote(self._run_id))
+
+    def cancel(self) -> bool:
+        return ray.get(self._actor.cancel.remote(self._run_id))
+
+    def wait(self, timeout: float) -> str | None:
+        return ray.get(self._actor.wait.remote(self._run_id, timeout))
+
+    def result(self) -> tuple[str, Any] | None:
+        return ray.get(self._actor.result.remote(self._run_id))
