@@ -276,3 +276,48 @@ def test_a_run_outlives_the_script_that_submitted_it(cluster, tmp_path):
     assert out["metrics"]["critical_path"] == ["step", "step_1", "step_2", "step_3"]
     shown = _rayflow(cluster, "status", run_id, "--store", store)
     assert shown.returncode == 0 and "SUCCEEDED" in shown.stdout, _explain(shown)
+
+
+MANY_SMALL = '''
+import json, sys
+import rayflow as rf
+
+@rf.component(num_cpus=0.1)
+def a(i): return i
+
+@rf.component(num_cpus=0.1)
+def b(x): return x + 1
+
+@rf.component(num_cpus=0.1)
+def e(*xs): return sum(xs)
+
+@rf.workflow
+def small(i: int = 0):
+    x = a(i)
+    return e(b(x), b(x), b(x))
+
+rf.init(address=sys.argv[1], store=sys.argv[2])
+n = int(sys.argv[3])
+handles = [rf.submit(small, i=i) for i in range(n)]
+results = [h.result(timeout=900) for h in handles]
+print(json.dumps({"ok": sum(r == 3 * (i + 1) for i, r in enumerate(results)), "n": n}))
+'''
+
+
+def test_a_thousand_concurrent_small_workflows_through_the_tracker(cluster, tmp_path):
+    store = f"sqlite:///{tmp_path / 'many.db'}"
+    script = tmp_path / "many.py"
+    script.write_text(MANY_SMALL)
+    env = {**cluster.env, "RAYFLOW_TRACKER": "1"}
+    proc = _sh([sys.executable, str(script), cluster.address, store, "1000"], env, 900)
+    assert proc.returncode == 0, _explain(proc)
+    assert _json_line(proc.stdout) == {"ok": 1000, "n": 1000}
+    from rayflow.store.sqlite import SqliteStore
+
+    db = SqliteStore(tmp_path / "many.db")
+    try:
+        runs = db.list_runs(limit=2000)
+        assert len(runs) == 1000 and {r.status for r in runs} == {"SUCCEEDED"}
+        assert {c.state for c in db.get_components(runs[0].run_id)} == {"SUCCEEDED"}
+    finally:
+        db.close()
