@@ -70,6 +70,10 @@ store_opt = click.option("--store", envvar="RAYFLOW_STORE", metavar="URL",
 address_opt = click.option("--address", envvar="RAY_ADDRESS", metavar="ADDR",
                            help="Ray cluster to join: 'auto', 'ray://host:10001', host:port (default: local Ray).")
 json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+status_opt = click.option("--status", "status_filter", metavar="STATE",
+                          type=click.Choice(["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"],
+                                            case_sensitive=False),
+                          help="Only runs in this state.")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -200,16 +204,11 @@ def status(run_id: str, store: str | None, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps({"run": handle.record().to_dict(), "metrics": metrics}, default=str))
         return
-    out = render.console()
-    render.print_run(out, handle.record())
-    out.print(render.component_table(metrics))
-    render.print_metrics_summary(out, metrics)
+    render.print_run_page(render.console(), handle.record(), metrics)
 
 
 @cli.command()
-@click.option("--status", "status_filter", metavar="STATE",
-              type=click.Choice(["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"], case_sensitive=False),
-              help="Only runs in this state.")
+@status_opt
 @click.option("--limit", default=20, show_default=True, help="At most this many runs, newest first.")
 @store_opt
 @json_opt
@@ -296,18 +295,13 @@ def report(run_id: str, store: str | None, as_json: bool, html_path: str | None)
     if as_json:
         click.echo(json.dumps(metrics, default=str))
         return
-    out = render.console()
-    render.print_run(out, handle.record())
-    out.print(render.component_table(metrics))
-    render.print_metrics_summary(out, metrics)
+    render.print_run_page(render.console(), handle.record(), metrics)
 
 
 @cli.command()
 @click.option("--limit", default=100, show_default=True, help="The newest this many runs.")
 @click.option("--name", metavar="WORKFLOW", help="Only runs of this workflow.")
-@click.option("--status", "status_filter", metavar="STATE",
-              type=click.Choice(["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"], case_sensitive=False),
-              help="Only runs in this state.")
+@status_opt
 @store_opt
 @json_opt
 @_guard

@@ -95,6 +95,13 @@ def component_table(metrics: dict[str, Any], title: str = "Components") -> Table
     return table
 
 
+def print_run_page(out: Console, run: RunRecord, metrics: dict[str, Any]) -> None:
+    """``rayflow status`` / ``report``: the run, its components, the summary line."""
+    print_run(out, run)
+    out.print(component_table(metrics))
+    print_metrics_summary(out, metrics)
+
+
 def print_metrics_summary(out: Console, metrics: dict[str, Any]) -> None:
     counts = ", ".join(f"{k} {v}" for k, v in sorted(metrics.get("counts", {}).items()))
     q = metrics["queue_wait_s"]
