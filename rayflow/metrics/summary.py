@@ -32,16 +32,22 @@ def percentile(values: Iterable[float], q: float) -> float | None:
 
 def run_metrics(run: RunRecord, components: list[ComponentRecord], *, now: float | None = None,
                 dag: Dag | None = None) -> dict[str, Any]:
-    """``wall_s``, ``components``, ``critical_path``, ``critical_path_s``, ``throughput_cps``, ``queue_wait_s``."""
+    """``wall_s``, ``components``, ``critical_path``, ``critical_path_s``, ``throughput_cps``, ``queue_wait_s``.
+
+    While a run is live its critical path is the longest chain through finished components
+    (measured), running ones (elapsed so far) and pending ones (the run's median duration
+    so far); ``critical_path_remaining_s`` is the estimated part of its length.
+    """
     now = time.time() if now is None else now
     start = run.started_at or run.created_at
     end = run.ended_at or now
     wall = max(0.0, end - start) if start else 0.0
     per = {c.component_id: _component_view(c) for c in components}
-    path, length = _actual_critical_path(components, dag)
+    durations = [c.duration_s for c in components if c.duration_s is not None]
+    weights, estimated = _live_weights(components, now, percentile(durations, 50) or 0.0)
+    path, length = _critical_path(components, dag, weights)
     finished = sum(1 for c in components if c.state in FINISHED)
     waits = [c.queued_s for c in components if c.queued_s is not None]
-    durations = [c.duration_s for c in components if c.duration_s is not None]
     return {
         "run_id": run.run_id,
         "name": run.name,
@@ -50,6 +56,7 @@ def run_metrics(run: RunRecord, components: list[ComponentRecord], *, now: float
         "components": per,
         "critical_path": path,
         "critical_path_s": length,
+        "critical_path_remaining_s": sum(weights[c] for c in path if c in estimated),
         "throughput_cps": finished / wall if wall > 0 else 0.0,
         "queue_wait_s": {"p50": percentile(waits, 50), "p95": percentile(waits, 95), "p99": percentile(waits, 99)},
         "duration_s": {"p50": percentile(durations, 50), "p95": percentile(durations, 95), "p99": percentile(durations, 99)},
@@ -86,11 +93,38 @@ def _counts(components: list[ComponentRecord]) -> dict[str, int]:
     return out
 
 
-def _actual_critical_path(components: list[ComponentRecord], dag: Dag | None) -> tuple[list[str], float]:
-    """Longest chain by measured durations (components that did not run weigh 0)."""
+def _live_weights(components: list[ComponentRecord], now: float,
+                  typical_s: float) -> tuple[dict[str, float], set[str]]:
+    """Weight of each component for the live critical path, and which weights are estimates.
+
+    Finished: measured duration. Running with every upstream finished: time since it became
+    ready (so far), at least the typical duration. Pending, or waiting on upstreams: the run's
+    median duration so far. Never run (skipped, cancelled, upstream failed): 0.
+    """
+    ended = {c.component_id: c.ended_at for c in components}
+    weights: dict[str, float] = {}
+    estimated: set[str] = set()
+    for c in components:
+        if c.duration_s is not None:
+            weights[c.component_id] = c.duration_s
+        elif c.state in ("PENDING", "RUNNING"):
+            ups = [ended.get(u) for u in c.upstream]
+            if c.state == "RUNNING" and all(e is not None for e in ups):
+                ready = max([now if c.submitted_at is None else c.submitted_at, *ups])
+                weights[c.component_id] = max(now - ready, typical_s)
+            else:
+                weights[c.component_id] = typical_s
+            estimated.add(c.component_id)
+        else:
+            weights[c.component_id] = 0.0
+    return weights, estimated
+
+
+def _critical_path(components: list[ComponentRecord], dag: Dag | None,
+                   weights: dict[str, float]) -> tuple[list[str], float]:
+    """Longest chain by ``weights`` (measured durations, estimates where still unknown)."""
     if not components:
         return [], 0.0
-    weights = {c.component_id: c.duration_s or 0.0 for c in components}
     if dag is None:
         ids = weights.keys()
         dag = Dag({c.component_id: [u for u in c.upstream if u in ids] for c in components})

@@ -131,3 +131,24 @@ def test_no_start_means_zero_wall():
     m = run_metrics(run, [rec("a", dur=1.0)], now=50.0)
     assert m["wall_s"] == 0.0
     assert m["throughput_cps"] == 0.0
+
+
+def test_live_critical_path_adds_running_and_pending_estimates():
+    from rayflow.metrics.summary import run_metrics
+    from rayflow.store.port import ComponentRecord, RunRecord
+
+    run = RunRecord("r", "wf", "RUNNING", created_at=0.0, started_at=0.0)
+    comps = [
+        ComponentRecord("r", "a", "SUCCEEDED", started_at=0.0, ended_at=2.0, duration_s=2.0),
+        ComponentRecord("r", "b", "SUCCEEDED", started_at=0.0, ended_at=1.0, duration_s=1.0),
+        ComponentRecord("r", "c", "RUNNING", submitted_at=0.0, upstream=["a"]),     # ready at 2.0
+        ComponentRecord("r", "d", "PENDING", upstream=["c"]),
+        ComponentRecord("r", "e", "PENDING", upstream=["b"]),
+    ]
+    m = run_metrics(run, comps, now=7.0)
+    assert m["critical_path"] == ["a", "c", "d"]
+    # a measured 2.0, c running for 5.0 so far, d estimated at the median duration 1.5
+    assert m["critical_path_s"] == 2.0 + 5.0 + 1.5
+    assert m["critical_path_remaining_s"] == 5.0 + 1.5
+    done = run_metrics(RunRecord("r", "wf", "SUCCEEDED", created_at=0.0, started_at=0.0, ended_at=3.0), comps[:2])
+    assert done["critical_path"] == ["a"] and done["critical_path_remaining_s"] == 0
