@@ -151,12 +151,18 @@ def submit(target: str, inputs: tuple[str, ...], address: str | None, store: str
            run_id: str | None) -> None:
     """Validate TARGET, start it in the background, print the run id, return at once.
 
-    The run is driven by a detached process (log under ~/.rayflow/logs/); follow it
-    with `rayflow status RUN_ID`.
+    On a cluster (--address or RAY_ADDRESS) the cluster's run tracker drives the run;
+    otherwise a detached local process does (log under ~/.rayflow/logs/). Follow it with
+    `rayflow status RUN_ID` from anywhere that reads the same store.
     """
     _configure(store, address)
     service = get_service()
     values = _parse_inputs(inputs)
+    if address:
+        service.connect_ray()
+        if service.use_tracker():
+            click.echo(service.submit(target, values, run_id=run_id).run_id)
+            return
     plan = service.explain(target, values)
     if any(t.fn is None for t in plan.tasks.values()):
         service.plan(target, values, "local")  # raises the missing-function error

@@ -321,3 +321,22 @@ def test_a_thousand_concurrent_small_workflows_through_the_tracker(cluster, tmp_
         assert {c.state for c in db.get_components(runs[0].run_id)} == {"SUCCEEDED"}
     finally:
         db.close()
+
+
+def test_cli_submit_on_a_cluster_hands_the_run_to_the_tracker(cluster, tmp_path):
+    store = f"sqlite:///{tmp_path / 'submit.db'}"
+    proc = _rayflow(cluster, "submit", PLACEMENT, "--address", cluster.address, "--store", store)
+    assert proc.returncode == 0, _explain(proc)
+    run_id = proc.stdout.strip().splitlines()[-1]
+    deadline = time.monotonic() + RUN_TIMEOUT_S
+    while True:
+        shown = _rayflow(cluster, "status", run_id, "--store", store, "--json")
+        assert shown.returncode == 0, _explain(shown)
+        data = _json_line(shown.stdout)
+        if data["run"]["status"] in ("SUCCEEDED", "FAILED", "CANCELLED") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert data["run"]["status"] == "SUCCEEDED", data["run"]
+    assert data["run"]["owner"] != ""
+    assert not (Path.home() / ".rayflow" / "logs" / f"{run_id}.log").exists()  # no detached local driver
+    _check_placement(cluster, data["metrics"]["components"])
