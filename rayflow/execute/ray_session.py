@@ -78,10 +78,6 @@ def cluster_outlives_process() -> bool:
     return node is None or not getattr(node, "all_processes", None)
 
 
-def is_initialized() -> bool:
-    return ray.is_initialized()
-
-
 def shutdown() -> None:
     """Disconnect from Ray if rayflow connected; a session the user started stays."""
     global _started_here

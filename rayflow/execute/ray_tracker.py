@@ -84,9 +84,6 @@ class RunTracker:
         active.done.wait(timeout)
         return active.status
 
-    def active_runs(self) -> list[str]:
-        return [rid for rid, a in self._runs.items() if not a.done.is_set()]
-
     def _service(self, store_url: str) -> Any:
         with self._lock:
             service = self._services.get(store_url)

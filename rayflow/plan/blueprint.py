@@ -15,7 +15,7 @@ from typing import Any
 
 from rayflow.errors import SignatureError, SpecError, UnknownComponentError
 from rayflow.options import FAILURE_STRATEGIES, ComponentOptions
-from rayflow.plan.template import NodeRef, collect_refs
+from rayflow.plan.template import collect_refs
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,3 @@ def _bind(call: Call, fn: Callable[..., Any], args: tuple, kwargs: dict, *, what
             f"(parameters: {ports})",
             component=call.id,
         ) from None
-
-
-def ref(node_id: str) -> NodeRef:
-    return NodeRef(node_id)
