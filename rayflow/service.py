@@ -155,7 +155,7 @@ class Service:
 
     def start(self, plan: Plan, *, executor: str = "ray", run_id: str | None = None,
               background: bool = True) -> RunHandle:
-        run = self._record_new_run(plan, run_id)
+        run = self.record_new_run(plan, run_id)
         if executor == "ray" and background and self.use_tracker():
             from rayflow.execute.ray_tracker import TrackerClient, hand_over
 
@@ -178,7 +178,7 @@ class Service:
             with self._lock:
                 self._active.pop(active.run.run_id, None)
 
-    def _record_new_run(self, plan: Plan, run_id: str | None) -> RunRecord:
+    def record_new_run(self, plan: Plan, run_id: str | None) -> RunRecord:
         run = RunRecord(
             run_id=run_id or new_run_id(plan.name),
             name=plan.name,

@@ -168,7 +168,7 @@ def submit(target: str, inputs: tuple[str, ...], address: str | None, store: str
         service.plan(target, values, "local")  # raises the missing-function error
     run_id = run_id or new_run_id(plan.name)
     if service.store.get_run(run_id) is None:
-        record = service._record_new_run(plan, run_id)
+        record = service.record_new_run(plan, run_id)
         _spawn_driver(record.run_id, plan.target or target, service.store.url, address)
     click.echo(run_id)
 

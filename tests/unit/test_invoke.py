@@ -139,37 +139,6 @@ def test_no_timeout_when_fast_enough_and_alarm_handler_restored():
     assert signal.getsignal(signal.SIGALRM) is before
 
 
-def test_timeout_in_worker_thread_interrupts_busy_loop():
-    result: dict = {}
-
-    def busy():
-        end = time.monotonic() + 10
-        n = 0
-        while time.monotonic() < end:
-            n += 1
-        return n
-
-    def worker():
-        info = CallInfo(id="busy", args=(), kwargs={}, timeout_s=0.2)
-        started = time.monotonic()
-        try:
-            invoke(busy, info, ())
-        except ComponentFailure as exc:
-            result["failure"] = exc
-        result["elapsed"] = time.monotonic() - started
-
-    thread = threading.Thread(target=worker)
-    thread.start()
-    thread.join(timeout=15)
-    assert not thread.is_alive()
-    failure = result["failure"]
-    assert isinstance(failure, RetryableFailure)
-    assert failure.timed_out is True
-    assert failure.error_type == "ComponentTimeout"
-    assert "'busy'" in failure.message
-    assert result["elapsed"] < 5
-
-
 def in_thread(target):
     """Run ``target`` in a fresh (non-main) thread; return what it returned or raised."""
     box: dict = {}
@@ -187,6 +156,24 @@ def in_thread(target):
     thread.join(timeout=15)
     assert not thread.is_alive()
     return box
+
+
+def test_timeout_in_worker_thread_interrupts_busy_loop():
+    def busy():
+        end = time.monotonic() + 10
+        n = 0
+        while time.monotonic() < end:
+            n += 1
+        return n
+
+    info = CallInfo(id="busy", args=(), kwargs={}, timeout_s=0.2)
+    box = in_thread(lambda: invoke(busy, info, ()))
+    failure = box["error"]
+    assert isinstance(failure, RetryableFailure)
+    assert failure.timed_out is True
+    assert failure.error_type == "ComponentTimeout"
+    assert "'busy'" in failure.message
+    assert box["elapsed"] < 5
 
 
 def test_timeout_in_worker_thread_interrupts_sleep_for_the_caller():
