@@ -56,7 +56,7 @@ class ActiveRun:
         self.run.started_at = time.time()
         self.status = "RUNNING"
         self.run.owner = f"{socket.gethostname()}:{os.getpid()}"
-        writer.records(self.recorder.initial_records(), [])  # coalesce with the first transitions
+        self.recorder.start()   # every row, written with the first transitions
         writer.run(run_id, status="RUNNING", started_at=self.run.started_at, owner=self.run.owner)
         self.recorder.run_event("RUNNING")
         try:
@@ -75,8 +75,7 @@ class ActiveRun:
     def _finish(self) -> None:
         self.run.ended_at = time.time()
         self.run.status = self.status
-        summary = self.metrics()
-        summary.pop("components", None)
+        summary = self.metrics(per_component=False)
         if self.status == "SUCCEEDED" and _keepable(self.value):
             summary["result"] = self.value
         self.service.writer.run(self.run.run_id, status=self.status, ended_at=self.run.ended_at,
@@ -98,9 +97,9 @@ class ActiveRun:
                 log.warning("could not poll the store for cancellation of %s", self.run.run_id)
         return self.cancel_event.is_set()
 
-    def metrics(self) -> dict[str, Any]:
+    def metrics(self, *, per_component: bool = True) -> dict[str, Any]:
         run = RunRecord(**{**self.run.to_dict(), "status": self.status})
-        return run_metrics(run, self.recorder.records(), dag=self.plan.dag)
+        return run_metrics(run, self.recorder.records(), dag=self.plan.dag, per_component=per_component)
 
 
 class RunHandle:

@@ -17,6 +17,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rayflow import gcpause
 from rayflow.errors import ConfigError, RayflowError, RunNotFound
 from rayflow.execute.local import LocalExecutor
 from rayflow.execute.port import Executor
@@ -30,7 +31,7 @@ from rayflow.targets import blueprint_of
 
 EXECUTORS = ("ray", "local")
 CLUSTER_TTL_S = 5.0
-WRITE_INTERVAL_S = 0.5   # how stale another process's view of a live run may be
+WRITE_INTERVAL_S = 1.0   # how stale another process's view of a live run may be
 
 
 @dataclass
@@ -150,8 +151,11 @@ class Service:
             existing = self._existing(run_id)
             if existing is not None:
                 return existing
-        plan = self.plan(target, inputs, executor)
-        return self.start(plan, executor=executor, run_id=run_id, background=background)
+        with gcpause.paused():   # tracing and planning allocate in bursts; collect after
+            plan = self.plan(target, inputs, executor)
+            if background:
+                return self.start(plan, executor=executor, run_id=run_id, background=True)
+        return self.start(plan, executor=executor, run_id=run_id, background=False)
 
     def start(self, plan: Plan, *, executor: str = "ray", run_id: str | None = None,
               background: bool = True) -> RunHandle:

@@ -9,7 +9,6 @@ Must not import ray.
 from __future__ import annotations
 
 import contextvars
-import dataclasses
 import functools
 import inspect
 from collections.abc import Callable
@@ -56,6 +55,9 @@ class NodeHandle:
         raise TypeError(f"node {self.id!r} is a build-time handle and cannot be pickled")
 
 
+_PLAIN = frozenset({int, float, str, bool, bytes, type(None)})
+
+
 class _Builder:
     """Collects the calls of one workflow trace."""
 
@@ -68,16 +70,18 @@ class _Builder:
         node_id = opts.id or self._auto_id(comp.base_name)
         if node_id in self.calls:
             raise DuplicateIdError(f"two components share the id {node_id!r}; give one another id with .options(id=...)", component=node_id)
+        convert = self._convert
         call = Call(
             id=node_id,
             fn=comp.fn,
-            args=tuple(self._convert(a) for a in args),
-            kwargs={k: self._convert(v) for k, v in kwargs.items()},
+            args=tuple([convert(a) for a in args]) if args else (),
+            kwargs={k: convert(v) for k, v in kwargs.items()} if kwargs else {},
             options=opts,
             type="actor" if opts.kind == "actor" else "python",
         )
         check_signature(call)
-        self.calls[node_id] = dataclasses.replace(call, checked=True)
+        object.__setattr__(call, "checked", True)  # frozen; set once, before anyone else sees it
+        self.calls[node_id] = call
         return NodeHandle(node_id, self)
 
     def _auto_id(self, base: str) -> str:
@@ -91,7 +95,10 @@ class _Builder:
         return f"{base}_{n}"
 
     def _convert(self, value: Any) -> Any:
-        if isinstance(value, NodeHandle):
+        kind = type(value)
+        if kind in _PLAIN:
+            return value
+        if kind is NodeHandle:
             if value._builder is not self:
                 raise SpecError(f"node {value.id!r} belongs to another workflow build", component=value.id)
             return NodeRef(value.id)

@@ -14,7 +14,6 @@ from typing import Any, Protocol
 
 from rayflow.execute.invoke import CallInfo
 from rayflow.plan import Plan, Task
-from rayflow.plan.template import Slot
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,22 +52,6 @@ class Executor(Protocol):
 
 
 def call_info(task: Task) -> CallInfo:
-    """The plain data a worker needs for ``task``."""
-    return CallInfo(
-        id=task.id,
-        args=task.args,
-        kwargs=task.kwargs,
-        timeout_s=task.options.timeout_s,
-        retry_on=task.options.retry_exceptions,
-        has_slots=bool(task.deps) or _has_slot(task.args) or _has_slot(task.kwargs),
-    )
-
-
-def _has_slot(template: Any) -> bool:
-    if isinstance(template, Slot):
-        return True
-    if isinstance(template, (list, tuple)):
-        return any(_has_slot(t) for t in template)
-    if isinstance(template, dict):
-        return any(_has_slot(t) for t in template.values())
-    return False
+    """The plain data a worker needs for ``task`` (its templates hold Slots only when it has deps)."""
+    o = task.options
+    return CallInfo(task.id, task.args, task.kwargs, o.timeout_s, o.retry_exceptions, bool(task.deps))

@@ -29,25 +29,37 @@ import ray
 from ray import cloudpickle
 from ray.exceptions import RayError, TaskCancelledError
 
-from rayflow.execute.invoke import CallInfo, ComponentFailure, RetryableFailure, invoke
+from rayflow.execute.invoke import (
+    CallInfo,
+    ComponentFailure,
+    RetryableFailure,
+    invoke,
+    pack_meta,
+    unpack_meta,
+)
 from rayflow.execute.port import Completion, call_info
 from rayflow.plan import Plan, Task
 from rayflow.spec.resolve import import_callable
 
 RAY_DEFAULT_SYSTEM_RETRIES = 3
 WAIT_WINDOW = 512   # each wait looks at the oldest in-flight calls (they finish first)
-WAIT_BATCH = 64     # completions gathered per wait when nothing waits on noticing them ...
-WAIT_LINGER_S = 0.02  # ... for at most this long after the first one
+WAIT_BATCH = 512     # completions gathered per wait when nothing waits on noticing them ...
+WAIT_LINGER_S = 0.1  # ... for at most this long after the first one
 MAX_CACHED_REMOTES = 1024
 
 
+_PLACE: dict[str, str] = {}   # this worker process's node and worker ids (fixed for its life)
+
+
 def _worker_context() -> dict[str, Any]:
-    ctx = ray.get_runtime_context()
+    if not _PLACE:
+        ctx = ray.get_runtime_context()
+        _PLACE.update(node_id=ctx.get_node_id(), worker_id=ctx.get_worker_id())
     try:
         attempt = ray._private.worker.global_worker.core_worker.get_current_task_attempt_number()
     except Exception:  # private API; timings stay right without it
         attempt = 0
-    return {"node_id": ctx.get_node_id(), "worker_id": ctx.get_worker_id(), "attempt": attempt}
+    return {**_PLACE, "attempt": attempt}
 
 
 @functools.lru_cache(maxsize=256)
@@ -56,28 +68,35 @@ def _imported(fn_ref: str, component: str) -> Any:
 
 
 def encode_info(task: Task) -> bytes:
-    """The task's CallInfo, pickled on the driver: Ray's generic argument serializer
-    takes several times longer for a small object than cloudpickle producing bytes."""
-    info = call_info(task)
+    """The task's CallInfo as pickled bytes, made on the driver: a flat tuple through the
+    C pickler (Ray's generic argument serializer takes several times longer)."""
+    fields = call_info(task).fields()
     try:
-        return pickle.dumps(info, protocol=pickle.HIGHEST_PROTOCOL)  # the C pickler: importable values
+        return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)  # importable values
     except (pickle.PicklingError, AttributeError, TypeError):
-        return cloudpickle.dumps(info)  # lambdas, local classes and other values only cloudpickle takes
+        return cloudpickle.dumps(fields)  # lambdas, local classes and other values only cloudpickle takes
 
 
 def decode_info(blob: bytes) -> CallInfo:
-    return pickle.loads(blob)
+    return CallInfo(*pickle.loads(blob))
+
+
+def _call(fn: Any, blob: bytes, deps: tuple) -> tuple[Any, bytes]:
+    """Run one call in this worker: (value, packed meta), or raise ComponentFailure."""
+    value, meta = invoke(fn, decode_info(blob), deps, _worker_context)
+    return value, pack_meta(meta)
 
 
 def _run_ref(fn_ref: str, blob: bytes, *deps):
     """Task body for spec components: import ``module:callable`` on the worker."""
     info = decode_info(blob)
-    return invoke(_imported(fn_ref, info.id), info, deps, _worker_context)
+    value, meta = invoke(_imported(fn_ref, info.id), info, deps, _worker_context)
+    return value, pack_meta(meta)
 
 
 def _make_runner(fn):
     def run_component(blob: bytes, *deps):
-        return invoke(fn, decode_info(blob), deps, _worker_context)
+        return _call(fn, blob, deps)
 
     run_component.__qualname__ = run_component.__name__ = getattr(fn, "__name__", "component")
     return run_component
@@ -91,7 +110,7 @@ class _PoolActor:
         self._target = target(**init_kwargs) if inspect.isclass(target) else target
 
     def call(self, blob: bytes, *deps):
-        return invoke(self._target, decode_info(blob), deps, _worker_context)
+        return _call(self._target, blob, deps)
 
 
 _POOL_ACTOR = ray.remote(_PoolActor)
@@ -318,7 +337,7 @@ class RayExecutor:
         value_ref = self._refs.pop(cid, (None,))[0]
         self._call_done(cid)
         if not isinstance(value, BaseException):
-            return Completion(cid, True, value)
+            return Completion(cid, True, unpack_meta(value))
         _mark_handled(value_ref)
         return completion_from_error(cid, value)
 

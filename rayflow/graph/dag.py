@@ -91,6 +91,15 @@ def _check_references(deps: Mapping[str, tuple[str, ...]]) -> None:
 
 
 def _toposort(deps: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """A topological order: the given order when it already is one (a traced workflow
+    always lists a node after its upstreams), else graphlib's."""
+    seen: set[str] = set()
+    for node, ups in deps.items():
+        if not seen.issuperset(ups):
+            break
+        seen.add(node)
+    else:
+        return tuple(deps)
     sorter = graphlib.TopologicalSorter(deps)
     try:
         return tuple(sorter.static_order())

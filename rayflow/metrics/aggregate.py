@@ -10,14 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from rayflow.metrics.summary import percentile
+from rayflow.metrics.summary import spread as _pcts
 from rayflow.store.port import ComponentRecord, RunRecord
 
 FAILED_STATES = ("FAILED", "TIMED_OUT")
-
-
-def _pcts(values: list[float]) -> dict[str, float | None]:
-    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "p99": percentile(values, 99)}
 
 
 def queue_depth(components: list[ComponentRecord]) -> dict[str, float]:

@@ -1,7 +1,7 @@
 """The run recorder: turns RunState transitions into store records, off the hot path.
 
 Owns the mapping NodeStatus -> ComponentRecord (timings, queue wait, attempts, node,
-used CPU and peak memory), the event log (run states and each component's final state),
+used CPU and peak memory), the event log (run states and each notable component outcome),
 and live counts for progress. Writes go through a StoreWriter, so
 the control loop never waits on the database. Must not import ray.
 """
@@ -26,36 +26,69 @@ def _clone(rec: ComponentRecord) -> ComponentRecord:
     return new
 
 
+# The event log keeps run state changes and every component outcome a user would look
+# for (a failure, timeout, cancellation, skip, cache hit, or success after a retry); a
+# plain first-try success is already told by the component's row.
+NOTABLE_STATES = FINAL_STATES - {"SUCCEEDED"}
+
+
 class RunRecorder:
-    """Records one run. ``on_change`` is the control loop's hook."""
+    """Records one run. ``on_change`` is the control loop's hook; the store writer drains
+    the changed components when its next write is due (``drain``), so the loop only marks
+    them: a component that changes several times between writes is written once."""
 
     def __init__(self, run: RunRecord, plan: Plan, writer: StoreWriter) -> None:
         self.run = run
         self.plan = plan
+        self.source_key = run.run_id
         self._writer = writer
         self._seq = 0
         self._lock = threading.Lock()
-        self._records: dict[str, ComponentRecord] = {
-            cid: ComponentRecord(run.run_id, cid, resources=task.options.describe(), upstream=list(task.deps))
-            for cid, task in plan.tasks.items()
-        }
+        self._state: RunState | None = None
+        described: dict[int, dict[str, Any]] = {}   # one dict per distinct options (shared, never mutated)
+        self._records: dict[str, ComponentRecord] = {}
+        for cid, task in plan.tasks.items():
+            resources = described.get(id(task.options))
+            if resources is None:
+                resources = described[id(task.options)] = task.options.describe()
+            self._records[cid] = ComponentRecord(run.run_id, cid, resources=resources, upstream=list(task.deps))
+        self._last = dict.fromkeys(self._records, "PENDING")   # state last counted, per component
         self._counts: dict[str, int] = {"PENDING": len(plan.tasks)}
+        self._dirty: set[str] = set(self._records)   # every row is written once, PENDING or later
 
-    def initial_records(self) -> list[ComponentRecord]:
-        return [_clone(r) for r in self._records.values()]
+    def start(self) -> None:
+        """Queue the first write of every component's row."""
+        self._writer.changed(self)
 
     def on_change(self, state: RunState, changed: list[str]) -> None:
-        now = time.time()
-        records, events = [], []
+        events = []
         with self._lock:
+            self._state = state
+            self._dirty.update(changed)
+            nodes, last, counts = state.nodes, self._last, self._counts
             for cid in changed:
-                rec = self._update(state, cid)
-                records.append(_clone(rec))
-                if rec.state in FINAL_STATES:  # the event log keeps each component's outcome
+                status = nodes[cid]
+                new, old = status.state, last[cid]
+                if new == old:
+                    continue
+                last[cid] = new
+                counts[old] -= 1
+                counts[new] = counts.get(new, 0) + 1
+                if new in NOTABLE_STATES or (new == "SUCCEEDED" and status.attempts > 1):
                     self._seq += 1
-                    events.append(EventRecord(self.run.run_id, self._seq, now, "component_state", cid,
-                                              {"state": rec.state, "attempts": rec.attempts}))
-            self._writer.records(records, events)
+                    events.append(EventRecord(self.run.run_id, self._seq, time.time(), "component_state", cid,
+                                              {"state": new, "attempts": status.attempts}))
+            if events:
+                self._writer.records([], events)
+        self._writer.changed(self)
+
+    def drain(self) -> list[ComponentRecord]:
+        """The rows changed since the last drain, as of now (called by the writer thread)."""
+        with self._lock:
+            dirty, self._dirty = self._dirty, set()
+            if self._state is None:
+                return [_clone(self._records[cid]) for cid in dirty]
+            return [_clone(self._update(self._state, cid)) for cid in dirty]
 
     def run_event(self, status: str, **data: Any) -> None:
         with self._lock:
@@ -66,9 +99,6 @@ class RunRecorder:
     def _update(self, state: RunState, cid: str) -> ComponentRecord:
         status = state.nodes[cid]
         rec = self._records[cid]
-        if rec.state != status.state:
-            self._counts[rec.state] = self._counts.get(rec.state, 1) - 1
-            self._counts[status.state] = self._counts.get(status.state, 0) + 1
         rec.state = status.state
         rec.attempts = status.attempts
         rec.submitted_at = status.submitted_at
@@ -100,5 +130,8 @@ class RunRecorder:
             return {k: v for k, v in self._counts.items() if v}
 
     def records(self) -> list[ComponentRecord]:
+        """Every component's record as of now."""
         with self._lock:
-            return [_clone(r) for r in self._records.values()]
+            if self._state is None:
+                return [_clone(r) for r in self._records.values()]
+            return [_clone(self._update(self._state, cid)) for cid in self._records]

@@ -20,7 +20,16 @@ FINISHED = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CACHED"}
 
 def percentile(values: Iterable[float], q: float) -> float | None:
     """The q-th percentile (0..100) by linear interpolation; None for no values."""
+    return _at(sorted(v for v in values if v is not None and not math.isnan(v)), q)
+
+
+def spread(values: Iterable[float]) -> dict[str, float | None]:
+    """p50, p95 and p99 of ``values`` (sorted once)."""
     data = sorted(v for v in values if v is not None and not math.isnan(v))
+    return {"p50": _at(data, 50), "p95": _at(data, 95), "p99": _at(data, 99)}
+
+
+def _at(data: list[float], q: float) -> float | None:
     if not data:
         return None
     if len(data) == 1:
@@ -31,7 +40,7 @@ def percentile(values: Iterable[float], q: float) -> float | None:
 
 
 def run_metrics(run: RunRecord, components: list[ComponentRecord], *, now: float | None = None,
-                dag: Dag | None = None) -> dict[str, Any]:
+                dag: Dag | None = None, per_component: bool = True) -> dict[str, Any]:
     """``wall_s``, ``components``, ``critical_path``, ``critical_path_s``, ``throughput_cps``, ``queue_wait_s``.
 
     While a run is live its critical path is the longest chain through finished components
@@ -42,30 +51,30 @@ def run_metrics(run: RunRecord, components: list[ComponentRecord], *, now: float
     start = run.started_at or run.created_at
     end = run.ended_at or now
     wall = max(0.0, end - start) if start else 0.0
-    per = {c.component_id: _component_view(c) for c in components}
-    durations = [c.duration_s for c in components if c.duration_s is not None]
-    weights, estimated = _live_weights(components, now, percentile(durations, 50) or 0.0)
+    durations = spread(c.duration_s for c in components)
+    weights, estimated = _live_weights(components, now, durations["p50"] or 0.0)
     path, length = _critical_path(components, dag, weights)
     finished = sum(1 for c in components if c.state in FINISHED)
-    waits = [c.queued_s for c in components if c.queued_s is not None]
-    return {
+    out = {
         "run_id": run.run_id,
         "name": run.name,
         "status": run.status,
         "wall_s": wall,
-        "components": per,
         "critical_path": path,
         "critical_path_s": length,
         "critical_path_remaining_s": sum(weights[c] for c in path if c in estimated),
         "throughput_cps": finished / wall if wall > 0 else 0.0,
-        "queue_wait_s": {"p50": percentile(waits, 50), "p95": percentile(waits, 95), "p99": percentile(waits, 99)},
-        "duration_s": {"p50": percentile(durations, 50), "p95": percentile(durations, 95), "p99": percentile(durations, 99)},
+        "queue_wait_s": spread(c.queued_s for c in components),
+        "duration_s": durations,
         "counts": _counts(components),
         "attempts": sum(c.attempts for c in components),
         "retries": sum(max(0, c.attempts - 1) for c in components),
         "cpu_s": sum(c.cpu_s or 0.0 for c in components),
         "peak_rss_bytes": max((c.peak_rss_bytes or 0 for c in components), default=0) or None,
     }
+    if per_component:
+        out["components"] = {c.component_id: _component_view(c) for c in components}
+    return out
 
 
 def _component_view(c: ComponentRecord) -> dict[str, Any]:

@@ -96,7 +96,28 @@ def _signature(fn: Callable[..., Any]) -> inspect.Signature | None:
         return None  # builtins without a signature: the call itself decides
 
 
+# Whether arguments bind to a signature depends only on how many are positional and
+# which names are passed: shapes that bound once are remembered (a fan-out of 10,000
+# calls of one function binds once).
+_BOUND_SHAPES: set[tuple] = set()
+_BOUND_SHAPES_MAX = 100_000
+
+
 def _bind(call: Call, fn: Callable[..., Any], args: tuple, kwargs: dict, *, what: str) -> None:
+    shape = (fn, len(args), tuple(kwargs))
+    try:
+        if shape in _BOUND_SHAPES:
+            return
+    except TypeError:  # an unhashable callable: bind every time
+        shape = None
+    _bind_signature(call, fn, args, kwargs, what=what)
+    if shape is not None:
+        if len(_BOUND_SHAPES) >= _BOUND_SHAPES_MAX:
+            _BOUND_SHAPES.clear()
+        _BOUND_SHAPES.add(shape)
+
+
+def _bind_signature(call: Call, fn: Callable[..., Any], args: tuple, kwargs: dict, *, what: str) -> None:
     try:
         sig = _signature(fn)
     except TypeError:  # an unhashable callable

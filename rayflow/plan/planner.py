@@ -118,15 +118,12 @@ def make_plan(
                 component=call.id,
             )
         check_signature(call)
-    if cluster is not None:
-        for call in blueprint.calls.values():
-            check_feasible(call.id, call.options, cluster)
     analysis = analyze(dag, estimates)
     ranks = upward_ranks(dag, estimates)
     topo = {node: i for i, node in enumerate(dag.nodes)}
     order = tuple(sorted(dag.nodes, key=lambda n: (-ranks[n], topo[n])))
     tasks = {cid: _task(blueprint.calls[cid], ranks[cid]) for cid in dag.nodes}
-    return Plan(
+    plan = Plan(
         name=blueprint.name,
         dag=dag,
         analysis=analysis,
@@ -138,6 +135,9 @@ def make_plan(
         target=blueprint.target,
         inputs=dict(blueprint.inputs),
     )
+    if cluster is not None:
+        check_cluster(plan, cluster)
+    return plan
 
 
 def _task(call: Call, priority: float) -> Task:
@@ -169,8 +169,11 @@ def pool_key(call: Call) -> str:
 
 def check_cluster(plan: Plan, cluster: ClusterShape) -> None:
     """Raise InfeasibleResourceError for the first task no node of ``cluster`` could run."""
+    checked: set[int] = set()   # components usually share a few option objects: check each once
     for task in plan.tasks.values():
-        check_feasible(task.id, task.options, cluster)
+        if id(task.options) not in checked:
+            check_feasible(task.id, task.options, cluster)
+            checked.add(id(task.options))
 
 
 def check_feasible(component: str, options: ComponentOptions, cluster: ClusterShape) -> None:

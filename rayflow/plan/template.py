@@ -23,6 +23,9 @@ class Slot:
 
     index: int
 
+    def __reduce__(self):  # pickled once per upstream of every call: keep it a flat tuple
+        return (Slot, (self.index,))
+
 
 def collect_refs(template: Any, out: dict[str, None] | None = None) -> dict[str, None]:
     """Upstream ids in first-use order (as dict keys, for order and uniqueness)."""
@@ -32,11 +35,19 @@ def collect_refs(template: Any, out: dict[str, None] | None = None) -> dict[str,
         out.setdefault(template.id, None)
     elif isinstance(template, (list, tuple)):
         for item in template:
-            collect_refs(item, out)
+            kind = type(item)
+            if kind is NodeRef:
+                out.setdefault(item.id, None)
+            elif kind not in _LEAVES:
+                collect_refs(item, out)
     elif isinstance(template, dict):
         for item in template.values():
-            collect_refs(item, out)
+            if type(item) not in _LEAVES:
+                collect_refs(item, out)
     return out
+
+
+_LEAVES = frozenset({int, float, str, bool, bytes, type(None)})   # never hold a NodeRef
 
 
 def to_slots(template: Any, index: dict[str, int]) -> Any:

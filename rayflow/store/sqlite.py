@@ -9,6 +9,7 @@ open across calls, and must not import anything beyond the standard library.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -91,6 +92,8 @@ _JSON_MEMO_MAX = 200_000
 def _json_text(value: Any) -> str:
     """JSON of a value that is never mutated once recorded (a component's resources and
     upstream list, shared by every update of that component): encoded once, by identity."""
+    if not value:
+        return "[]" if isinstance(value, list) else json.dumps(value)
     hit = _JSON_MEMO.get(id(value))
     if hit is not None and hit[0] is value:
         return hit[1]
@@ -113,6 +116,8 @@ class _Codec:
         self.json_fields = json_fields
         self.bool_fields = bool_fields
         self.select = f"SELECT {', '.join(self.columns)} FROM {table}"
+        self._row = operator.attrgetter(*self.columns)
+        self._fixes = [(i, name) for i, name in enumerate(self.columns) if name in json_fields or name in bool_fields]
 
     def encode_value(self, name: str, value: Any) -> Any:
         if name in self.json_fields:
@@ -121,8 +126,11 @@ class _Codec:
             return int(bool(value))
         return value
 
-    def encode(self, rec: Any) -> tuple[Any, ...]:
-        return tuple(self.encode_value(c, getattr(rec, c)) for c in self.columns)
+    def encode(self, rec: Any) -> list[Any]:
+        row = list(self._row(rec))
+        for i, name in self._fixes:
+            row[i] = self.encode_value(name, row[i])
+        return row
 
     def decode(self, row: Sequence[Any]) -> Any:
         values: dict[str, Any] = {}

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from rayflow.store.memory import check_run_fields
 from rayflow.store.port import ComponentRecord, EventRecord, RunStore
@@ -25,6 +25,18 @@ logger = logging.getLogger("rayflow.store")
 
 FIRST_RETRY_S = 0.1
 MAX_RETRY_S = 5.0
+COMPONENTS_DUE = 50_000   # pending component records that make a write due before its interval
+
+
+class RecordSource(Protocol):
+    """Something that keeps component records current and hands over the changed ones
+    when a write is due (the run recorder): updates between writes coalesce for free."""
+
+    @property
+    def source_key(self) -> str: ...
+
+    def drain(self) -> list[ComponentRecord]:
+        """The records changed since the last drain (the writer owns them)."""
 
 
 @dataclass
@@ -35,6 +47,7 @@ class _Batch:
     components: list[ComponentRecord] = field(default_factory=list)
     events: list[EventRecord] = field(default_factory=list)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    sources: list[RecordSource] = field(default_factory=list)
 
     def size(self) -> int:
         return len(self.components) + len(self.events) + len(self.runs)
@@ -54,6 +67,7 @@ class StoreWriter:
         self._components: dict[tuple[str, str], ComponentRecord] = {}
         self._events: list[EventRecord] = []
         self._runs: dict[str, dict[str, Any]] = {}
+        self._sources: dict[str, RecordSource] = {}
         self._enqueued = 0      # count of enqueue calls so far
         self._written = 0       # every enqueue call up to this count is in the store
         self._flush_now = False
@@ -63,6 +77,7 @@ class StoreWriter:
         self._closed: bool | None = None  # None while open; then close()'s result
         self._failures = 0
         self._retry_at = 0.0
+        self._since: float | None = None   # when the oldest pending item was queued
         self._thread = threading.Thread(target=self._loop, name="rayflow-store-writer", daemon=True)
         self._thread.start()
 
@@ -85,6 +100,13 @@ class StoreWriter:
             self._events.extend(events)
             self._enqueued_one()
 
+    def changed(self, source: RecordSource) -> None:
+        """``source`` has changed records; they are drained when the next write is due."""
+        with self._cond:
+            self._check_open()
+            self._sources[source.source_key] = source
+            self._enqueued_one()
+
     def run(self, run_id: str, **fields: Any) -> None:
         """Queue an update of a run; fields for one run merge, later values win."""
         check_run_fields(fields)  # fail here, not forever in the writer thread
@@ -99,11 +121,20 @@ class StoreWriter:
 
     def _enqueued_one(self) -> None:
         self._enqueued += 1
-        if self._pending() >= self.max_batch:
+        if self._since is None:   # the first pending item starts the interval
+            self._since = time.monotonic()
+            self._cond.notify_all()
+        elif self._due_by_size():
             self._cond.notify_all()
 
+    def _due_by_size(self) -> bool:
+        """Events and run updates pile up, so ``max_batch`` of them is due at once; component
+        records coalesce (one per component), so only far more of them are."""
+        return (len(self._events) + len(self._runs) >= self.max_batch
+                or len(self._components) >= COMPONENTS_DUE)
+
     def _pending(self) -> int:
-        return len(self._components) + len(self._events) + len(self._runs)
+        return len(self._components) + len(self._events) + len(self._runs) + len(self._sources)
 
     # -- flush and close ---------------------------------------------------------------
 
@@ -160,29 +191,33 @@ class StoreWriter:
             self._write_batch(batch)
 
     def _next_batch(self) -> _Batch | None:
-        """Wait for work to be due and take it all; None once close() stops the writer."""
+        """Wait for work to be due and take it all; None once close() stops the writer.
+
+        Work is due ``flush_interval_s`` after the oldest pending item was queued (so a
+        burst of updates to the same components coalesces into one write), at once on
+        ``flush()``, or when enough has piled up.
+        """
         with self._cond:
-            due = time.monotonic() + self.flush_interval_s
             while not self._stop:
                 now = time.monotonic()
-                pending = self._pending()
-                if not pending:
-                    due = now + self.flush_interval_s
-                    self._cond.wait(self.flush_interval_s)
+                if not self._pending():
+                    self._cond.wait()
                 elif now < self._retry_at:
                     self._cond.wait(self._retry_at - now)
-                elif self._flush_now or pending >= self.max_batch or now >= due:
+                elif self._flush_now or self._due_by_size() or now >= self._since + self.flush_interval_s:
                     return self._take()
                 else:
-                    self._cond.wait(due - now)
+                    self._cond.wait(self._since + self.flush_interval_s - now)
             self._thread_done = True
             self._cond.notify_all()  # wake any flush() still waiting: nothing more will be written
             return None
 
     def _take(self) -> _Batch:
-        batch = _Batch(self._enqueued, list(self._components.values()), self._events, self._runs)
-        self._components, self._events, self._runs = {}, [], {}
+        batch = _Batch(self._enqueued, list(self._components.values()), self._events, self._runs,
+                       list(self._sources.values()))
+        self._components, self._events, self._runs, self._sources = {}, [], {}, {}
         self._flush_now = False
+        self._since = None
         return batch
 
     def _write_batch(self, batch: _Batch) -> None:
@@ -207,6 +242,9 @@ class StoreWriter:
 
     def _write_parts(self, batch: _Batch) -> None:
         """Components, then events, then run updates, in chunks of ``max_batch``."""
+        while batch.sources:
+            batch.components.extend(batch.sources[-1].drain())   # newer than any queued copy
+            batch.sources.pop()
         n = self.max_batch
         while batch.components:
             self.store.upsert_components(batch.components[:n])
@@ -229,6 +267,10 @@ class StoreWriter:
         for run_id, fields in self._runs.items():
             runs.setdefault(run_id, {}).update(fields)
         self._runs = runs
+        for source in batch.sources:   # not drained yet
+            self._sources.setdefault(source.source_key, source)
+        if self._since is None:
+            self._since = time.monotonic()
 
     def __enter__(self) -> StoreWriter:
         return self
