@@ -75,6 +75,7 @@ class ActiveRun:
     def _finish(self) -> None:
         self.run.ended_at = time.time()
         self.run.status = self.status
+        self.service.writer.write_soon()   # the last component rows, while the summary is computed
         summary = self.metrics(per_component=False)
         if self.status == "SUCCEEDED" and _keepable(self.value):
             summary["result"] = self.value

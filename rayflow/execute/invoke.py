@@ -77,7 +77,7 @@ class _AsyncTimeout(ComponentTimeout):
 def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
            context: Callable[[], dict[str, Any]] | None = None) -> tuple[Any, dict[str, Any]]:
     """Call ``fn`` for ``info``; return (value, meta) or raise ComponentFailure."""
-    rss0 = usage.start()
+    measured = usage.start()
     started = time.time()
     cpu0 = time.process_time()
     try:
@@ -87,29 +87,27 @@ def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
             args, kwargs = info.args, info.kwargs
         value = call_with_timeout(fn, args, kwargs, info.timeout_s, info.id)
     except Exception as exc:  # KeyboardInterrupt (cancellation) passes through
-        raise _failure(info, exc, started, cpu0, context, rss0) from None
-    return value, _meta(started, cpu0, context, rss0)
+        raise _failure(info, exc, started, cpu0, context, measured) from None
+    return value, _meta(started, cpu0, context, measured)
 
 
-_PACKED = struct.Struct("<dddqqi")   # started_at, ended_at, cpu_s, peak_rss, rss_start (-1: unknown), attempt
+_PACKED = struct.Struct("<dddqi")   # started_at, ended_at, cpu_s, peak_rss (-1: unknown), attempt
 
 
 def pack_meta(meta: Mapping[str, Any]) -> bytes:
     """A call's meta as compact bytes: what the driver reads for every call, so it must
     be cheap to ship and to decode (a fixed struct, then "node_id\0worker_id")."""
-    peak, rss0 = meta.get("peak_rss_bytes"), meta.get("rss_start_bytes")
+    peak = meta.get("peak_rss_bytes")
     head = _PACKED.pack(meta["started_at"], meta["ended_at"], meta["cpu_s"],
-                        -1 if peak is None else peak, -1 if rss0 is None else rss0, meta.get("attempt", 0))
+                        -1 if peak is None else peak, meta.get("attempt", 0))
     return head + f"{meta.get('node_id') or ''}\0{meta.get('worker_id') or ''}".encode()
 
 
 def unpack_meta(blob: bytes) -> dict[str, Any]:
-    started, ended, cpu_s, peak, rss0, attempt = _PACKED.unpack_from(blob)
+    started, ended, cpu_s, peak, attempt = _PACKED.unpack_from(blob)
     meta: dict[str, Any] = {"started_at": started, "ended_at": ended, "cpu_s": cpu_s, "attempt": attempt}
     if peak >= 0:
         meta["peak_rss_bytes"] = peak
-    if rss0 >= 0:
-        meta["rss_start_bytes"] = rss0
     node, _, worker = blob[_PACKED.size:].decode().partition("\0")
     if node:
         meta["node_id"] = node
@@ -119,19 +117,18 @@ def unpack_meta(blob: bytes) -> dict[str, Any]:
 
 
 def _meta(started: float, cpu0: float, context: Callable[[], dict[str, Any]] | None,
-          rss0: int | None = None) -> dict[str, Any]:
+          measured: bool = False) -> dict[str, Any]:
     meta = {"started_at": started, "ended_at": time.time(), "cpu_s": time.process_time() - cpu0}
-    if rss0 is not None:
+    if measured:
         meta["peak_rss_bytes"] = usage.peak()
-        meta["rss_start_bytes"] = rss0
     if context is not None:
         meta.update(context())
     return meta
 
 
 def _failure(info: CallInfo, exc: Exception, started: float, cpu0: float,
-             context: Callable[[], dict[str, Any]] | None, rss0: int | None = None) -> ComponentFailure:
-    meta = _meta(started, cpu0, context, rss0)
+             context: Callable[[], dict[str, Any]] | None, measured: bool = False) -> ComponentFailure:
+    meta = _meta(started, cpu0, context, measured)
     timed_out = isinstance(exc, ComponentTimeout)
     if timed_out:
         exc = ComponentTimeout(info.id, info.timeout_s or 0.0)

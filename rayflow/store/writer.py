@@ -138,6 +138,13 @@ class StoreWriter:
 
     # -- flush and close ---------------------------------------------------------------
 
+    def write_soon(self) -> None:
+        """Start writing what is queued now, without waiting for it (``flush`` waits)."""
+        with self._cond:
+            if self._pending():
+                self._flush_now = True
+                self._cond.notify_all()
+
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything enqueued before this call is written; False on timeout."""
         deadline = None if timeout is None else time.monotonic() + timeout

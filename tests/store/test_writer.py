@@ -11,6 +11,7 @@ import pytest
 
 from rayflow.store.memory import MemoryStore
 from rayflow.store.port import ComponentRecord, EventRecord, RunRecord
+from rayflow.store.sqlite import SqliteStore
 from rayflow.store.writer import StoreWriter
 
 NEVER = 3600.0  # a flush interval that never elapses during a test
@@ -225,3 +226,19 @@ def test_close_with_timeout_on_a_broken_store_reports_the_loss(
     assert w.flush(timeout=1) is False  # the thread is gone; nothing more will be written
     errors = [r.getMessage() for r in caplog.records if r.levelno == logging.ERROR]
     assert errors and "2 record(s) not written" in errors[0]
+
+
+def test_write_soon_starts_a_write_without_waiting_for_the_interval(tmp_path):
+    store = SqliteStore(tmp_path / "soon.db")
+    writer = StoreWriter(store, flush_interval_s=60.0)
+    try:
+        store.create_run(RunRecord("r-soon", "wf"), [])
+        writer.run("r-soon", status="RUNNING")
+        writer.write_soon()
+        deadline = time.monotonic() + 5
+        while store.get_run("r-soon").status != "RUNNING":
+            assert time.monotonic() < deadline, "write_soon did not start a write"
+            time.sleep(0.01)
+    finally:
+        writer.close()
+        store.close()
