@@ -44,7 +44,10 @@ from rayflow.spec.resolve import import_callable
 RAY_DEFAULT_SYSTEM_RETRIES = 3
 WAIT_WINDOW = 512   # each wait looks at the oldest in-flight calls (they finish first)
 WAIT_BATCH = 512     # completions gathered per wait when nothing waits on noticing them ...
-WAIT_LINGER_S = 0.1  # ... for at most this long after the first one
+WAIT_LINGER_S = 0.02  # ... for at most this long after the first one, or, with at least
+LONG_LINGER_AT = 256  # this many calls in flight (fewer, costlier waits pay off) ...
+LONG_LINGER_S = 0.1   # ... this long. A small run gains nothing from lingering, and a
+                      # tracker driving a thousand small runs loses much.
 MAX_CACHED_REMOTES = 1024
 
 
@@ -315,9 +318,10 @@ class RayExecutor:
             del self._pools[where[0]]
 
     def _gather(self, refs: list[Any], *, linger: bool = True) -> list[Any]:
-        """The refs ready now; when batching, up to WAIT_BATCH of them within WAIT_LINGER_S."""
+        """The refs ready now; when batching, up to WAIT_BATCH of them within the linger time."""
         if self._batching and linger:
-            return ray.wait(refs, num_returns=min(WAIT_BATCH, len(refs)), timeout=WAIT_LINGER_S)[0]
+            wait_s = LONG_LINGER_S if len(self._meta) >= LONG_LINGER_AT else WAIT_LINGER_S
+            return ray.wait(refs, num_returns=min(WAIT_BATCH, len(refs)), timeout=wait_s)[0]
         return ray.wait(refs, num_returns=len(refs), timeout=0)[0]
 
     def _get(self, ready: list[Any]) -> list[tuple[Any, Any]]:
