@@ -242,3 +242,51 @@ def test_write_soon_starts_a_write_without_waiting_for_the_interval(tmp_path):
     finally:
         writer.close()
         store.close()
+
+
+class Source:
+    """A record source like the run recorder: marks changes, hands rows over on drain."""
+
+    def __init__(self, run_id: str = "r1") -> None:
+        self.source_key = run_id
+        self.states: dict[str, str] = {}
+        self.dirty: set[str] = set()
+        self.drains = 0
+
+    def set(self, cid: str, state: str) -> None:
+        self.states[cid] = state
+        self.dirty.add(cid)
+
+    def drain(self) -> list[ComponentRecord]:
+        self.drains += 1
+        dirty, self.dirty = self.dirty, set()
+        return [comp(cid, self.states[cid], self.source_key) for cid in sorted(dirty)]
+
+
+def test_changes_of_a_source_between_writes_are_written_once_in_their_latest_state():
+    store = RecordingStore()
+    store.create_run(RunRecord("r1", "wf"), [])
+    writer = StoreWriter(store, flush_interval_s=60.0)
+    source = Source()
+    for state in ("PENDING", "RUNNING", "SUCCEEDED"):
+        source.set("a", state)
+        writer.changed(source)
+    source.set("b", "RUNNING")
+    writer.changed(source)
+    assert writer.flush(5)
+    writes = [arg for name, arg in store.calls if name == "upsert_components"]
+    assert [[(c.component_id, c.state) for c in w] for w in writes] == [[("a", "SUCCEEDED"), ("b", "RUNNING")]]
+    assert source.drains == 1
+    writer.close()
+
+
+def test_rows_drained_before_a_failed_write_are_written_on_the_retry():
+    store = RecordingStore(fail_first=1)
+    store.create_run(RunRecord("r1", "wf"), [])
+    writer = StoreWriter(store, flush_interval_s=60.0)
+    source = Source()
+    source.set("a", "SUCCEEDED")
+    writer.changed(source)
+    assert writer.flush(10)
+    assert [(c.component_id, c.state) for c in store.get_components("r1")] == [("a", "SUCCEEDED")]
+    writer.close()
