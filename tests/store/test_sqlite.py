@@ -86,11 +86,19 @@ def test_reopen_keeps_data_and_does_not_rerun_migrations(db_path: Path) -> None:
 
 def test_new_migration_step_applies_once_on_reopen(db_path: Path, monkeypatch) -> None:
     SqliteStore(db_path).close()
-    step = (2, ("CREATE TABLE extra (x INTEGER)",))
+    known = [v for v, _ in sqlite_mod.MIGRATIONS]
+    step = (known[-1] + 1, ("CREATE TABLE extra (x INTEGER)",))
     monkeypatch.setattr(sqlite_mod, "MIGRATIONS", [*sqlite_mod.MIGRATIONS, step])
     SqliteStore(db_path).close()
     SqliteStore(db_path).close()  # a third open must not try to create "extra" again
-    assert [v for (v,) in raw(db_path, "SELECT version FROM schema_version")] == [1, 2]
+    assert [v for (v,) in raw(db_path, "SELECT version FROM schema_version")] == [*known, step[0]]
+    assert raw(db_path, "SELECT name FROM sqlite_master WHERE name = 'extra'") == [("extra",)]
+
+
+def test_component_updates_do_not_maintain_an_unused_index(db_path: Path) -> None:
+    SqliteStore(db_path).close()
+    indexes = {name for (name,) in raw(db_path, "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    assert "components_component_ended" not in indexes
 
 
 def test_second_store_on_same_file_reads_and_writes(db_path: Path) -> None:
