@@ -51,7 +51,12 @@ class Executor(Protocol):
     def shutdown(self) -> None: ...
 
 
-def call_info(task: Task) -> CallInfo:
-    """The plain data a worker needs for ``task`` (its templates hold Slots only when it has deps)."""
+def call_fields(task: Task) -> tuple:
+    """The plain data a worker needs for ``task``, as ``CallInfo``'s fields in order (its
+    templates hold Slots only when it has deps)."""
     o = task.options
-    return CallInfo(task.id, task.args, task.kwargs, o.timeout_s, o.retry_exceptions, bool(task.deps))
+    return (task.id, task.args, task.kwargs, o.timeout_s, o.retry_exceptions, bool(task.deps))
+
+
+def call_info(task: Task) -> CallInfo:
+    return CallInfo(*call_fields(task))

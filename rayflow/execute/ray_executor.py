@@ -37,15 +37,16 @@ from rayflow.execute.invoke import (
     pack_meta,
     unpack_meta,
 )
-from rayflow.execute.port import Completion, call_info
+from rayflow.execute.port import Completion, call_fields
 from rayflow.plan import Plan, Task
 from rayflow.spec.resolve import import_callable
 
 RAY_DEFAULT_SYSTEM_RETRIES = 3
-WAIT_WINDOW = 512   # each wait looks at the oldest in-flight calls (they finish first)
-WAIT_BATCH = 512     # completions gathered per wait when nothing waits on noticing them ...
-WAIT_LINGER_S = 0.02  # ... for at most this long after the first one, or, with at least
-LONG_LINGER_AT = 256  # this many calls in flight (fewer, costlier waits pay off) ...
+WAIT_WINDOW = 256   # each wait looks at the oldest in-flight calls (they finish first)
+WAIT_HEAD = 8        # the oldest calls a batching wait blocks on
+SWEEP_CHUNK = 64     # refs per non-blocking wait when sweeping the oldest calls
+WAIT_LINGER_S = 0.02  # a wait lingers for more completions this long, or, in a run of at
+LONG_LINGER_AT = 256  # least this many components (fewer, costlier waits pay off) ...
 LONG_LINGER_S = 0.1   # ... this long. A small run gains nothing from lingering, and a
                       # tracker driving a thousand small runs loses much.
 MAX_CACHED_REMOTES = 1024
@@ -73,7 +74,7 @@ def _imported(fn_ref: str, component: str) -> Any:
 def encode_info(task: Task) -> bytes:
     """The task's CallInfo as pickled bytes, made on the driver: a flat tuple through the
     C pickler (Ray's generic argument serializer takes several times longer)."""
-    fields = call_info(task).fields()
+    fields = call_fields(task)
     try:
         return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)  # importable values
     except (pickle.PicklingError, AttributeError, TypeError):
@@ -212,13 +213,16 @@ class RayExecutor:
         self._pools: dict[str, _Pool] = {}
         self._pool_of: dict[str, tuple[str, int]] = {}
         self._batching = False
+        self._linger_s = WAIT_LINGER_S
 
     def start(self, plan: Plan) -> None:
         # Without max_concurrency the loop submits every component up front, so noticing
         # a completion a little later frees nothing: gather them in batches and leave the
         # CPU to Ray. With it, each completion frees a slot: take what is ready at once.
         self._batching = plan.max_concurrency is None
+        self._linger_s = LONG_LINGER_S if len(plan.tasks) >= LONG_LINGER_AT else WAIT_LINGER_S
         self._pool_sizes = {}
+        self._remotes: dict[tuple[int, int], Any] = {}
         for task in plan.tasks.values():
             if task.pool:
                 self._pool_sizes[task.pool] = self._pool_sizes.get(task.pool, 0) + 1
@@ -228,7 +232,11 @@ class RayExecutor:
         if task.pool:
             value, meta = self._submit_actor(task, info, deps)
         else:
-            value, meta = task_remote(task).remote(*self._leading(task), info, *deps)
+            key = (id(task.fn), id(task.options))   # this run's plan holds both for its lifetime
+            remote = self._remotes.get(key)
+            if remote is None:
+                remote = self._remotes[key] = task_remote(task)
+            value, meta = remote.remote(*self._leading(task), info, *deps)
         self._meta[meta] = task.id
         self._refs[task.id] = (value, meta)
         return value
@@ -236,20 +244,29 @@ class RayExecutor:
     def wait(self, timeout: float) -> list[Completion]:
         """Completions, waiting up to ``timeout`` for the first, then gathering what else is ready.
 
-        Each wait costs Ray time linear in the refs it names, so it names a bounded window
-        of the oldest calls; when none of those finishes within ``timeout``, the newer
+        Waits name a bounded window of the oldest calls. A blocking ``ray.wait`` costs CPU
+        for every pending ref it names (~7 us each, on every call), a non-blocking one far
+        less, and sleeping nothing. So when batching (no ``max_concurrency``: noticing a
+        completion later frees nothing), it blocks on the few oldest calls only, sweeps
+        the window without blocking (in a big run after waiting up to the linger time for
+        the window's newest call, so one sweep gathers a batch, and the last completions of
+        a run are seen at once). With ``max_concurrency`` each completion frees a slot,
+        so it blocks on the whole window. When nothing in the window finished, the newer
         calls are swept once.
         """
         if not self._meta:
             return []
         window = list(itertools.islice(self._meta, WAIT_WINDOW))
-        first, _ = ray.wait(window, num_returns=1, timeout=timeout)
-        if first:
-            ready = self._gather(window)
-        elif len(self._meta) > len(window):
-            ready = self._gather(list(self._meta)[len(window):], linger=False)
+        if self._batching:
+            ray.wait(window[:WAIT_HEAD], num_returns=1, timeout=timeout)
+            if self._linger_s >= timeout:   # a big run: let a batch finish (or the whole window)
+                ray.wait(window[-1:], num_returns=1, timeout=self._linger_s)
+            ready = self._sweep_oldest(window)
         else:
-            ready = []
+            first, _ = ray.wait(window, num_returns=1, timeout=timeout)
+            ready = self._sweep(window) if first else []
+        if not ready and len(self._meta) > len(window):
+            ready = self._sweep(list(self._meta)[len(window):])
         return [self._complete(ref, value) for ref, value in self._get(ready)]
 
     def cancel(self, ids: Iterable[str]) -> None:
@@ -317,11 +334,24 @@ class RayExecutor:
             pool.kill()
             del self._pools[where[0]]
 
-    def _gather(self, refs: list[Any], *, linger: bool = True) -> list[Any]:
-        """The refs ready now; when batching, up to WAIT_BATCH of them within the linger time."""
-        if self._batching and linger:
-            wait_s = LONG_LINGER_S if len(self._meta) >= LONG_LINGER_AT else WAIT_LINGER_S
-            return ray.wait(refs, num_returns=min(WAIT_BATCH, len(refs)), timeout=wait_s)[0]
+    @staticmethod
+    def _sweep_oldest(refs: list[Any]) -> list[Any]:
+        """The ready refs among the oldest, swept in chunks until one is not all ready:
+        costs what finished plus one chunk, not the whole window (calls mostly finish
+        in the order they started; one that is ready later in the window is taken by a
+        later wait)."""
+        ready: list[Any] = []
+        for i in range(0, len(refs), SWEEP_CHUNK):
+            chunk = refs[i:i + SWEEP_CHUNK]
+            got = ray.wait(chunk, num_returns=len(chunk), timeout=0)[0]
+            ready += got
+            if len(got) < len(chunk):
+                break
+        return ready
+
+    @staticmethod
+    def _sweep(refs: list[Any]) -> list[Any]:
+        """The refs ready now, without blocking."""
         return ray.wait(refs, num_returns=len(refs), timeout=0)[0]
 
     def _get(self, ready: list[Any]) -> list[tuple[Any, Any]]:
