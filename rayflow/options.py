@@ -93,6 +93,7 @@ class ComponentOptions:
     cache: Any = None
     kind: str = "task"
     concurrency: int = 1
+    batch_size: int | None = None     # kind="batch": rows per batch (at most)
     init_kwargs: Mapping[str, Any] = field(default_factory=dict)
     version: str | None = None
 
@@ -135,6 +136,7 @@ def normalize(opts: ComponentOptions, *, component: str | None) -> ComponentOpti
     custom = _parse_custom(opts.resources, cid)
     retries = _parse_int(opts.max_retries, cid, "max_retries", minimum=0)
     concurrency = _parse_int(opts.concurrency, cid, "concurrency", minimum=1)
+    batch_size = None if opts.batch_size is None else _parse_int(opts.batch_size, cid, "batch_size", minimum=1)
     if opts.kind not in KINDS:
         raise SpecError(f"component {cid!r} field 'kind': expected one of {', '.join(KINDS)}, got {opts.kind!r}", component=cid)
     timeout = parse_amount(opts.timeout_s, component=cid, field_name="timeout_s")
@@ -150,6 +152,7 @@ def normalize(opts: ComponentOptions, *, component: str | None) -> ComponentOpti
         retry_exceptions=_parse_retry_exceptions(opts.retry_exceptions, cid),
         timeout_s=timeout,
         concurrency=concurrency,
+        batch_size=batch_size,
         init_kwargs=dict(opts.init_kwargs or {}),
     )
 

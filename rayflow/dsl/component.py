@@ -58,7 +58,9 @@ def component(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
 
     Options, with Ray's names and units: ``num_cpus`` (default 1), ``num_gpus``,
     ``memory`` (bytes or "512MiB"), ``resources`` (custom, dict), ``max_retries``,
-    ``retry_exceptions``, ``timeout_s``, ``cache``, ``kind`` ("task", "actor"),
+    ``retry_exceptions``, ``timeout_s``, ``cache``, ``kind`` ("task", "actor", "batch"; a batch
+    component is ``fn(batch, **config)`` over every ``pa.RecordBatch`` of its first argument,
+    ``batch_size`` rows at most),
     ``concurrency`` (actor pool size), ``init_kwargs`` (actor class constructor),
     ``id`` and ``version``.
     """

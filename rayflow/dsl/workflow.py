@@ -56,6 +56,7 @@ class NodeHandle:
 
 
 _PLAIN = frozenset({int, float, str, bool, bytes, type(None)})
+_CALL_TYPES = {"task": "python", "actor": "actor", "batch": "batch"}   # option kind -> spec type
 
 
 class _Builder:
@@ -77,7 +78,7 @@ class _Builder:
             args=tuple([convert(a) for a in args]) if args else (),
             kwargs={k: convert(v) for k, v in kwargs.items()} if kwargs else {},
             options=opts,
-            type="actor" if opts.kind == "actor" else "python",
+            type=_CALL_TYPES[opts.kind],
         )
         check_signature(call)
         object.__setattr__(call, "checked", True)  # frozen; set once, before anyone else sees it

@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rayflow.data.batches import DEFAULT_BATCH_SIZE, batch_function
 from rayflow.errors import InfeasibleResourceError, SpecError
 from rayflow.graph import Analysis, Dag, analyze, upward_ranks
 from rayflow.options import ComponentOptions
@@ -145,11 +146,14 @@ def _task(call: Call, priority: float) -> Task:
     index = {d: i for i, d in enumerate(deps)}
     args, kwargs = (to_slots(call.args, index), to_slots(call.kwargs, index)) if deps else (call.args, call.kwargs)
     pool = None
+    fn = call.fn
     if call.options.kind == "actor":
         pool = pool_key(call)
+    elif call.options.kind == "batch" and fn is not None:
+        fn = batch_function(fn, call.options.batch_size or DEFAULT_BATCH_SIZE)
     return Task(
         id=call.id,
-        fn=call.fn,
+        fn=fn,
         fn_ref=call.fn_ref,
         args=args,
         kwargs=kwargs,

@@ -24,8 +24,8 @@ from rayflow.plan.template import NodeRef
 from rayflow.spec.model import ComponentSpec, WorkflowSpec
 from rayflow.spec.resolve import import_callable, import_exception
 
-RUNNABLE_TYPES = {"python": "task", "actor": "actor"}
-RESERVED_TYPES = ("batch", "sql", "http")
+RUNNABLE_TYPES = {"python": "task", "actor": "actor", "batch": "batch"}
+RESERVED_TYPES = ("sql", "http")
 
 
 def to_blueprint(spec: WorkflowSpec, inputs: dict[str, Any] | None = None, *, target: str = "") -> Blueprint:
@@ -139,6 +139,7 @@ def _options(comp: ComponentSpec) -> ComponentOptions:
         cache=comp.cache,
         kind=RUNNABLE_TYPES.get(comp.type, "task"),
         concurrency=comp.concurrency,
+        batch_size=comp.batch_size,
         init_kwargs=dict(comp.init),
         version=comp.version,
     )

@@ -29,7 +29,7 @@ class ResourcesSpec(BaseModel):
 
 
 class ComponentSpec(BaseModel):
-    """One component. ``type``: python (default), actor; batch, sql and http are reserved."""
+    """One component. ``type``: python (default), actor, batch; sql and http are reserved."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -43,6 +43,7 @@ class ComponentSpec(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0)
     cache: bool | dict[str, Any] | None = None
     concurrency: int = Field(default=1, ge=1)
+    batch_size: int | None = Field(default=None, ge=1)   # type batch: rows per batch (at most)
     init: dict[str, Any] = Field(default_factory=dict)
     version: str | None = None
     description: str | None = None

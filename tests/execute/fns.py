@@ -71,3 +71,41 @@ class Offset:
     def __call__(self, x):
         self.calls += 1
         return {"value": x + self.offset, "pid": self.pid, "calls": self.calls}
+
+
+# -- batch components ----------------------------------------------------------------
+
+
+@rf.component(num_cpus=0.1)
+def numbers(n: int):
+    import pyarrow as pa
+
+    return pa.table({"x": list(range(n)), "key": [i % 3 for i in range(n)]})
+
+
+@rf.component(num_cpus=0.1, kind="batch", batch_size=100)
+def scale(batch, factor: float = 2.0):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pa.record_batch({"x": pc.multiply(batch["x"], factor), "key": batch["key"],
+                            "rows_in_batch": pa.array([batch.num_rows] * batch.num_rows)})
+
+
+@rf.component(num_cpus=0.1, kind="batch", batch_size=100)
+def keep_key(batch, key: int):
+    import pyarrow.compute as pc
+
+    return batch.filter(pc.equal(batch["key"], key))
+
+
+@rf.component(num_cpus=0.1, kind="batch")
+def not_arrow(batch):
+    return {"rows": batch.num_rows}
+
+
+@rf.component(num_cpus=0.1)
+def column_sum(table, column: str = "x"):
+    import pyarrow.compute as pc
+
+    return pc.sum(table[column]).as_py()

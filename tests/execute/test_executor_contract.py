@@ -243,3 +243,35 @@ def test_a_run_id_is_idempotent(executor, service):
     second = rf.submit(diamond, executor=executor, run_id="fixed-id", x=1)
     assert second.run_id == "fixed-id"
     assert len([r for r in rf.list_runs() if r.run_id == "fixed-id"]) == 1
+
+
+@rf.workflow
+def batch_wf(n: int = 1000, key: int = 1):
+    table = fns.numbers(n)
+    scaled = fns.scale(table, factor=3.0)
+    kept = fns.keep_key(scaled, key=key)
+    return {"kept": kept, "total": fns.column_sum(kept)}
+
+
+def test_batch_components_apply_their_function_to_every_batch(executor, service):
+    import pyarrow as pa
+
+    out = rf.run(batch_wf, executor=executor, n=1000, key=1)
+    kept = out["kept"]
+    assert isinstance(kept, pa.Table)
+    assert kept.column("x").to_pylist() == [3.0 * i for i in range(1000) if i % 3 == 1]
+    assert max(kept.column("rows_in_batch").to_pylist()) == 100   # batch_size rows at most
+    assert out["total"] == sum(3.0 * i for i in range(1000) if i % 3 == 1)
+
+
+@rf.workflow
+def bad_batch_wf():
+    return fns.not_arrow(fns.numbers(10))
+
+
+def test_a_batch_function_returning_something_else_fails_naming_it(executor, service):
+    handle = rf.submit(bad_batch_wf, executor=executor)
+    assert handle.wait(timeout=60) == "FAILED"
+    assert states(handle)["not_arrow"] == "FAILED"
+    text = handle.record().error or ""
+    assert "not_arrow" in text and "returned a dict" in text and "expected pyarrow.RecordBatch" in text, text

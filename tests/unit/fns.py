@@ -47,3 +47,9 @@ class Counter:
     def __call__(self, step: int = 1) -> int:
         self.value += step
         return self.value
+
+
+def only_positive(batch, column: str = "x"):
+    import pyarrow.compute as pc
+
+    return batch.filter(pc.greater(batch[column], 0))

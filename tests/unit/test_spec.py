@@ -313,7 +313,7 @@ def test_dotted_function_reference_also_accepted():
     assert import_callable("tests.unit.fns.double", component="c") is fns.double
 
 
-@pytest.mark.parametrize("kind", ["batch", "sql", "http"])
+@pytest.mark.parametrize("kind", ["sql", "http"])
 def test_reserved_types(kind):
     spec = spec_of([{"id": "q", "type": kind, "function": fn("source")}])
     with pytest.raises(SpecError) as info:
@@ -474,3 +474,27 @@ def test_rf_explain_accepts_a_spec_and_a_dict():
     assert plan.critical_path == ["load", "clean", "total"]
     plan = rf.explain({"components": [{"id": "only", "function": fn("source")}]})
     assert plan.levels == [["only"]]
+
+
+def test_batch_type_runs_its_function_over_batches():
+    import pyarrow as pa
+
+    from rayflow.data.batches import BatchFunction
+
+    spec = spec_of([{"id": "src", "function": fn("source")},
+                    {"id": "pos", "type": "batch", "function": fn("only_positive"), "batch_size": 2,
+                     "config": {"column": "x"}}],
+                   [{"from": "src", "to": "pos"}])
+    call = to_blueprint(spec).calls["pos"]
+    assert call.options.kind == "batch" and call.options.batch_size == 2 and call.type == "batch"
+    task = make_plan(to_blueprint(spec)).tasks["pos"]
+    assert isinstance(task.fn, BatchFunction) and task.fn.batch_size == 2
+    out = task.fn(pa.table({"x": [-1, 2, 0, 5, 7]}), column="x")
+    assert out.column("x").to_pylist() == [2, 5, 7]
+
+
+def test_batch_size_must_be_a_positive_integer():
+    spec_dict = {"name": "w", "components": [{"id": "pos", "type": "batch", "function": fn("only_positive"),
+                                                "batch_size": 0}]}
+    with pytest.raises(SpecError, match="batch_size"):
+        WorkflowSpec.model_validate(spec_dict)
