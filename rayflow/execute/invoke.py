@@ -91,6 +91,7 @@ def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
     return value, _meta(started, cpu0, context, measured)
 
 
+_TAILS: dict[tuple[str | None, str | None], bytes] = {}
 _PACKED = struct.Struct("<dddqi")   # started_at, ended_at, cpu_s, peak_rss (-1: unknown), attempt
 
 
@@ -100,7 +101,11 @@ def pack_meta(meta: Mapping[str, Any]) -> bytes:
     peak = meta.get("peak_rss_bytes")
     head = _PACKED.pack(meta["started_at"], meta["ended_at"], meta["cpu_s"],
                         -1 if peak is None else peak, meta.get("attempt", 0))
-    return head + f"{meta.get('node_id') or ''}\0{meta.get('worker_id') or ''}".encode()
+    place = (meta.get("node_id"), meta.get("worker_id"))
+    tail = _TAILS.get(place)
+    if tail is None:   # a worker has one place for its life: encoded once
+        tail = _TAILS[place] = f"{place[0] or ''}\0{place[1] or ''}".encode()
+    return head + tail
 
 
 def unpack_meta(blob: bytes) -> dict[str, Any]:

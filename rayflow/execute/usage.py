@@ -26,17 +26,26 @@ PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 _fd: int | None = None     # /proc/self/clear_refs, open for writing
 _statm: int | None = None  # /proc/self/statm, open for reading (resident size, cheaply)
-_pid: int | None = None    # the process it belongs to (a fork re-opens)
 _rusage = False            # ru_maxrss follows the reset peak in this process
 _off = False
 
 
+def _forget() -> None:
+    """In a forked child: the descriptors are the parent's; open the child's on first use."""
+    global _fd, _statm
+    _fd = _statm = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget)
+
+
 def _open() -> int | None:
-    global _fd, _pid, _off, _rusage, _statm
+    global _fd, _off, _rusage, _statm
+    if _fd is not None:
+        return _fd
     if _off:
         return None
-    if _fd is not None and _pid == os.getpid():
-        return _fd
     if os.environ.get("RAYFLOW_MEASURE_MEMORY", "1") == "0":
         _off = True
         return None
@@ -48,7 +57,7 @@ def _open() -> int | None:
     except OSError:
         _off = True
         return None
-    _fd, _pid = fd, os.getpid()
+    _fd = fd
     _rusage = hwm is not None and abs(_rusage_peak() - hwm) <= AGREE_BYTES
     return _fd
 

@@ -55,6 +55,7 @@ class RunRecorder:
         self._last = dict.fromkeys(self._records, "PENDING")   # state last counted, per component
         self._counts: dict[str, int] = {"PENDING": len(plan.tasks)}
         self._dirty: set[str] = set(self._records)   # every row is written once, PENDING or later
+        self._stale: set[str] = set()                # records behind their component's state
 
     def start(self) -> None:
         """Queue the first write of every component's row."""
@@ -65,6 +66,7 @@ class RunRecorder:
         with self._lock:
             self._state = state
             self._dirty.update(changed)
+            self._stale.update(changed)
             nodes, last, counts = state.nodes, self._last, self._counts
             for cid in changed:
                 status = nodes[cid]
@@ -86,9 +88,8 @@ class RunRecorder:
         """The rows changed since the last drain, as of now (called by the writer thread)."""
         with self._lock:
             dirty, self._dirty = self._dirty, set()
-            if self._state is None:
-                return [_clone(self._records[cid]) for cid in dirty]
-            return [_clone(self._update(self._state, cid)) for cid in dirty]
+            self._refresh(dirty)
+            return [_clone(self._records[cid]) for cid in dirty]
 
     def run_event(self, status: str, **data: Any) -> None:
         with self._lock:
@@ -132,6 +133,14 @@ class RunRecorder:
     def records(self) -> list[ComponentRecord]:
         """Every component's record as of now."""
         with self._lock:
-            if self._state is None:
-                return [_clone(r) for r in self._records.values()]
-            return [_clone(self._update(self._state, cid)) for cid in self._records]
+            self._refresh(self._stale)
+            return [_clone(r) for r in self._records.values()]
+
+    def _refresh(self, ids: set[str]) -> None:
+        """Bring the records of ``ids`` up to their components' state (under the lock)."""
+        if self._state is None:
+            return
+        todo = self._stale.intersection(ids)
+        for cid in todo:
+            self._update(self._state, cid)
+        self._stale -= todo
