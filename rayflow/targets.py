@@ -32,12 +32,26 @@ def load_target(target: Any) -> tuple[Workflow | WorkflowSpec, str]:
     if isinstance(target, (str, os.PathLike)):
         text = os.fspath(target)
         if text.endswith(SPEC_SUFFIXES) or os.path.isfile(text):
-            path = str(Path(text).expanduser().resolve())
-            return WorkflowSpec.from_file(path), path
+            path = Path(text).expanduser().resolve()
+            return WorkflowSpec.from_file(str(path)), _recorded_path(path)
         if ":" in text:
             return _import_target(text), text
         raise SpecError(f"target {text!r}: expected a spec file (.yaml, .yml, .json) or 'module:workflow'")
     raise SpecError(f"cannot run a {type(target).__name__}; expected a @rf.workflow, a WorkflowSpec, a dict, a spec path or 'module:workflow'")
+
+
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"   # set by Ray for the driver of a submitted job
+
+
+def _recorded_path(path: Path) -> str:
+    """The spec path a run records: absolute, except in a Ray job, whose working directory
+    is a temporary copy of the submitter's: there the path relative to it (as submitted)."""
+    if RAY_JOB_ENV in os.environ:
+        try:
+            return str(path.relative_to(Path.cwd().resolve()))
+        except ValueError:
+            pass
+    return str(path)
 
 
 def _import_target(text: str) -> Workflow | WorkflowSpec:
