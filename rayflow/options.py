@@ -94,6 +94,7 @@ class ComponentOptions:
     kind: str = "task"
     concurrency: int = 1
     batch_size: int | None = None     # kind="batch": rows per batch (at most)
+    num_outputs: int | None = None    # the function returns this many values, each its own output
     init_kwargs: Mapping[str, Any] = field(default_factory=dict)
     version: str | None = None
 
@@ -137,6 +138,7 @@ def normalize(opts: ComponentOptions, *, component: str | None) -> ComponentOpti
     retries = _parse_int(opts.max_retries, cid, "max_retries", minimum=0)
     concurrency = _parse_int(opts.concurrency, cid, "concurrency", minimum=1)
     batch_size = None if opts.batch_size is None else _parse_int(opts.batch_size, cid, "batch_size", minimum=1)
+    num_outputs = None if opts.num_outputs is None else _parse_int(opts.num_outputs, cid, "num_outputs", minimum=1)
     if opts.kind not in KINDS:
         raise SpecError(f"component {cid!r} field 'kind': expected one of {', '.join(KINDS)}, got {opts.kind!r}", component=cid)
     timeout = parse_amount(opts.timeout_s, component=cid, field_name="timeout_s")
@@ -153,6 +155,7 @@ def normalize(opts: ComponentOptions, *, component: str | None) -> ComponentOpti
         timeout_s=timeout,
         concurrency=concurrency,
         batch_size=batch_size,
+        num_outputs=num_outputs,
         init_kwargs=dict(opts.init_kwargs or {}),
     )
 

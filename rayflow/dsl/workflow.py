@@ -30,14 +30,28 @@ def current_builder() -> _Builder | None:
 class NodeHandle:
     """The future output of a component inside a workflow function (not a value)."""
 
-    __slots__ = ("id", "_builder")
+    __slots__ = ("id", "_builder", "index")
 
-    def __init__(self, node_id: str, builder: _Builder) -> None:
+    def __init__(self, node_id: str, builder: _Builder, index: int | None = None) -> None:
         self.id = node_id
         self._builder = builder
+        self.index = index   # one output of a component with num_outputs
 
     def __repr__(self) -> str:
-        return f"<rayflow node {self.id}>"
+        return f"<rayflow node {self.id}>" if self.index is None else f"<rayflow node {self.id}[{self.index}]>"
+
+    def _num_outputs(self) -> int | None:
+        call = self._builder.calls.get(self.id) if self.index is None else None
+        return call.options.num_outputs if call is not None else None
+
+    def __getitem__(self, index: int) -> NodeHandle:
+        n = self._num_outputs()
+        if not n:
+            raise TypeError(f"node {self.id!r} has one output; declare the component with "
+                            "num_outputs=N to return N values and index them")
+        if isinstance(index, bool) or not isinstance(index, int) or not -n <= index < n:
+            raise IndexError(f"node {self.id!r} has {n} outputs (num_outputs={n}); got index {index!r}")
+        return NodeHandle(self.id, self._builder, index % n)
 
     def __bool__(self) -> bool:
         raise TypeError(
@@ -46,6 +60,9 @@ class NodeHandle:
         )
 
     def __iter__(self):
+        n = self._num_outputs()
+        if n:
+            return iter([self[i] for i in range(n)])
         raise TypeError(
             f"node {self.id!r} cannot be iterated while the workflow is being built; "
             "pass it whole to a component (fan-out needs a count known when building)"
@@ -102,7 +119,7 @@ class _Builder:
         if kind is NodeHandle:
             if value._builder is not self:
                 raise SpecError(f"node {value.id!r} belongs to another workflow build", component=value.id)
-            return NodeRef(value.id)
+            return NodeRef(value.id, value.index)
         if isinstance(value, list):
             return [self._convert(v) for v in value]
         if isinstance(value, tuple):

@@ -33,10 +33,11 @@ class CallInfo:
     timeout_s: float | None = None
     retry_on: bool | tuple[type[BaseException], ...] = False
     has_slots: bool = True
+    num_outputs: int | None = None    # the call must return this many values
 
     def fields(self) -> tuple:
         """The fields in order: ``CallInfo(*info.fields())`` is a copy (the wire format)."""
-        return (self.id, self.args, self.kwargs, self.timeout_s, self.retry_on, self.has_slots)
+        return (self.id, self.args, self.kwargs, self.timeout_s, self.retry_on, self.has_slots, self.num_outputs)
 
     def __reduce__(self):  # a flat tuple: several times faster both ways than slots' getstate
         return (CallInfo, self.fields())
@@ -86,9 +87,18 @@ def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
         else:
             args, kwargs = info.args, info.kwargs
         value = call_with_timeout(fn, args, kwargs, info.timeout_s, info.id)
+        if info.num_outputs is not None:
+            value = _outputs(value, info.num_outputs)
     except Exception as exc:  # KeyboardInterrupt (cancellation) passes through
         raise _failure(info, exc, started, cpu0, context, measured) from None
     return value, _meta(started, cpu0, context, measured)
+
+
+def _outputs(value: Any, n: int) -> tuple:
+    if not isinstance(value, (tuple, list)) or len(value) != n:
+        got = f"{len(value)} values" if isinstance(value, (tuple, list)) else f"a {type(value).__name__}"
+        raise ValueError(f"returned {got}; expected a tuple of {n} (num_outputs={n})")
+    return tuple(value)
 
 
 _TAILS: dict[tuple[str | None, str | None], bytes] = {}

@@ -51,6 +51,9 @@ class LocalExecutor:
     def cancel(self, ids: Iterable[str]) -> None:
         self._cancelled.update(ids)
 
+    def output(self, handle: Any, index: int) -> Any:
+        return _Output(handle, index)
+
     def fetch(self, handles: dict[str, Any]) -> dict[str, Any]:
         return {cid: h.value for cid, h in handles.items()}
 
@@ -91,6 +94,19 @@ class _LocalHandle:
 
     def __init__(self) -> None:
         self.value: Any = None
+
+
+class _Output:
+    """One output of a call with several: read when the consumer runs."""
+
+    __slots__ = ("handle", "index")
+
+    def __init__(self, handle: _LocalHandle, index: int) -> None:
+        self.handle, self.index = handle, index
+
+    @property
+    def value(self) -> Any:
+        return self.handle.value[self.index]
 
 
 def _failed(cid: str, failure: ComponentFailure) -> Completion:

@@ -49,7 +49,8 @@ def drive(
                 break
             for cid in state.take(clock()):
                 task = plan.tasks[cid]
-                handles[cid] = executor.submit(task, [handles[d] for d in task.deps])
+                handles[cid] = executor.submit(task, [handles[d] if i is None else executor.output(handles[d], i)
+                                                      for d, i in task.inputs])
             _notify(state, on_change)
             if state.done:
                 break

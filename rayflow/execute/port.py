@@ -45,6 +45,9 @@ class Executor(Protocol):
 
     def cancel(self, ids: Iterable[str]) -> None: ...
 
+    def output(self, handle: Any, index: int) -> Any:
+        """The handle of output ``index`` of a call with several outputs."""
+
     def fetch(self, handles: dict[str, Any]) -> dict[str, Any]:
         """The values behind output handles (the only data the driver pulls)."""
 
@@ -55,7 +58,7 @@ def call_fields(task: Task) -> tuple:
     """The plain data a worker needs for ``task``, as ``CallInfo``'s fields in order (its
     templates hold Slots only when it has deps)."""
     o = task.options
-    return (task.id, task.args, task.kwargs, o.timeout_s, o.retry_exceptions, bool(task.deps))
+    return (task.id, task.args, task.kwargs, o.timeout_s, o.retry_exceptions, bool(task.deps), o.num_outputs)
 
 
 def call_info(task: Task) -> CallInfo:

@@ -85,17 +85,22 @@ def decode_info(blob: bytes) -> CallInfo:
     return CallInfo(*pickle.loads(blob))
 
 
-def _call(fn: Any, blob: bytes, deps: tuple) -> tuple[Any, bytes]:
-    """Run one call in this worker: (value, packed meta), or raise ComponentFailure."""
-    value, meta = invoke(fn, decode_info(blob), deps, _worker_context)
-    return value, pack_meta(meta)
+def _call(fn: Any, blob: bytes, deps: tuple) -> tuple:
+    """Run one call in this worker: (value, packed meta), or (*values, packed meta) for a
+    call with several outputs; or raise ComponentFailure."""
+    info = decode_info(blob)
+    return _returns(invoke(fn, info, deps, _worker_context), info)
+
+
+def _returns(result: tuple[Any, dict[str, Any]], info: CallInfo) -> tuple:
+    value, meta = result
+    return (*value, pack_meta(meta)) if info.num_outputs is not None else (value, pack_meta(meta))
 
 
 def _run_ref(fn_ref: str, blob: bytes, *deps):
     """Task body for spec components: import ``module:callable`` on the worker."""
     info = decode_info(blob)
-    value, meta = invoke(_imported(fn_ref, info.id), info, deps, _worker_context)
-    return value, pack_meta(meta)
+    return _returns(invoke(_imported(fn_ref, info.id), info, deps, _worker_context), info)
 
 
 def _make_runner(fn):
@@ -131,7 +136,7 @@ def retry_options(task: Task) -> dict[str, Any]:
 def options_key(task: Task) -> tuple:
     """What ``resource_options`` and ``retry_options`` depend on, hashable."""
     o = task.options
-    return (o.num_cpus, o.num_gpus, o.memory, tuple(sorted(o.resources.items())), o.max_retries)
+    return (o.num_cpus, o.num_gpus, o.memory, tuple(sorted(o.resources.items())), o.max_retries, o.num_outputs)
 
 
 # Ray remote functions made once per process, shared by runs: exporting a function and
@@ -145,7 +150,12 @@ def task_remote(task: Task) -> Any:
     """The remote function running ``task``, configured with its resources and retry policy."""
     key = (id(task.fn), options_key(task))
     return _cached(_CONFIGURED, key, task.fn, lambda: _runner(task.fn).options(
-        num_returns=2, **resource_options(task), **retry_options(task)))
+        num_returns=_num_returns(task), **resource_options(task), **retry_options(task)))
+
+
+def _num_returns(task: Task) -> int:
+    """Each output its own object, then the call's metadata."""
+    return (task.options.num_outputs or 1) + 1
 
 
 def _runner(fn: Any) -> Any:
@@ -230,16 +240,20 @@ class RayExecutor:
     def submit(self, task: Task, deps: list[Any]) -> Any:
         info = encode_info(task)
         if task.pool:
-            value, meta = self._submit_actor(task, info, deps)
+            refs = self._submit_actor(task, info, deps)
         else:
             key = (id(task.fn), id(task.options))   # this run's plan holds both for its lifetime
             remote = self._remotes.get(key)
             if remote is None:
                 remote = self._remotes[key] = task_remote(task)
-            value, meta = remote.remote(*self._leading(task), info, *deps)
+            refs = remote.remote(*self._leading(task), info, *deps)
+        value, meta = (refs[0] if task.options.num_outputs is None else refs[:-1]), refs[-1]
         self._meta[meta] = task.id
         self._refs[task.id] = (value, meta)
         return value
+
+    def output(self, handle: Any, index: int) -> Any:
+        return handle[index]
 
     def wait(self, timeout: float) -> list[Completion]:
         """Completions, waiting up to ``timeout`` for the first, then gathering what else is ready.
@@ -286,7 +300,7 @@ class RayExecutor:
             self._meta.pop(meta_ref, None)
             if meta_ref not in finished:
                 try:
-                    ray.cancel(value_ref, force=False, recursive=False)
+                    ray.cancel(meta_ref, force=False, recursive=False)   # cancels the call
                 except Exception:  # an actor call Ray cannot cancel: its pool is killed below
                     pass
             else:
@@ -294,8 +308,12 @@ class RayExecutor:
             self._call_done(cid)
 
     def fetch(self, handles: dict[str, Any]) -> dict[str, Any]:
+        """One ``ray.get`` for every output; a call with several outputs gives a tuple."""
         ids = list(handles)
-        return dict(zip(ids, ray.get([handles[c] for c in ids]), strict=True))
+        flat = [r for c in ids for r in (handles[c] if isinstance(handles[c], list) else [handles[c]])]
+        values = iter(ray.get(flat))
+        return {c: tuple(next(values) for _ in handles[c]) if isinstance(handles[c], list) else next(values)
+                for c in ids}
 
     def shutdown(self) -> None:
         for pool in self._pools.values():
@@ -318,7 +336,7 @@ class RayExecutor:
         i = pool.pick()
         self._pool_of[task.id] = (task.pool, i)
         retry_exceptions = retry_options(task)["retry_exceptions"]  # retry count: the actor's max_task_retries
-        method = pool.actors[i].call.options(num_returns=2, retry_exceptions=retry_exceptions)
+        method = pool.actors[i].call.options(num_returns=_num_returns(task), retry_exceptions=retry_exceptions)
         return method.remote(info, *deps)
 
     def _call_done(self, cid: str) -> None:

@@ -16,7 +16,7 @@ from rayflow.errors import InfeasibleResourceError, SpecError
 from rayflow.graph import Analysis, Dag, analyze, upward_ranks
 from rayflow.options import ComponentOptions
 from rayflow.plan.blueprint import Blueprint, Call, check_signature
-from rayflow.plan.template import to_slots
+from rayflow.plan.template import collect_inputs, expand_outputs, to_slots
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,7 @@ class Task:
     options: ComponentOptions
     priority: float
     pool: str | None = None          # actor pool key for kind="actor"
+    inputs: tuple[tuple[str, int | None], ...] = ()   # what the call reads: (id, output index)
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,8 @@ def make_plan(
     ranks = upward_ranks(dag, estimates)
     topo = {node: i for i, node in enumerate(dag.nodes)}
     order = tuple(sorted(dag.nodes, key=lambda n: (-ranks[n], topo[n])))
-    tasks = {cid: _task(blueprint.calls[cid], ranks[cid]) for cid in dag.nodes}
+    multi = {cid: c.options.num_outputs for cid, c in blueprint.calls.items() if c.options.num_outputs}
+    tasks = {cid: _task(blueprint.calls[cid], ranks[cid], multi) for cid in dag.nodes}
     plan = Plan(
         name=blueprint.name,
         dag=dag,
@@ -141,10 +143,21 @@ def make_plan(
     return plan
 
 
-def _task(call: Call, priority: float) -> Task:
+def _task(call: Call, priority: float, multi: Mapping[str, int]) -> Task:
     deps = call.deps
-    index = {d: i for i, d in enumerate(deps)}
-    args, kwargs = (to_slots(call.args, index), to_slots(call.kwargs, index)) if deps else (call.args, call.kwargs)
+    args, kwargs, inputs = call.args, call.kwargs, tuple((d, None) for d in deps)
+    if deps:
+        if multi:   # some component has several outputs: read exactly which each call takes
+            args, kwargs = expand_outputs(args, multi), expand_outputs(kwargs, multi)
+            inputs = tuple(collect_inputs(kwargs, collect_inputs(args, {})))
+        for dep, out in inputs:
+            n = multi.get(dep)
+            if out is not None and (n is None or not 0 <= out < n):
+                has = f"{n} outputs (num_outputs={n})" if n else "one output (no num_outputs)"
+                raise SpecError(f"component {call.id!r} reads output {out} of {dep!r}, which has {has}",
+                                component=call.id)
+        index = {key: i for i, key in enumerate(inputs)}
+        args, kwargs = to_slots(args, index), to_slots(kwargs, index)
     pool = None
     fn = call.fn
     if call.options.kind == "actor":
@@ -161,6 +174,7 @@ def _task(call: Call, priority: float) -> Task:
         options=call.options,
         priority=priority,
         pool=pool,
+        inputs=inputs,
     )
 
 

@@ -6,15 +6,18 @@ on the driver (to find dependencies) and in workers (to build the call); pure.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
 class NodeRef:
-    """Stands for the output of component ``id`` inside an argument template."""
+    """Stands for the output of component ``id`` inside an argument template; ``index``
+    picks one output of a component declared with ``num_outputs``."""
 
     id: str
+    index: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,44 +30,60 @@ class Slot:
         return (Slot, (self.index,))
 
 
-def collect_refs(template: Any, out: dict[str, None] | None = None) -> dict[str, None]:
-    """Upstream ids in first-use order (as dict keys, for order and uniqueness)."""
-    if out is None:
-        out = {}
+def _visit_refs(template: Any, visit: Callable[[NodeRef], Any]) -> None:
+    """Call ``visit`` on every NodeRef of ``template``, in order."""
     if isinstance(template, NodeRef):
-        out.setdefault(template.id, None)
+        visit(template)
     elif isinstance(template, (list, tuple)):
         for item in template:
-            kind = type(item)
-            if kind is NodeRef:
-                out.setdefault(item.id, None)
-            elif kind not in _LEAVES:
-                collect_refs(item, out)
+            if type(item) not in _LEAVES:
+                _visit_refs(item, visit)
     elif isinstance(template, dict):
         for item in template.values():
             if type(item) not in _LEAVES:
-                collect_refs(item, out)
+                _visit_refs(item, visit)
+
+
+def collect_refs(template: Any, out: dict[str, None] | None = None) -> dict[str, None]:
+    """Upstream ids in first-use order (as dict keys, for order and uniqueness)."""
+    out = {} if out is None else out
+    _visit_refs(template, lambda ref: out.setdefault(ref.id, None))
     return out
 
 
 _LEAVES = frozenset({int, float, str, bool, bytes, type(None)})   # never hold a NodeRef
 
 
-def to_slots(template: Any, index: dict[str, int]) -> Any:
-    """Replace each NodeRef by the Slot of its id's position in the upstream list."""
+def map_refs(template: Any, replace: Callable[[NodeRef], Any]) -> Any:
+    """A copy of ``template`` with each NodeRef replaced by ``replace(ref)`` (driver side)."""
     if isinstance(template, NodeRef):
-        return Slot(index[template.id])
+        return replace(template)
     if isinstance(template, list):
-        return [to_slots(t, index) for t in template]
+        return [map_refs(t, replace) for t in template]
     if isinstance(template, tuple):
-        return tuple(to_slots(t, index) for t in template)
+        return tuple(map_refs(t, replace) for t in template)
     if isinstance(template, dict):
-        return {k: to_slots(v, index) for k, v in template.items()}
+        return {k: map_refs(v, replace) for k, v in template.items()}
     return template
 
 
+def expand_outputs(template: Any, multi: Mapping[str, int]) -> Any:
+    """Each whole reference to a component with several outputs becomes the tuple of
+    references to each of them (the consumer receives them all, as a tuple)."""
+    def expand(ref: NodeRef) -> Any:
+        n = multi.get(ref.id) if ref.index is None else None
+        return tuple(NodeRef(ref.id, i) for i in range(n)) if n else ref
+
+    return map_refs(template, expand)
+
+
+def to_slots(template: Any, index: Mapping[tuple[str, int | None], int]) -> Any:
+    """Replace each NodeRef by the Slot of its (id, output) position in the inputs list."""
+    return map_refs(template, lambda ref: Slot(index[(ref.id, ref.index)]))
+
+
 def fill(template: Any, values: tuple | list) -> Any:
-    """Replace each Slot (or NodeRef keyed by values dict) by its value."""
+    """Replace each Slot by its value (in workers, per call: kept as one tight function)."""
     if isinstance(template, Slot):
         return values[template.index]
     if isinstance(template, list):
@@ -76,14 +95,19 @@ def fill(template: Any, values: tuple | list) -> Any:
     return template
 
 
-def fill_refs(template: Any, values: dict[str, Any]) -> Any:
-    """Replace each NodeRef by ``values[id]`` (the workflow's output template)."""
-    if isinstance(template, NodeRef):
-        return values[template.id]
-    if isinstance(template, list):
-        return [fill_refs(t, values) for t in template]
-    if isinstance(template, tuple):
-        return tuple(fill_refs(t, values) for t in template)
-    if isinstance(template, dict):
-        return {k: fill_refs(v, values) for k, v in template.items()}
-    return template
+def collect_inputs(template: Any, out: dict[tuple[str, int | None], None] | None = None,
+                   ) -> dict[tuple[str, int | None], None]:
+    """The (id, output index) pairs a template reads, in first-use order (dict keys)."""
+    out = {} if out is None else out
+    _visit_refs(template, lambda ref: out.setdefault((ref.id, ref.index), None))
+    return out
+
+
+def fill_refs(template: Any, values: Mapping[str, Any]) -> Any:
+    """Replace each NodeRef by ``values[id]`` (or its ``index``-th output): the workflow's
+    output template."""
+    def value(ref: NodeRef) -> Any:
+        out = values[ref.id]
+        return out if ref.index is None else out[ref.index]
+
+    return map_refs(template, value)

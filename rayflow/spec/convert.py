@@ -140,6 +140,7 @@ def _options(comp: ComponentSpec) -> ComponentOptions:
         kind=RUNNABLE_TYPES.get(comp.type, "task"),
         concurrency=comp.concurrency,
         batch_size=comp.batch_size,
+        num_outputs=comp.num_outputs,
         init_kwargs=dict(comp.init),
         version=comp.version,
     )

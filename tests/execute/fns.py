@@ -109,3 +109,21 @@ def column_sum(table, column: str = "x"):
     import pyarrow.compute as pc
 
     return pc.sum(table[column]).as_py()
+
+
+# -- several outputs -----------------------------------------------------------------
+
+
+@rf.component(num_cpus=0.1, num_outputs=3)
+def split3(xs: list):
+    return xs[0::3], xs[1::3], xs[2::3]
+
+
+@rf.component(num_cpus=0.1, num_outputs=2)
+def wrong_count(x=None):
+    return 1, 2, 3
+
+
+@rf.component(num_cpus=0.1)
+def both(pair: tuple):
+    return list(pair)

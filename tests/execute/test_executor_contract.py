@@ -275,3 +275,33 @@ def test_a_batch_function_returning_something_else_fails_naming_it(executor, ser
     assert states(handle)["not_arrow"] == "FAILED"
     text = handle.record().error or ""
     assert "not_arrow" in text and "returned a dict" in text and "expected pyarrow.RecordBatch" in text, text
+
+
+@rf.workflow
+def split_wf(n: int = 9):
+    parts = fns.split3(list(range(n)))
+    sums = [fns.total(part) for part in parts]          # each output its own object
+    first, _, last = parts
+    return {"sums": sums, "last": last, "all": fns.both(parts), "second": parts[1]}
+
+
+def test_a_component_with_several_outputs_feeds_each_consumer_its_own(executor, service):
+    out = rf.run(split_wf, executor=executor, n=9)
+    assert out["sums"] == [0 + 3 + 6, 1 + 4 + 7, 2 + 5 + 8]
+    assert out["last"] == [2, 5, 8] and out["second"] == [1, 4, 7]
+    assert out["all"] == [[0, 3, 6], [1, 4, 7], [2, 5, 8]]   # the whole node: a tuple of its outputs
+
+
+@rf.workflow
+def wrong_count_wf():
+    a, b = fns.wrong_count()
+    return fns.add(a, b)
+
+
+def test_returning_the_wrong_number_of_outputs_fails_naming_the_count(executor, service):
+    handle = rf.submit(wrong_count_wf, executor=executor)
+    assert handle.wait(timeout=60) == "FAILED"
+    got = states(handle)
+    assert got["wrong_count"] == "FAILED" and got["add"] in ("SKIPPED", "CANCELLED")   # in flight when eager
+    text = handle.record().error or ""
+    assert "wrong_count" in text and "returned 3 values; expected a tuple of 2 (num_outputs=2)" in text, text

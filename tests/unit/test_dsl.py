@@ -472,3 +472,45 @@ def test_pure_core_imports_without_ray():
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert "RAY_IMPORTED False" in done.stdout
+
+
+def test_outputs_of_a_component_with_several_are_indexed_and_unpacked():
+    @rf.component(num_outputs=2)
+    def halves(xs):
+        return xs[:1], xs[1:]
+
+    @rf.component
+    def show(x):
+        return x
+
+    @rf.workflow
+    def wf():
+        first, second = halves([1, 2])
+        return [show(first), show(halves([3])[1])]
+
+    calls = wf.build().calls
+    assert calls["show"].args == (NodeRef("halves", 0),)
+    assert calls["show_1"].args == (NodeRef("halves_1", 1),)
+
+
+def test_indexing_a_single_output_or_past_the_last_output_is_refused():
+    @rf.component(num_outputs=2)
+    def two():
+        return 1, 2
+
+    @rf.component
+    def one():
+        return 1
+
+    @rf.workflow
+    def past():
+        return two()[2]
+
+    @rf.workflow
+    def single():
+        return one()[0]
+
+    with pytest.raises(IndexError, match=r"node 'two' has 2 outputs \(num_outputs=2\); got index 2"):
+        past.build()
+    with pytest.raises(TypeError, match="node 'one' has one output"):
+        single.build()

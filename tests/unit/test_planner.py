@@ -11,7 +11,15 @@ from rayflow.errors import InfeasibleResourceError, SpecError
 from rayflow.options import ComponentOptions
 from rayflow.plan import Blueprint, Call, ClusterShape, NodeRef, make_plan
 from rayflow.plan.planner import check_cluster, check_feasible, pool_key
-from rayflow.plan.template import Slot, collect_refs, fill, fill_refs, to_slots
+from rayflow.plan.template import (
+    Slot,
+    collect_inputs,
+    collect_refs,
+    expand_outputs,
+    fill,
+    fill_refs,
+    to_slots,
+)
 from tests.unit import fns
 
 GiB = 1024**3
@@ -221,7 +229,34 @@ def test_blueprint_checks():
 def test_template_helpers():
     template = {"a": [NodeRef("x"), (NodeRef("y"), 1)], "b": NodeRef("x")}
     assert list(collect_refs(template)) == ["x", "y"]
-    slots = to_slots(template, {"x": 0, "y": 1})
+    slots = to_slots(template, {("x", None): 0, ("y", None): 1})
     assert slots == {"a": [Slot(0), (Slot(1), 1)], "b": Slot(0)}
     assert fill(slots, [10, 20]) == {"a": [10, (20, 1)], "b": 10}
     assert fill_refs(template, {"x": "X", "y": "Y"}) == {"a": ["X", ("Y", 1)], "b": "X"}
+
+
+def test_templates_of_calls_reading_single_outputs_of_a_multi_output_component():
+    template = [NodeRef("s", 1), NodeRef("t"), {"k": NodeRef("s", 0)}]
+    assert list(collect_refs(template)) == ["s", "t"]
+    assert list(collect_inputs(template)) == [("s", 1), ("t", None), ("s", 0)]
+    whole = expand_outputs([NodeRef("s"), NodeRef("t")], {"s": 2})
+    assert whole == [(NodeRef("s", 0), NodeRef("s", 1)), NodeRef("t")]
+    assert fill_refs([NodeRef("s", 1)], {"s": ("a", "b")}) == ["b"]
+
+
+def test_reading_an_output_a_component_does_not_have_is_refused_naming_both():
+    from rayflow.options import ComponentOptions
+    from rayflow.plan.blueprint import Blueprint, Call
+
+    def pair():
+        return 1, 2
+
+    def use(x):
+        return x
+
+    calls = {"s": Call("s", pair, options=ComponentOptions(num_outputs=2)),
+             "u": Call("u", use, (NodeRef("s", 5),))}
+    with pytest.raises(SpecError, match=r"component 'u' reads output 5 of 's', which has 2 outputs"):
+        make_plan(Blueprint("w", calls, output=NodeRef("u")))
+    ok = make_plan(Blueprint("w", {**calls, "u": Call("u", use, (NodeRef("s", 1),))}, output=NodeRef("u")))
+    assert ok.tasks["u"].inputs == (("s", 1),) and ok.tasks["u"].deps == ("s",)
