@@ -2,6 +2,7 @@
 
 from rayflow.api import explain, get_run, init, list_runs, resume, run, shutdown, stats, submit
 from rayflow.dsl import Component, Workflow, component, workflow
+from rayflow.dsl.patterns import map_reduce, scatter_gather
 from rayflow.errors import (
     ComponentTimeout,
     ConfigError,
@@ -31,5 +32,6 @@ __all__ = [
     "FunctionImportError", "InfeasibleResourceError", "Plan", "RayflowError", "ResourceError",
     "RunCancelled", "RunHandle", "RunNotFound", "RunRecord", "SelfLoopError", "SignatureError",
     "SpecError", "UnknownComponentError", "Workflow", "WorkflowFailed", "WorkflowSpec",
-    "component", "explain", "get_run", "init", "list_runs", "resume", "run", "shutdown", "stats", "submit", "workflow",
+    "component", "explain", "get_run", "init", "list_runs", "map_reduce", "resume", "run", "scatter_gather",
+    "shutdown", "stats", "submit", "workflow",
 ]

@@ -127,3 +127,28 @@ def wrong_count(x=None):
 @rf.component(num_cpus=0.1)
 def both(pair: tuple):
     return list(pair)
+
+
+# -- patterns --------------------------------------------------------------------------
+
+
+@rf.component(num_cpus=0.1)
+def keyed(n: int):
+    import pyarrow as pa
+
+    return pa.table({"key": [i % 4 for i in range(n)], "x": list(range(n))})
+
+
+@rf.component(num_cpus=0.1)
+def mark_part(table):
+    import pyarrow as pa
+
+    keys = sorted(set(table.column("key").to_pylist()))
+    return table.append_column("part_keys", pa.array([",".join(map(str, keys))] * table.num_rows))
+
+
+@rf.component(num_cpus=0.1)
+def fail_on_key(table, key: int = 3):
+    if key in table.column("key").to_pylist():
+        raise ValueError(f"bad key {key} in this part")
+    return table

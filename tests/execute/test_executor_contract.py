@@ -305,3 +305,65 @@ def test_returning_the_wrong_number_of_outputs_fails_naming_the_count(executor, 
     assert got["wrong_count"] == "FAILED" and got["add"] in ("SKIPPED", "CANCELLED")   # in flight when eager
     text = handle.record().error or ""
     assert "wrong_count" in text and "returned 3 values; expected a tuple of 2 (num_outputs=2)" in text, text
+
+
+# -- patterns: map-reduce, scatter-gather ----------------------------------------------
+
+
+@rf.workflow
+def map_reduce_wf(n: int = 10, fan_in: int = 3):
+    return rf.map_reduce(fns.inc, fns.total, list(range(n)), fan_in=fan_in)
+
+
+def test_map_reduce_reduces_as_a_tree(executor, service):
+    handle = rf.submit(map_reduce_wf, executor=executor, n=10, fan_in=3)
+    assert handle.result(timeout=60) == sum(i + 1 for i in range(10))
+    reduces = [c for c in states(handle) if c.startswith("total")]
+    assert len(reduces) == 4 + 2 + 1            # 10 -> 4 -> 2 -> 1
+    assert len(rf.explain(map_reduce_wf, n=10, fan_in=3).levels) == 4   # the map, then 3 reduce levels
+
+
+@rf.workflow
+def scatter_wf(n: int = 40, parts: int = 3, by: str | None = "key", mode: str = "hash"):
+    return rf.scatter_gather(fns.keyed(n), fns.mark_part, parts, by=by, mode=mode)
+
+
+def test_scatter_gather_by_hash_keeps_each_key_in_one_part(executor, service):
+    table = rf.run(scatter_wf, executor=executor, n=40, parts=3)
+    assert table.num_rows == 40
+    part_of: dict[int, set[str]] = {}
+    for key, part in zip(table.column("key").to_pylist(), table.column("part_keys").to_pylist(), strict=True):
+        part_of.setdefault(key, set()).add(part)
+    assert all(len(p) == 1 for p in part_of.values())   # every key seen in exactly one part
+
+
+def test_scatter_gather_by_range_gathers_in_key_order_and_by_position_keeps_rows_in_order(executor, service):
+    by_range = rf.run(scatter_wf, executor=executor, n=40, parts=3, mode="range")
+    assert by_range.column("key").to_pylist() == sorted(by_range.column("key").to_pylist())
+    by_position = rf.run(scatter_wf, executor=executor, n=10, parts=4, by=None)
+    assert by_position.column("x").to_pylist() == list(range(10))
+
+
+@rf.workflow(failure_strategy="fail_fast")
+def scatter_fail_fast():
+    return rf.scatter_gather(fns.keyed(40), fns.fail_on_key, 4, by="key")
+
+
+@rf.workflow(failure_strategy="continue_on_error")
+def scatter_continue():
+    return rf.scatter_gather(fns.keyed(40), fns.fail_on_key, 4, by="key")
+
+
+@pytest.mark.parametrize("wf", [scatter_fail_fast, scatter_continue], ids=["fail_fast", "continue_on_error"])
+def test_a_failure_inside_one_partition(executor, service, wf):
+    handle = rf.submit(wf, executor=executor)
+    assert handle.wait(timeout=60) == "FAILED"
+    got = states(handle)
+    parts = {cid: s for cid, s in got.items() if cid.startswith("fail_on_key")}
+    assert sorted(parts.values()).count("FAILED") == 1       # exactly the part holding key 3
+    if wf is scatter_continue:
+        assert [s for s in parts.values() if s != "FAILED"] == ["SUCCEEDED"] * 3   # the others finish
+        assert got["gather"] == "UPSTREAM_FAILED"
+    else:
+        assert got["gather"] in ("SKIPPED", "CANCELLED")
+        assert set(parts.values()) <= {"FAILED", "SUCCEEDED", "CANCELLED", "SKIPPED"}
