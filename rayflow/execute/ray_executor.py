@@ -45,10 +45,9 @@ RAY_DEFAULT_SYSTEM_RETRIES = 3
 WAIT_WINDOW = 256   # each wait looks at the oldest in-flight calls (they finish first)
 WAIT_HEAD = 8        # the oldest calls a batching wait blocks on
 SWEEP_CHUNK = 64     # refs per non-blocking wait when sweeping the oldest calls
-WAIT_LINGER_S = 0.02  # a wait lingers for more completions this long, or, in a run of at
-LONG_LINGER_AT = 256  # least this many components (fewer, costlier waits pay off) ...
-LONG_LINGER_S = 0.1   # ... this long. A small run gains nothing from lingering, and a
-                      # tracker driving a thousand small runs loses much.
+BIG_RUN = 256        # in a run of this many components a wait lingers for more completions ...
+LINGER_S = 0.1       # ... this long (fewer, costlier waits pay off); a small run gains nothing
+                     # from lingering, and a tracker driving a thousand small runs loses much
 MAX_CACHED_REMOTES = 1024
 
 
@@ -223,14 +222,14 @@ class RayExecutor:
         self._pools: dict[str, _Pool] = {}
         self._pool_of: dict[str, tuple[str, int]] = {}
         self._batching = False
-        self._linger_s = WAIT_LINGER_S
+        self._linger = False
 
     def start(self, plan: Plan) -> None:
         # Without max_concurrency the loop submits every component up front, so noticing
         # a completion a little later frees nothing: gather them in batches and leave the
         # CPU to Ray. With it, each completion frees a slot: take what is ready at once.
         self._batching = plan.max_concurrency is None
-        self._linger_s = LONG_LINGER_S if len(plan.tasks) >= LONG_LINGER_AT else WAIT_LINGER_S
+        self._linger = len(plan.tasks) >= BIG_RUN
         self._pool_sizes = {}
         self._remotes: dict[tuple[int, int], Any] = {}
         for task in plan.tasks.values():
@@ -273,8 +272,8 @@ class RayExecutor:
         window = list(itertools.islice(self._meta, WAIT_WINDOW))
         if self._batching:
             ray.wait(window[:WAIT_HEAD], num_returns=1, timeout=timeout)
-            if self._linger_s >= timeout:   # a big run: let a batch finish (or the whole window)
-                ray.wait(window[-1:], num_returns=1, timeout=self._linger_s)
+            if self._linger:   # a big run: let a batch finish (or the whole window)
+                ray.wait(window[-1:], num_returns=1, timeout=LINGER_S)
             ready = self._sweep_oldest(window)
         else:
             first, _ = ray.wait(window, num_returns=1, timeout=timeout)
