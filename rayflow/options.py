@@ -94,6 +94,7 @@ class ComponentOptions:
     kind: str = "task"
     concurrency: int = 1
     batch_size: int | None = None     # kind="batch": rows per batch (at most)
+    buffer_size: int | None = None    # kind="batch" in a stream: batches in flight (at most)
     num_outputs: int | None = None    # the function returns this many values, each its own output
     init_kwargs: Mapping[str, Any] = field(default_factory=dict)
     version: str | None = None
@@ -138,6 +139,7 @@ def normalize(opts: ComponentOptions, *, component: str | None) -> ComponentOpti
     retries = _parse_int(opts.max_retries, cid, "max_retries", minimum=0)
     concurrency = _parse_int(opts.concurrency, cid, "concurrency", minimum=1)
     batch_size = None if opts.batch_size is None else _parse_int(opts.batch_size, cid, "batch_size", minimum=1)
+    buffer_size = None if opts.buffer_size is None else _parse_int(opts.buffer_size, cid, "buffer_size", minimum=1)
     num_outputs = None if opts.num_outputs is None else _parse_int(opts.num_outputs, cid, "num_outputs", minimum=1)
     if opts.kind not in KINDS:
         raise SpecError(f"component {cid!r} field 'kind': expected one of {', '.join(KINDS)}, got {opts.kind!r}", component=cid)
@@ -156,6 +158,7 @@ def normalize(opts: ComponentOptions, *, component: str | None) -> ComponentOpti
         concurrency=concurrency,
         batch_size=batch_size,
         num_outputs=num_outputs,
+        buffer_size=buffer_size,
         init_kwargs=dict(opts.init_kwargs or {}),
     )
 

@@ -51,6 +51,8 @@ def print_plan(out: Console, plan: Plan) -> None:
         out.print(f"... {len(plan.levels) - MAX_ROWS} more levels")
     out.print(f"Parallel groups: {len(plan.parallel_groups)} "
               f"(widest {plan.analysis.max_parallelism} components)")
+    for stream in plan.streams:
+        out.print(f"Stream (pipelined on Ray): {' -> '.join(stream)}")
     path = plan.critical_path
     shown = " -> ".join(path[:20]) + (f" -> ... ({len(path)} in all)" if len(path) > 20 else "")
     out.print(f"Critical path ({plan.critical_path_length:g} estimated units): {shown}")

@@ -75,6 +75,9 @@ def _apply(state: RunState, executor: Executor, done: Completion) -> None:
     if done.ok:
         state.succeeded(done.id, done.meta)
         return
+    if done.stopped:
+        state.stopped(done.id, done.error or "stopped", done.meta)
+        return
     if done.upstream and done.upstream != done.id:
         state.upstream_failed(done.id, done.upstream)
         return

@@ -27,6 +27,7 @@ class Completion:
     detail: str | None = None         # traceback text, when known
     timed_out: bool = False
     upstream: str | None = None       # set when the error is an upstream component's
+    stopped: bool = False             # stopped before finishing (``error`` says why); not a failure
 
 
 class Executor(Protocol):

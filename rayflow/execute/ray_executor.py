@@ -38,7 +38,9 @@ from rayflow.execute.invoke import (
     unpack_meta,
 )
 from rayflow.execute.port import Completion, call_fields
+from rayflow.execute.ray_streams import STREAM_TASK, StreamFailure, encode_stream, stage_of
 from rayflow.plan import Plan, Task
+from rayflow.plan.streams import DEFAULT_BUFFER
 from rayflow.spec.resolve import import_callable
 
 RAY_DEFAULT_SYSTEM_RETRIES = 3
@@ -225,6 +227,12 @@ class RayExecutor:
         self._linger = False
 
     def start(self, plan: Plan) -> None:
+        self._plan = plan
+        self._stream_of: dict[str, tuple[str, ...]] = {}   # member -> its stream (heads submit it)
+        self._streams: dict[str, tuple[str, ...]] = {}     # head -> members, while its call runs
+        if plan.max_concurrency is None:   # a stream's members run at once: only without a bound
+            for stream in plan.streams:
+                self._stream_of.update(dict.fromkeys(stream, stream))
         # Without max_concurrency the loop submits every component up front, so noticing
         # a completion a little later frees nothing: gather them in batches and leave the
         # CPU to Ray. With it, each completion frees a slot: take what is ready at once.
@@ -237,6 +245,9 @@ class RayExecutor:
                 self._pool_sizes[task.pool] = self._pool_sizes.get(task.pool, 0) + 1
 
     def submit(self, task: Task, deps: list[Any]) -> Any:
+        stream = self._stream_of.get(task.id)
+        if stream is not None:
+            return self._submit_stream(task, deps, stream)
         info = encode_info(task)
         if task.pool:
             refs = self._submit_actor(task, info, deps)
@@ -253,6 +264,20 @@ class RayExecutor:
 
     def output(self, handle: Any, index: int) -> Any:
         return handle[index]
+
+    def _submit_stream(self, task: Task, deps: list[Any], stream: tuple[str, ...]) -> Any:
+        """The head starts the whole stream; the last member's handle is the stream's output
+        (the others feed only the next stage, inside the stream)."""
+        head = stream[0]
+        if task.id == head:
+            tasks = [self._plan.tasks[m] for m in stream]
+            buffer = min(t.options.buffer_size or DEFAULT_BUFFER for t in tasks)
+            blob = encode_stream(task, [stage_of(t) for t in tasks], buffer)
+            value, meta = STREAM_TASK.remote(blob, *deps)
+            self._meta[meta] = head
+            self._refs[head] = (value, meta)
+            self._streams[head] = stream
+        return self._refs[head][0] if task.id == stream[-1] and head in self._refs else None
 
     def wait(self, timeout: float) -> list[Completion]:
         """Completions, waiting up to ``timeout`` for the first, then gathering what else is ready.
@@ -280,7 +305,7 @@ class RayExecutor:
             ready = self._sweep(window) if first else []
         if not ready and len(self._meta) > len(window):
             ready = self._sweep(list(self._meta)[len(window):])
-        return [self._complete(ref, value) for ref, value in self._get(ready)]
+        return [done for ref, value in self._get(ready) for done in self._complete(ref, value)]
 
     def cancel(self, ids: Iterable[str]) -> None:
         """Cancel calls still running, in the order given (the loop gives downstream first).
@@ -290,7 +315,8 @@ class RayExecutor:
         cancellation is failing it at the same moment, races inside Ray's task manager
         (ray-project/ray#54846, a driver abort).
         """
-        pairs = [(cid, self._refs.pop(cid)) for cid in ids if cid in self._refs]
+        heads = dict.fromkeys(self._stream_of[c][0] if c in self._stream_of else c for c in ids)
+        pairs = [(cid, self._refs.pop(cid)) for cid in heads if cid in self._refs]
         if not pairs:
             return
         metas = [refs[1] for _, refs in pairs]
@@ -383,14 +409,34 @@ class RayExecutor:
                     out.append((ref, exc))
             return out
 
-    def _complete(self, ref: Any, value: Any) -> Completion:
+    def _complete(self, ref: Any, value: Any) -> list[Completion]:
         cid = self._meta.pop(ref)
         value_ref = self._refs.pop(cid, (None,))[0]
         self._call_done(cid)
+        stream = self._streams.pop(cid, None)
+        if stream is not None:
+            return self._stream_completions(stream, value, value_ref)
         if not isinstance(value, BaseException):
-            return Completion(cid, True, unpack_meta(value))
+            return [Completion(cid, True, unpack_meta(value))]
         _mark_handled(value_ref)
-        return completion_from_error(cid, value)
+        return [completion_from_error(cid, value)]
+
+    @staticmethod
+    def _stream_completions(stream: tuple[str, ...], value: Any, value_ref: Any) -> list[Completion]:
+        """One completion per member: all succeeded; or the failing stage failed, the
+        stages before it were stopped, and the ones after are left to the failure strategy."""
+        if not isinstance(value, BaseException):
+            return [Completion(m, True, unpack_meta(value[m])) for m in stream]
+        _mark_handled(value_ref)
+        cause = getattr(value, "cause", None)
+        if not isinstance(cause, StreamFailure) or cause.component not in stream:
+            return [completion_from_error(stream[0], value)]
+        failing = stream.index(cause.component)
+        out = [Completion(m, False, unpack_meta(cause.done[m]) if m in cause.done else {},
+                          f"stopped: stage {cause.component!r} of its stream failed", stopped=True)
+               for m in stream[:failing]]
+        return [*out, Completion(cause.component, False, cause.meta, cause.one_line(), cause.detail,
+                                 cause.timed_out)]
 
 
 def _mark_handled(value_ref: Any) -> None:

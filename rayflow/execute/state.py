@@ -159,6 +159,17 @@ class RunState:
         self._finish(node, UPSTREAM_FAILED)
         return True
 
+    def stopped(self, node: str, reason: str, meta: Mapping[str, Any]) -> bool:
+        """``node`` was stopped before it finished (a stage upstream in a stream whose later
+        stage failed): CANCELLED, with the reason; False when it was already final."""
+        status = self.nodes[node]
+        if status.state in TERMINAL:
+            return False
+        status.apply_meta(meta)
+        status.error = reason
+        self._finish(node, CANCELLED)
+        return True
+
     def cancel(self) -> list[str]:
         """Cancel the run: in-flight and pending components become CANCELLED (no-op once done)."""
         if self.done:

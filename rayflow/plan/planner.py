@@ -16,6 +16,7 @@ from rayflow.errors import InfeasibleResourceError, SpecError
 from rayflow.graph import Analysis, Dag, analyze, upward_ranks
 from rayflow.options import ComponentOptions
 from rayflow.plan.blueprint import Blueprint, Call, check_signature
+from rayflow.plan.streams import find_streams
 from rayflow.plan.template import collect_inputs, expand_outputs, to_slots
 
 
@@ -59,6 +60,7 @@ class Plan:
     max_concurrency: int | None
     target: str = ""
     inputs: dict[str, Any] = field(default_factory=dict)
+    streams: tuple[tuple[str, ...], ...] = ()   # chains of batch components run as pipelines
 
     @property
     def levels(self) -> list[list[str]]:
@@ -98,6 +100,7 @@ class Plan:
             max_concurrency=self.max_concurrency,
             resources=self.resources(),
             outputs=list(self.output_ids),
+            streams=[list(s) for s in self.streams],
         )
         return out
 
@@ -137,6 +140,7 @@ def make_plan(
         max_concurrency=blueprint.max_concurrency,
         target=blueprint.target,
         inputs=dict(blueprint.inputs),
+        streams=find_streams(blueprint.calls, dag, set(blueprint.output_ids)),
     )
     if cluster is not None:
         check_cluster(plan, cluster)

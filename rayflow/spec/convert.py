@@ -141,6 +141,7 @@ def _options(comp: ComponentSpec) -> ComponentOptions:
         concurrency=comp.concurrency,
         batch_size=comp.batch_size,
         num_outputs=comp.num_outputs,
+        buffer_size=comp.buffer_size,
         init_kwargs=dict(comp.init),
         version=comp.version,
     )

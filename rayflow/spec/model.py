@@ -45,6 +45,7 @@ class ComponentSpec(BaseModel):
     concurrency: int = Field(default=1, ge=1)
     batch_size: int | None = Field(default=None, ge=1)   # type batch: rows per batch (at most)
     num_outputs: int | None = Field(default=None, ge=1)  # returns this many values (a tuple downstream)
+    buffer_size: int | None = Field(default=None, ge=1)  # type batch in a stream: batches in flight
     init: dict[str, Any] = Field(default_factory=dict)
     version: str | None = None
     description: str | None = None

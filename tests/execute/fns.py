@@ -152,3 +152,56 @@ def fail_on_key(table, key: int = 3):
     if key in table.column("key").to_pylist():
         raise ValueError(f"bad key {key} in this part")
     return table
+
+
+# -- streams ---------------------------------------------------------------------------
+
+
+@rf.component(num_cpus=0.1, kind="batch", batch_size=1000)
+def parse(batch):
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pa.record_batch({"x": pc.cast(batch["x"], pa.float64()), "key": batch["key"]})
+
+
+@rf.component(num_cpus=0.1, kind="batch", batch_size=1000, buffer_size=2)
+def slow_square(batch, pause: float = 0.0):
+    import time
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    time.sleep(pause)
+    return pa.record_batch({"y": pc.multiply(batch["x"], batch["x"]), "key": batch["key"]})
+
+
+@rf.component(num_cpus=0.1, kind="batch", batch_size=1000)
+def tail_stage(batch, pause: float = 0.0, fail_at_key_sum: int | None = None):
+    import time
+
+    import pyarrow.compute as pc
+
+    time.sleep(pause)
+    if fail_at_key_sum is not None and pc.sum(batch["key"]).as_py() >= fail_at_key_sum:
+        raise ValueError("tail_stage cannot take this batch")
+    return batch
+
+
+@rf.component(num_cpus=0.1, kind="batch", batch_size=100, buffer_size=3)
+def ledger_first(batch, path: str):
+    import time
+
+    with open(path, "a") as f:
+        f.write(f"in {batch['x'][0].as_py()} {time.time()}\n")
+    return batch
+
+
+@rf.component(num_cpus=0.1, kind="batch", batch_size=100)
+def ledger_last(batch, path: str, pause: float = 0.02):
+    import time
+
+    time.sleep(pause)
+    with open(path, "a") as f:
+        f.write(f"out {batch['x'][0].as_py()} {time.time()}\n")
+    return batch

@@ -367,3 +367,65 @@ def test_a_failure_inside_one_partition(executor, service, wf):
     else:
         assert got["gather"] in ("SKIPPED", "CANCELLED")
         assert set(parts.values()) <= {"FAILED", "SUCCEEDED", "CANCELLED", "SKIPPED"}
+
+
+# -- streams: chains of batch components run as pipelines on Ray -----------------------
+
+
+@rf.workflow
+def stream_wf(n: int = 10_000, pause: float = 0.0, fail_at_key_sum: int | None = None):
+    return fns.tail_stage(fns.slow_square(fns.parse(fns.keyed(n)), pause=pause), pause=pause,
+                          fail_at_key_sum=fail_at_key_sum)
+
+
+@rf.workflow(failure_strategy="continue_on_error")
+def stream_continue_wf(n: int = 10_000, fail_at_key_sum: int | None = None):
+    return fns.tail_stage(fns.slow_square(fns.parse(fns.keyed(n))), fail_at_key_sum=fail_at_key_sum)
+
+
+def test_a_chain_of_batch_components_is_one_stream_in_the_plan(executor, service):
+    assert rf.explain(stream_wf).streams == (("parse", "slow_square", "tail_stage"),)
+
+
+def test_a_stream_gives_the_same_table_and_every_stage_its_own_timings(executor, service):
+    handle = rf.submit(stream_wf, executor=executor, n=10_000, pause=0.05)
+    table = handle.result(timeout=120)
+    assert table.column("y").to_pylist() == [float(i * i) for i in range(10_000)]
+    comps = handle.metrics()["components"]
+    for stage in ("parse", "slow_square", "tail_stage"):
+        assert comps[stage]["state"] == "SUCCEEDED" and comps[stage]["duration_s"] is not None
+    if executor == "ray":   # pipelined: the last stage started before the middle one finished
+        assert comps["tail_stage"]["started_at"] < comps["slow_square"]["ended_at"]
+
+
+@pytest.mark.parametrize("wf", [stream_wf, stream_continue_wf], ids=["fail_fast", "continue_on_error"])
+def test_a_failing_stage_of_a_stream(executor, service, wf):
+    handle = rf.submit(wf, executor=executor, n=10_000, fail_at_key_sum=1)
+    assert handle.wait(timeout=120) == "FAILED"
+    got = states(handle)
+    assert got["tail_stage"] == "FAILED"
+    assert got["keyed"] == "SUCCEEDED"
+    assert got["parse"] in ("SUCCEEDED", "CANCELLED") and got["slow_square"] in ("SUCCEEDED", "CANCELLED")
+    assert "cannot take this batch" in (handle.record().error or "")
+
+
+@rf.workflow
+def ledger_stream(path: str, n: int = 2000):
+    return fns.ledger_last(fns.ledger_first(fns.keyed(n), path=path), path=path)
+
+
+def test_a_stream_keeps_at_most_buffer_size_batches_in_flight(executor, service, tmp_path):
+    if executor == "local":
+        pytest.skip("the local executor runs a stream's stages one after the other, on all of the data")
+    ledger = tmp_path / "ledger.txt"
+    table = rf.run(ledger_stream, executor=executor, path=str(ledger), n=2000)
+    assert table.num_rows == 2000
+    events = sorted((float(t), kind) for kind, _, t in (line.split() for line in ledger.read_text().splitlines()))
+    in_flight = peak = 0
+    for _, kind in events:
+        in_flight += 1 if kind == "in" else -1
+        peak = max(peak, in_flight)
+    assert sum(1 for _, k in events if k == "in") == 20
+    print("peak batches in flight", peak)
+    assert peak >= 2       # the stages overlap
+    assert peak <= 3 + 1   # buffer_size=3 (the smallest in the stream); +1: the next batch enters as one leaves

@@ -323,3 +323,15 @@ def test_cancellations_come_downstream_first():
     s = RunState(dag, ("a", "b", "c"), eager=True)
     assert s.take(0.0) == ["a", "b", "c"]
     assert s.cancel() == ["c", "b", "a"]
+
+
+def test_a_stopped_component_is_cancelled_with_its_reason_and_not_a_failure():
+    from rayflow.graph import Dag
+
+    dag = Dag({"a": (), "b": ("a",)})
+    state = RunState(dag, ("a", "b"), failure_strategy="continue_on_error", eager=True)
+    state.take(0.0)
+    assert state.stopped("a", "stopped: stage 'b' of its stream failed", {"started_at": 1.0, "ended_at": 2.0})
+    assert state.state_of("a") == "CANCELLED" and state.nodes["a"].error.startswith("stopped")
+    assert not state.stopped("a", "again", {})
+    assert state.errors() == {}

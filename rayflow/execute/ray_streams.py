@@ -1,0 +1,135 @@
+"""Streams on Ray: a chain of batch components run as a pipeline of actors.
+
+A coordinator task (no CPU of its own) reads the head's input batch by batch; each
+batch goes through one actor per stage (each with its stage's resources), stage i+1
+working on batch j-1 while stage i works on batch j; at most ``buffer`` batches are in
+flight through the stream at once, so memory is bounded by the buffer, not the data.
+Each stage call goes through ``invoke`` (timeout per batch, failures as
+ComponentFailure), and each actor reports its stage's timings at the end: first
+start, last end, CPU time and peak memory summed or maxed over its batches. See
+rayflow/plan/streams.py for which chains become streams. One of the modules
+importing ray.
+"""
+
+from __future__ import annotations
+
+import collections
+from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
+import ray
+from ray import cloudpickle
+from ray.exceptions import RayTaskError
+
+from rayflow.data.batches import DEFAULT_BATCH_SIZE, BatchFunction, iter_batches
+from rayflow.execute.invoke import CallInfo, ComponentFailure, invoke, pack_meta
+from rayflow.plan import Task
+from rayflow.plan.template import Slot, fill
+
+
+@dataclass(frozen=True)
+class Stage:
+    """What a stage actor needs: its component, function, config and resources."""
+
+    id: str
+    fn: Any
+    config: dict[str, Any]
+    batch_size: int
+    timeout_s: float | None
+    resources: dict[str, Any]
+
+
+class StreamFailure(ComponentFailure):
+    """A stage of a stream failed; ``done`` holds the packed timings of the other stages."""
+
+    def __init__(self, component: str, error_type: str, message: str, detail: str,
+                 meta: dict, timed_out: bool = False, done: dict[str, bytes] | None = None) -> None:
+        super().__init__(component, error_type, message, detail, meta, timed_out)
+        self.done = dict(done or {})
+
+    def __reduce__(self):
+        return (type(self), (self.component, self.error_type, self.message, self.detail, self.meta,
+                             self.timed_out, self.done))
+
+
+class _StageActor:
+    def __init__(self, stage: Stage) -> None:
+        from rayflow.execute.ray_executor import _worker_context
+
+        self._stage = stage
+        self._fn = BatchFunction(stage.fn, stage.batch_size)
+        self._context = _worker_context
+        self._info = CallInfo(stage.id, (Slot(0),), stage.config, stage.timeout_s, False, True)
+        self._first: float | None = None
+        self._last = 0.0
+        self._cpu = 0.0
+        self._peak: int | None = None
+        self._place: dict[str, Any] = {}
+
+    def apply(self, batch: Any) -> pa.Table:
+        value, meta = invoke(self._fn, self._info, (batch,), self._context)
+        self._first = meta["started_at"] if self._first is None else self._first
+        self._last, self._cpu = meta["ended_at"], self._cpu + meta["cpu_s"]
+        peak = meta.get("peak_rss_bytes")
+        if peak is not None:
+            self._peak = peak if self._peak is None else max(self._peak, peak)
+        self._place = {k: meta[k] for k in ("node_id", "worker_id") if k in meta}
+        return value
+
+    def timings(self) -> bytes:
+        started = self._first if self._first is not None else self._last
+        return pack_meta({"started_at": started or 0.0, "ended_at": self._last or started or 0.0,
+                          "cpu_s": self._cpu, "peak_rss_bytes": self._peak, **self._place})
+
+
+_STAGE_ACTOR = ray.remote(_StageActor)
+
+
+def stage_of(task: Task) -> Stage:
+    from rayflow.execute.ray_executor import resource_options
+
+    o = task.options
+    fn = task.fn.fn if isinstance(task.fn, BatchFunction) else task.fn
+    return Stage(task.id, fn, dict(task.kwargs), o.batch_size or DEFAULT_BATCH_SIZE, o.timeout_s,
+                 resource_options(task))
+
+
+def encode_stream(head: Task, stages: list[Stage], buffer: int) -> bytes:
+    return cloudpickle.dumps((head.args[0], stages, buffer))
+
+
+def run_stream(blob: bytes, *deps: Any) -> tuple[pa.Table, dict[str, bytes]]:
+    """The coordinator task: the last stage's output as one table, and each stage's timings."""
+    source, stages, buffer = cloudpickle.loads(blob)
+    data = fill(source, deps)
+    actors = [_STAGE_ACTOR.options(**s.resources).remote(s) for s in stages]
+    in_flight: collections.deque = collections.deque()
+    parts: list[pa.RecordBatch] = []
+    try:
+        try:
+            for batch in iter_batches(data, stages[0].batch_size):
+                ref = ray.put(batch)
+                for actor in actors:
+                    ref = actor.apply.remote(ref)
+                in_flight.append(ref)
+                if len(in_flight) >= buffer:
+                    parts.extend(ray.get(in_flight.popleft()).to_batches())
+            while in_flight:
+                parts.extend(ray.get(in_flight.popleft()).to_batches())
+        except RayTaskError as err:
+            cause = getattr(err, "cause", None)
+            if not isinstance(cause, ComponentFailure):
+                raise
+            done = dict(zip([s.id for s in stages], ray.get([a.timings.remote() for a in actors]), strict=True))
+            raise StreamFailure(cause.component, cause.error_type, cause.message, cause.detail, cause.meta,
+                                cause.timed_out, done) from None
+        timings = dict(zip([s.id for s in stages], ray.get([a.timings.remote() for a in actors]), strict=True))
+    finally:
+        for actor in actors:
+            ray.kill(actor, no_restart=True)
+    schema = parts[0].schema if parts else None
+    return (pa.Table.from_batches(parts, schema=schema) if parts else pa.table({})), timings
+
+
+STREAM_TASK = ray.remote(run_stream).options(num_cpus=0, num_returns=2)
