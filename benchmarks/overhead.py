@@ -19,11 +19,6 @@ numbers drift). Run from the repository root::
 from __future__ import annotations
 
 import argparse
-import datetime
-import json
-import os
-import platform
-import socket
 import statistics
 import sys
 import tempfile
@@ -33,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import ray
+from reporting import write_report
 
 import rayflow as rf
 from rayflow.store import open_store
@@ -259,18 +255,6 @@ def summarize(case: Case, samples: list[dict[str, Sample]]) -> dict:
     }
 
 
-def machine() -> dict:
-    return {
-        "hostname": socket.gethostname(),
-        "nproc": os.cpu_count(),
-        "python": platform.python_version(),
-        "ray": ray.__version__,
-        "platform": platform.platform(),
-        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),   # the machine is shared: say how busy
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-
-
 def print_table(results: dict[str, dict], reps: int) -> None:
     print(f"\nmedians of {reps} repetitions, components/s (higher is better)")
     print(f"{'case':<30} {'raw Ray':>10} {'rayflow':>10} {'ratio':>7} {'paired':>7} {'target':>7}"
@@ -328,11 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     samples = run_cases(chosen, args.reps)
     results = {c.name: summarize(c, samples[c.name]) for c in chosen}
     print_table(results, args.reps)
-    report = {"benchmark": "overhead", "machine": machine(), "reps": args.reps, "quick": args.quick,
-              "targets": {name: f">= {t}" for name, t in TARGETS.items() if t is not None}, "cases": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    write_report(args.out, {"benchmark": "overhead", "reps": args.reps, "quick": args.quick,
+                            "targets": {name: f">= {t}" for name, t in TARGETS.items() if t is not None},
+                            "cases": results})
     ray.shutdown()
     return 0
 

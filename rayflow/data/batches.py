@@ -23,6 +23,8 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 DEFAULT_BATCH_SIZE = 65_536
+READAHEAD_BATCHES = 2
+READAHEAD_FILES = 1
 
 
 class BatchInputError(TypeError):
@@ -36,9 +38,9 @@ def iter_batches(source: Any, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[
     elif isinstance(source, pa.Table):
         yield from source.to_batches(max_chunksize=batch_size)
     elif isinstance(source, ds.Dataset):
-        yield from source.to_batches(batch_size=batch_size)
+        yield from _scan(source, batch_size)
     elif isinstance(source, (str, os.PathLike)):
-        yield from ds.dataset(os.fspath(source), format="parquet").to_batches(batch_size=batch_size)
+        yield from _scan(ds.dataset(os.fspath(source), format="parquet"), batch_size)
     elif isinstance(source, Iterable) and not isinstance(source, (bytes, dict)):
         for i, item in enumerate(source):
             if isinstance(item, pa.RecordBatch):
@@ -53,6 +55,13 @@ def iter_batches(source: Any, batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[
             f"the input is a {type(source).__name__}; expected a pyarrow.Table or RecordBatch, "
             "a Parquet path, a pyarrow dataset, or an iterable of batches"
         )
+
+
+def _scan(dataset: ds.Dataset, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """A dataset's batches with little read-ahead (one file, two batches), so memory
+    follows the batch size, not the files'."""
+    return dataset.to_batches(batch_size=batch_size, batch_readahead=READAHEAD_BATCHES,
+                              fragment_readahead=READAHEAD_FILES)
 
 
 def _slices(batch: pa.RecordBatch, batch_size: int) -> Iterator[pa.RecordBatch]:

@@ -109,7 +109,7 @@ def run_stream(blob: bytes, *deps: Any) -> tuple[pa.Table, dict[str, bytes]]:
     try:
         try:
             for batch in iter_batches(data, stages[0].batch_size):
-                ref = ray.put(batch)
+                ref = ray.put(_compact(batch))
                 for actor in actors:
                     ref = actor.apply.remote(ref)
                 in_flight.append(ref)
@@ -130,6 +130,14 @@ def run_stream(blob: bytes, *deps: Any) -> tuple[pa.Table, dict[str, bytes]]:
             ray.kill(actor, no_restart=True)
     schema = parts[0].schema if parts else None
     return (pa.Table.from_batches(parts, schema=schema) if parts else pa.table({})), timings
+
+
+def _compact(batch: pa.RecordBatch) -> pa.RecordBatch:
+    """A batch sliced from a bigger one still holds the bigger one's buffers, and putting
+    it in the object store would copy them whole: copy just its rows first."""
+    if batch.num_rows and batch.nbytes < batch.get_total_buffer_size() // 2:
+        return pa.RecordBatch.from_arrays([pa.concat_arrays([col]) for col in batch.columns], schema=batch.schema)
+    return batch
 
 
 STREAM_TASK = ray.remote(run_stream).options(num_cpus=0, num_returns=2)
