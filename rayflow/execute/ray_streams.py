@@ -14,6 +14,7 @@ importing ray.
 from __future__ import annotations
 
 import collections
+import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,7 +110,7 @@ def run_stream(blob: bytes, *deps: Any) -> tuple[pa.Table, dict[str, bytes]]:
     try:
         try:
             for batch in iter_batches(data, stages[0].batch_size):
-                ref = ray.put(_compact(batch))
+                ref = ray.put(_for_put(batch))
                 for actor in actors:
                     ref = actor.apply.remote(ref)
                 in_flight.append(ref)
@@ -132,12 +133,17 @@ def run_stream(blob: bytes, *deps: Any) -> tuple[pa.Table, dict[str, bytes]]:
     return (pa.Table.from_batches(parts, schema=schema) if parts else pa.table({})), timings
 
 
-def _compact(batch: pa.RecordBatch) -> pa.RecordBatch:
-    """A batch sliced from a bigger one still holds the bigger one's buffers, and putting
-    it in the object store would copy them whole: copy just its rows first."""
+def _for_put(batch: pa.RecordBatch) -> pa.Table | pa.RecordBatch:
+    """What to put in the object store for ``batch``. A batch sliced from a bigger one still
+    holds the bigger one's buffers, and Ray writes a RecordBatch's buffers whole; a Table's
+    it writes truncated to the slice (its Arrow serializer), so a zero-copy Table view is
+    put. Where that serializer is turned off, just the batch's rows are copied first."""
+    if os.environ.get(RAY_PLAIN_ARROW) != "1":
+        return pa.Table.from_batches([batch])
     if batch.num_rows and batch.nbytes < batch.get_total_buffer_size() // 2:
         return pa.RecordBatch.from_arrays([pa.concat_arrays([col]) for col in batch.columns], schema=batch.schema)
     return batch
 
 
+RAY_PLAIN_ARROW = "RAY_DISABLE_CUSTOM_ARROW_DATA_SERIALIZATION"
 STREAM_TASK = ray.remote(run_stream).options(num_cpus=0, num_returns=2)
