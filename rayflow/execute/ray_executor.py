@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import inspect
 import itertools
+import logging
 import pickle
 from collections.abc import Iterable
 from typing import Any
@@ -38,10 +39,18 @@ from rayflow.execute.invoke import (
     unpack_meta,
 )
 from rayflow.execute.port import Completion, call_fields
-from rayflow.execute.ray_streams import STREAM_TASK, StreamFailure, encode_stream, stage_of
+from rayflow.execute.ray_streams import (
+    STREAM_TASK,
+    StreamFailure,
+    encode_stream,
+    fits_together,
+    stage_of,
+)
 from rayflow.plan import Plan, Task
 from rayflow.plan.streams import DEFAULT_BUFFER
 from rayflow.spec.resolve import import_callable
+
+log = logging.getLogger("rayflow")
 
 RAY_DEFAULT_SYSTEM_RETRIES = 3
 WAIT_WINDOW = 256   # each wait looks at the oldest in-flight calls (they finish first)
@@ -231,8 +240,12 @@ class RayExecutor:
         self._stream_of: dict[str, tuple[str, ...]] = {}   # member -> its stream (heads submit it)
         self._streams: dict[str, tuple[str, ...]] = {}     # head -> members, while its call runs
         if plan.max_concurrency is None:   # a stream's members run at once: only without a bound
-            for stream in plan.streams:
-                self._stream_of.update(dict.fromkeys(stream, stream))
+            for stream in plan.streams:   # ... and only if their actors can all be placed at once
+                if fits_together([plan.tasks[m] for m in stream]):
+                    self._stream_of.update(dict.fromkeys(stream, stream))
+                else:
+                    log.info("stream %s needs more than the cluster has at once; its stages run one "
+                             "after another", " -> ".join(stream))
         # Without max_concurrency the loop submits every component up front, so noticing
         # a completion a little later frees nothing: gather them in batches and leave the
         # CPU to Ray. With it, each completion frees a slot: take what is ready at once.

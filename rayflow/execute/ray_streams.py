@@ -96,6 +96,17 @@ def stage_of(task: Task) -> Stage:
                  resource_options(task))
 
 
+def fits_together(tasks: list[Task]) -> bool:
+    """Whether all the stages' actors can hold their resources at once in this cluster;
+    if not, they would wait on each other forever, so the stream must not start."""
+    need: dict[str, float] = {}
+    for task in tasks:
+        for name, amount in task.options.ray_resources().items():
+            need[name] = need.get(name, 0.0) + amount
+    have = ray.cluster_resources()
+    return all(have.get(name, 0.0) >= amount for name, amount in need.items() if amount > 0)
+
+
 def encode_stream(head: Task, stages: list[Stage], buffer: int) -> bytes:
     return cloudpickle.dumps((head.args[0], stages, buffer))
 

@@ -205,3 +205,8 @@ def ledger_last(batch, path: str, pause: float = 0.02):
     with open(path, "a") as f:
         f.write(f"out {batch['x'][0].as_py()} {time.time()}\n")
     return batch
+
+
+@rf.component(kind="batch", batch_size=1000)     # num_cpus=1 each: three need more than 2 CPUs
+def whole_cpu_stage(batch):
+    return batch

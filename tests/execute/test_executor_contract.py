@@ -429,3 +429,14 @@ def test_a_stream_keeps_at_most_buffer_size_batches_in_flight(executor, service,
     print("peak batches in flight", peak)
     assert peak >= 2       # the stages overlap
     assert peak <= 3 + 1   # buffer_size=3 (the smallest in the stream); +1: the next batch enters as one leaves
+
+
+@rf.workflow
+def too_big_stream(n: int = 3000):
+    return fns.whole_cpu_stage.options(id="s3")(fns.whole_cpu_stage.options(id="s2")(
+        fns.whole_cpu_stage.options(id="s1")(fns.keyed(n))))
+
+
+def test_a_stream_whose_stages_cannot_all_be_placed_at_once_runs_stage_by_stage(executor, service):
+    handle = rf.submit(too_big_stream, executor=executor, n=3000)
+    assert handle.result(timeout=60).num_rows == 3000
