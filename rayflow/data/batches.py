@@ -78,31 +78,43 @@ def _schema_of(source: Any) -> pa.Schema | None:
     return None
 
 
+def batches_to_apply(source: Any, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """The batches a batch function is applied to: those of ``source``, or, when it has no
+    rows but a known schema, one empty batch of it (so the output's schema is what the
+    function makes of it)."""
+    seen = False
+    for batch in iter_batches(source, batch_size):
+        seen = True
+        yield batch
+    schema = None if seen else _schema_of(source)
+    if schema is not None:
+        yield pa.RecordBatch.from_pylist([], schema=schema)
+
+
 def apply_batches(fn: Callable[..., Any], source: Any, batch_size: int, config: Mapping[str, Any]) -> pa.Table:
     """``fn(batch, **config)`` for every batch of ``source``; the results as one table."""
     name = getattr(fn, "__qualname__", None) or repr(fn)
-    parts: list[pa.RecordBatch] = []
-    seen = 0
-    for seen, batch in enumerate(iter_batches(source, batch_size), start=1):
-        parts.extend(_as_batches(fn(batch, **config), name, seen - 1))
-    if not seen:   # no input rows: the output's schema is what fn makes of an empty batch
-        schema = _schema_of(source)
-        if schema is None:
-            return pa.table({})
-        parts.extend(_as_batches(fn(pa.RecordBatch.from_pylist([], schema=schema), **config), name, 0))
-    first = parts[0].schema if parts else None
+    parts = [_checked(fn(batch, **config), name, i) for i, batch in enumerate(batches_to_apply(source, batch_size))]
+    return concat_results(parts, f"batch function {name}")
+
+
+def concat_results(parts: list[pa.RecordBatch | pa.Table], who: str) -> pa.Table:
+    """``parts`` as one table, without copying (an empty one without columns when there are
+    no parts; an empty part keeps its schema); a schema that changes between parts is an
+    error naming ``who``."""
+    if not parts:
+        return pa.table({})
+    first = parts[0].schema
     for i, part in enumerate(parts):
         if not part.schema.equals(first):
-            raise ValueError(f"batch function {name} returned a different schema for batch {i} "
+            raise ValueError(f"{who} returned a different schema for batch {i} "
                              f"({_short(part.schema)}) than for the first ({_short(first)})")
-    return pa.Table.from_batches(parts, schema=first) if parts else pa.table({})
+    return pa.concat_tables([p if isinstance(p, pa.Table) else pa.Table.from_batches([p]) for p in parts])
 
 
-def _as_batches(out: Any, name: str, index: int) -> list[pa.RecordBatch]:
-    if isinstance(out, pa.RecordBatch):
-        return [out]
-    if isinstance(out, pa.Table):
-        return out.to_batches()
+def _checked(out: Any, name: str, index: int) -> pa.RecordBatch | pa.Table:
+    if isinstance(out, (pa.RecordBatch, pa.Table)):
+        return out
     raise TypeError(f"batch function {name} returned a {type(out).__name__} for batch {index}; "
                     "expected pyarrow.RecordBatch or pyarrow.Table")
 

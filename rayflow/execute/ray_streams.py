@@ -23,7 +23,7 @@ import ray
 from ray import cloudpickle
 from ray.exceptions import RayTaskError
 
-from rayflow.data.batches import DEFAULT_BATCH_SIZE, BatchFunction, iter_batches
+from rayflow.data.batches import DEFAULT_BATCH_SIZE, BatchFunction, batches_to_apply, concat_results
 from rayflow.execute.invoke import CallInfo, ComponentFailure, invoke, pack_meta
 from rayflow.plan import Task
 from rayflow.plan.template import Slot, fill
@@ -58,7 +58,6 @@ class _StageActor:
     def __init__(self, stage: Stage) -> None:
         from rayflow.execute.ray_executor import _worker_context
 
-        self._stage = stage
         self._fn = BatchFunction(stage.fn, stage.batch_size)
         self._context = _worker_context
         self._info = CallInfo(stage.id, (Slot(0),), stage.config, stage.timeout_s, False, True)
@@ -117,18 +116,18 @@ def run_stream(blob: bytes, *deps: Any) -> tuple[pa.Table, dict[str, bytes]]:
     data = fill(source, deps)
     actors = [_STAGE_ACTOR.options(**s.resources).remote(s) for s in stages]
     in_flight: collections.deque = collections.deque()
-    parts: list[pa.RecordBatch] = []
+    parts: list[pa.Table] = []
     try:
         try:
-            for batch in iter_batches(data, stages[0].batch_size):
+            for batch in batches_to_apply(data, stages[0].batch_size):
                 ref = ray.put(_for_put(batch))
                 for actor in actors:
                     ref = actor.apply.remote(ref)
                 in_flight.append(ref)
                 if len(in_flight) >= buffer:
-                    parts.extend(ray.get(in_flight.popleft()).to_batches())
+                    parts.append(ray.get(in_flight.popleft()))
             while in_flight:
-                parts.extend(ray.get(in_flight.popleft()).to_batches())
+                parts.append(ray.get(in_flight.popleft()))
         except RayTaskError as err:
             cause = getattr(err, "cause", None)
             if not isinstance(cause, ComponentFailure):
@@ -140,8 +139,7 @@ def run_stream(blob: bytes, *deps: Any) -> tuple[pa.Table, dict[str, bytes]]:
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)
-    schema = parts[0].schema if parts else None
-    return (pa.Table.from_batches(parts, schema=schema) if parts else pa.table({})), timings
+    return concat_results(parts, f"stage {stages[-1].id!r}"), timings
 
 
 def _for_put(batch: pa.RecordBatch) -> pa.Table | pa.RecordBatch:

@@ -440,3 +440,8 @@ def too_big_stream(n: int = 3000):
 def test_a_stream_whose_stages_cannot_all_be_placed_at_once_runs_stage_by_stage(executor, service):
     handle = rf.submit(too_big_stream, executor=executor, n=3000)
     assert handle.result(timeout=60).num_rows == 3000
+
+
+def test_a_stream_over_no_rows_gives_the_last_stages_schema_on_both_executors(executor, service):
+    table = rf.run(stream_wf, executor=executor, n=0)
+    assert table.num_rows == 0 and table.column_names == ["y", "key"]
