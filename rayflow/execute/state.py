@@ -29,7 +29,7 @@ OK = frozenset({SUCCEEDED, CACHED})
 FAILURES = frozenset({FAILED, TIMED_OUT})
 
 
-@dataclass
+@dataclass(slots=True)
 class NodeStatus:
     """What is known of one component in this run."""
 

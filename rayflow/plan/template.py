@@ -30,6 +30,18 @@ class Slot:
         return (Slot, (self.index,))
 
 
+@dataclass(frozen=True, slots=True)
+class SlotRun:
+    """A list of the upstream values at positions ``start`` to ``stop - 1``, in order: a
+    fan-in (a list of nodes) travels as this one object instead of a Slot per node."""
+
+    start: int
+    stop: int
+
+    def __reduce__(self):
+        return (SlotRun, (self.start, self.stop))
+
+
 def _visit_refs(template: Any, visit: Callable[[NodeRef], Any]) -> None:
     """Call ``visit`` on every NodeRef of ``template``, in order."""
     if isinstance(template, NodeRef):
@@ -78,14 +90,29 @@ def expand_outputs(template: Any, multi: Mapping[str, int]) -> Any:
 
 
 def to_slots(template: Any, index: Mapping[tuple[str, int | None], int]) -> Any:
-    """Replace each NodeRef by the Slot of its (id, output) position in the inputs list."""
-    return map_refs(template, lambda ref: Slot(index[(ref.id, ref.index)]))
+    """Replace each NodeRef by the Slot of its (id, output) position in the inputs list;
+    a list of references to consecutive positions becomes one SlotRun."""
+    if isinstance(template, NodeRef):
+        return Slot(index[(template.id, template.index)])
+    if isinstance(template, list):
+        if template and all(type(t) is NodeRef for t in template):
+            first = index[(template[0].id, template[0].index)]
+            if all(index[(t.id, t.index)] == first + i for i, t in enumerate(template)):
+                return SlotRun(first, first + len(template))
+        return [to_slots(t, index) for t in template]
+    if isinstance(template, tuple):
+        return tuple(to_slots(t, index) for t in template)
+    if isinstance(template, dict):
+        return {k: to_slots(v, index) for k, v in template.items()}
+    return template
 
 
 def fill(template: Any, values: tuple | list) -> Any:
     """Replace each Slot by its value (in workers, per call: kept as one tight function)."""
     if isinstance(template, Slot):
         return values[template.index]
+    if isinstance(template, SlotRun):
+        return list(values[template.start:template.stop])
     if isinstance(template, list):
         return [fill(t, values) for t in template]
     if isinstance(template, tuple):

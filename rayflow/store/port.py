@@ -36,7 +36,7 @@ class RunRecord:
         return asdict(self)
 
 
-@dataclass
+@dataclass(slots=True)
 class ComponentRecord:
     """The latest known state of one component within one run."""
 

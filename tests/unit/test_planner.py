@@ -13,6 +13,7 @@ from rayflow.plan import Blueprint, Call, ClusterShape, NodeRef, make_plan
 from rayflow.plan.planner import check_cluster, check_feasible, pool_key
 from rayflow.plan.template import (
     Slot,
+    SlotRun,
     collect_inputs,
     collect_refs,
     expand_outputs,
@@ -173,6 +174,18 @@ def test_task_slots_follow_first_use_order_of_deps():
     assert task.deps == ("q", "p")
     assert task.args == (Slot(0), [Slot(1), Slot(0)], {"k": Slot(1)})
     assert fill(task.args, ("Q", "P")) == ("Q", ["P", "Q"], {"k": "P"})
+
+
+def test_a_list_of_consecutive_inputs_travels_as_one_slot_run():
+    bp = blueprint(
+        call("p", fns.source), call("q", fns.source), call("r", fns.source),
+        call("g", fns.gather, [NodeRef("p"), NodeRef("q"), NodeRef("r")], [NodeRef("q"), NodeRef("r")],
+             [NodeRef("r"), NodeRef("p")], []),
+    )
+    task = make_plan(bp).tasks["g"]
+    assert task.args == (SlotRun(0, 3), SlotRun(1, 3), [Slot(2), Slot(0)], [])
+    assert pickle.loads(pickle.dumps(task.args)) == task.args
+    assert fill(task.args, ("P", "Q", "R")) == (["P", "Q", "R"], ["Q", "R"], ["R", "P"], [])
 
 
 def test_plan_travels_to_the_run_tracker():
