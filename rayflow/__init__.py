@@ -12,6 +12,7 @@ from rayflow.errors import (
     InfeasibleResourceError,
     RayflowError,
     ResourceError,
+    RunBusy,
     RunCancelled,
     RunNotFound,
     SelfLoopError,
@@ -30,7 +31,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Component", "ComponentTimeout", "ConfigError", "CycleError", "DuplicateIdError",
     "FunctionImportError", "InfeasibleResourceError", "Plan", "RayflowError", "ResourceError",
-    "RunCancelled", "RunHandle", "RunNotFound", "RunRecord", "SelfLoopError", "SignatureError",
+    "RunBusy", "RunCancelled", "RunHandle", "RunNotFound", "RunRecord", "SelfLoopError", "SignatureError",
     "SpecError", "UnknownComponentError", "Workflow", "WorkflowFailed", "WorkflowSpec",
     "component", "explain", "get_run", "init", "list_runs", "map_reduce", "resume", "run", "scatter_gather",
     "shutdown", "stats", "submit", "workflow",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from rayflow.errors import RayflowError
 from rayflow.plan import Plan
 from rayflow.runs import RunHandle
 from rayflow.service import get_service
@@ -16,16 +15,19 @@ from rayflow.store.port import RunRecord
 
 
 def init(address: str | None = None, store: str | None = None, cache: str | None = None, *,
-         num_cpus: int | None = None) -> None:
+         num_cpus: int | None = None, checkpoints: str | None = None) -> None:
     """Configure rayflow and connect to Ray.
 
     Reuses a Ray session already started in this process; with none and no address,
     starts local Ray; ``address="auto"`` joins a running cluster, ``"ray://..."`` a
     remote one. ``store``: run-store URL (default RAYFLOW_STORE or
-    ``sqlite:///~/.rayflow/rayflow.db``). ``cache``: result-cache URL.
+    ``sqlite:///~/.rayflow/rayflow.db``). ``cache``: result-cache URL. ``checkpoints``: where
+    components' outputs are kept for resume: a directory or a ``pyarrow.fs`` URL such as
+    ``s3://bucket/prefix`` (default RAYFLOW_CHECKPOINTS or ``~/.rayflow/checkpoints``;
+    ``"off"`` keeps none).
     """
     service = get_service()
-    service.configure(address=address, store=store, cache=cache, num_cpus=num_cpus)
+    service.configure(address=address, store=store, cache=cache, num_cpus=num_cpus, checkpoints=checkpoints)
     service.connect_ray()
 
 
@@ -84,17 +86,12 @@ def shutdown() -> None:
         ray_shutdown()
 
 
-def resume(run_id: str) -> RunHandle:
-    """Resume a run. A run already SUCCEEDED is returned as it is.
+def resume(run_id: str, *, workflow: Any = None, force: bool = False, executor: str = "ray") -> RunHandle:
+    """Finish a run that did not succeed (its driver crashed, or it failed or was cancelled),
+    running only the components without a checkpoint; returns its handle at once.
 
-    Resuming an unfinished run needs component checkpoints, which this version does
-    not write yet: such a run raises RayflowError instead of silently redoing work.
-    """
-    handle = get_run(run_id)
-    status = handle.status()
-    if status == "SUCCEEDED":
-        return handle
-    raise RayflowError(
-        f"run {run_id} is {status}: resuming unfinished runs needs component checkpoints, "
-        "which this version does not write yet; submit the workflow again instead"
-    )
+    A SUCCEEDED run is returned as it is. Raises ``RunBusy`` while another live process
+    drives the run (``force=True`` takes it over anyway). ``workflow``: the workflow object,
+    when the one the run recorded cannot be imported here (defined in a script's
+    ``__main__``)."""
+    return get_service().resume(run_id, target=workflow, executor=executor, force=force)

@@ -15,7 +15,13 @@ Owns every error type a user can catch. Must not import anything heavy.
     ├── WorkflowFailed              a run ended FAILED; carries ``errors``: id -> message
     ├── RunCancelled                a run was cancelled while the caller waited for it
     ├── RunNotFound                 no run with that id in the store
+    ├── RunBusy                     another live process holds the run's lease (resume)
     ├── ConfigError                 bad store/cache URL or option
+    ├── StoreError                  the run store refused or failed a read or write
+    │   └── StoreUnavailable        the run store cannot be reached now (server down or
+    │                               restarting, no free connection); the writer retries it
+    ├── CacheUnavailable            a cache tier could not do an explicit clear (its backend
+    │                               is down); lookups and writes never raise it: they miss
     └── ComponentTimeout            a component ran past its ``timeout_s`` (raised in the worker)
 
 Every message names the culprit (component id, field), the expected and the actual value.
@@ -105,8 +111,32 @@ class RunNotFound(RayflowError, KeyError):
         return self.args[0]
 
 
+class RunBusy(RayflowError):
+    """The run is driven by another process whose lease (heartbeat) is still live."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class ConfigError(RayflowError, ValueError):
     """A configuration value (store or cache URL, option) is invalid."""
+
+
+class StoreError(RayflowError):
+    """The run store failed a read or write (a database error, a statement timeout)."""
+
+
+class StoreUnavailable(StoreError):
+    """The run store cannot be reached right now: its server is down or restarting, or no
+    pooled connection came free in time. Transient: the StoreWriter keeps the records and
+    retries with backoff."""
+
+
+class CacheUnavailable(RayflowError):
+    """A result-cache tier could not do what a user asked explicitly (``clear``): its
+    backend (Redis, an object store) cannot be reached. Lookups and writes never raise
+    it: an unreachable tier answers misses and drops writes."""
 
 
 class ComponentTimeout(RayflowError, TimeoutError):

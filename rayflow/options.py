@@ -91,6 +91,7 @@ class ComponentOptions:
     retry_exceptions: bool | tuple[type[BaseException], ...] = False
     timeout_s: float | None = None
     cache: Any = None
+    checkpoint: bool = True           # keep the output where a resumed run can read it
     kind: str = "task"
     concurrency: int = 1
     batch_size: int | None = None     # kind="batch": rows per batch (at most)
@@ -141,6 +142,8 @@ def normalize(opts: ComponentOptions, *, component: str | None) -> ComponentOpti
     batch_size = None if opts.batch_size is None else _parse_int(opts.batch_size, cid, "batch_size", minimum=1)
     buffer_size = None if opts.buffer_size is None else _parse_int(opts.buffer_size, cid, "buffer_size", minimum=1)
     num_outputs = None if opts.num_outputs is None else _parse_int(opts.num_outputs, cid, "num_outputs", minimum=1)
+    if not isinstance(opts.checkpoint, bool):
+        raise SpecError(f"component {cid!r} field 'checkpoint': expected true or false, got {opts.checkpoint!r}", component=cid)
     if opts.kind not in KINDS:
         raise SpecError(f"component {cid!r} field 'kind': expected one of {', '.join(KINDS)}, got {opts.kind!r}", component=cid)
     timeout = parse_amount(opts.timeout_s, component=cid, field_name="timeout_s")

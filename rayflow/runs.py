@@ -17,12 +17,13 @@ from typing import TYPE_CHECKING, Any
 
 from rayflow.errors import RayflowError, RunCancelled, RunNotFound, WorkflowFailed
 from rayflow.execute.loop import drive, new_state
-from rayflow.execute.port import Executor
+from rayflow.execute.port import CheckpointTarget, Executor
 from rayflow.metrics.recorder import RunRecorder
 from rayflow.metrics.summary import run_metrics
 from rayflow.plan import Plan
 from rayflow.plan.template import fill_refs
-from rayflow.store.port import TERMINAL_RUN_STATES, RunRecord
+from rayflow.store.checkpoints import Checkpoint, CheckpointStore
+from rayflow.store.port import TERMINAL_RUN_STATES, ComponentRecord, RunRecord
 
 if TYPE_CHECKING:
     from rayflow.service import Service
@@ -31,37 +32,69 @@ log = logging.getLogger("rayflow")
 
 CANCEL_POLL_S = 0.5
 RESULT_KEEP_BYTES = 64 * 1024
+LEASE_ENV_VAR = "RAYFLOW_LEASE_S"
+DEFAULT_LEASE_S = 30.0
+
+
+def lease_s() -> float:
+    """How long a run's owner may go without a heartbeat before another process may
+    resume the run ($RAYFLOW_LEASE_S, default 30 s); owners beat every third of it."""
+    try:
+        return max(0.3, float(os.environ.get(LEASE_ENV_VAR) or DEFAULT_LEASE_S))
+    except ValueError:
+        return DEFAULT_LEASE_S
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class ActiveRun:
-    """A run this process drives: the loop, its recorder, and its outcome."""
+    """A run this process drives: the loop, its recorder, and its outcome.
 
-    def __init__(self, service: Service, plan: Plan, run: RunRecord, executor: Executor) -> None:
+    ``checkpoints``: where outputs are kept (None: not kept). ``restored`` and ``earlier``
+    (resume): components whose outputs come from checkpoints, and what the store holds
+    of every component from before (the restored ones keep their rows)."""
+
+    def __init__(self, service: Service, plan: Plan, run: RunRecord, executor: Executor, *,
+                 checkpoints: CheckpointStore | None = None, restored: dict[str, Checkpoint] | None = None,
+                 earlier: dict[str, ComponentRecord] | None = None, first_seq: int = 0) -> None:
         self.service = service
         self.plan = plan
         self.run = run
         self.executor = executor
-        self.recorder = RunRecorder(run, plan, service.writer)
+        self.checkpoints = CheckpointTarget(checkpoints, run.run_id) if checkpoints is not None else None
+        self.recorder = RunRecorder(run, plan, service.writer, checkpoints=checkpoints, first_seq=first_seq)
         self.state = new_state(plan, executor)
+        self.restored = dict(restored or {})
+        for cid in self.restored:
+            rec = (earlier or {}).get(cid)
+            self.state.restore(cid, rec.to_dict() if rec is not None else None)
         self.done = threading.Event()
         self.cancel_event = threading.Event()
         self.value: Any = None
         self.status = "PENDING"
         self.error: str | None = None
         self._next_poll = 0.0
+        self._lease_s = lease_s()
+        self._next_beat = 0.0
 
     def execute(self) -> None:
         """Drive the run to its end (in the caller's thread); never raises."""
         writer, run_id = self.service.writer, self.run.run_id
-        self.run.started_at = time.time()
+        now = time.time()
+        self.run.started_at = self.run.started_at if self.restored else now
         self.status = "RUNNING"
-        self.run.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.run.owner = owner_id()
+        self._next_beat = time.monotonic() + self._lease_s / 3
         self.recorder.start()   # every row, written with the first transitions
-        writer.run(run_id, status="RUNNING", started_at=self.run.started_at, owner=self.run.owner)
-        self.recorder.run_event("RUNNING")
+        writer.run(run_id, status="RUNNING", started_at=self.run.started_at, owner=self.run.owner,
+                   heartbeat_at=now, ended_at=None, error=None)
+        self.recorder.run_event("RUNNING", **({"resumed": len(self.restored)} if self.restored else {}))
         try:
             outputs = drive(self.plan, self.executor, self.state,
-                            on_change=self.recorder.on_change, should_cancel=self._should_cancel)
+                            on_change=self.recorder.on_change, should_cancel=self._should_cancel,
+                            checkpoints=self.checkpoints, restored=self.restored)
             self.status = self.state.run_status()
             if self.status == "SUCCEEDED":
                 self.value = fill_refs(self.plan.output, outputs)
@@ -80,7 +113,7 @@ class ActiveRun:
         if self.status == "SUCCEEDED" and _keepable(self.value):
             summary["result"] = self.value
         self.service.writer.run(self.run.run_id, status=self.status, ended_at=self.run.ended_at,
-                                error=self.error, summary=summary)
+                                error=self.error, summary=summary, heartbeat_at=None)   # the lease ends
         self.recorder.run_event(self.status, error=self.error)
         self.service.writer.flush()
         self.done.set()
@@ -89,6 +122,9 @@ class ActiveRun:
         if self.cancel_event.is_set():
             return True
         now = time.monotonic()
+        if now >= self._next_beat:   # the lease: other processes see this run is driven
+            self._next_beat = now + self._lease_s / 3
+            self.service.writer.run(self.run.run_id, heartbeat_at=time.time())
         if now >= self._next_poll:
             self._next_poll = now + CANCEL_POLL_S
             try:

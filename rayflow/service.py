@@ -12,19 +12,21 @@ from __future__ import annotations
 import atexit
 import os
 import secrets
+import socket
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from rayflow import gcpause
-from rayflow.errors import ConfigError, RayflowError, RunNotFound
+from rayflow.errors import ConfigError, RayflowError, RunBusy, RunNotFound
 from rayflow.execute.local import LocalExecutor
 from rayflow.execute.port import Executor
 from rayflow.plan import Plan, make_plan
 from rayflow.plan.planner import check_cluster
-from rayflow.runs import ActiveRun, RunHandle
+from rayflow.runs import ActiveRun, RunHandle, lease_s, owner_id
 from rayflow.store import RunStore, open_store
+from rayflow.store.checkpoints import CheckpointStore, checkpoint_url
 from rayflow.store.port import RunRecord
 from rayflow.store.writer import StoreWriter
 from rayflow.targets import blueprint_of
@@ -40,6 +42,7 @@ class Settings:
     store_url: str | None = None      # None: RAYFLOW_STORE or the default SQLite file
     cache_url: str | None = None      # accepted now; the result cache comes later
     num_cpus: int | None = None
+    checkpoints_url: str | None = None   # None: RAYFLOW_CHECKPOINTS or ~/.rayflow/checkpoints; "off"
 
 
 class Service:
@@ -51,6 +54,7 @@ class Service:
         self._writer: StoreWriter | None = None
         self._active: dict[str, ActiveRun] = {}
         self._cluster: tuple[float, Any] | None = None
+        self._checkpoints: tuple[str | None, CheckpointStore | None] | None = None
         self._lock = threading.RLock()
 
     # -- adapters ----------------------------------------------------------------------
@@ -69,9 +73,20 @@ class Service:
                 self._writer = StoreWriter(self.store, flush_interval_s=WRITE_INTERVAL_S)
             return self._writer
 
-    def configure(self, *, address: str | None = None, store: str | None = None,
-                  cache: str | None = None, num_cpus: int | None = None) -> None:
+    def checkpoint_store(self) -> CheckpointStore | None:
+        """Where runs keep their components' outputs (None when turned off)."""
         with self._lock:
+            url = checkpoint_url(self.settings.checkpoints_url)
+            if self._checkpoints is None or self._checkpoints[0] != url:
+                self._checkpoints = (url, CheckpointStore(url) if url is not None else None)
+            return self._checkpoints[1]
+
+    def configure(self, *, address: str | None = None, store: str | None = None,
+                  cache: str | None = None, num_cpus: int | None = None,
+                  checkpoints: str | None = None) -> None:
+        with self._lock:
+            if checkpoints is not None:
+                self.settings.checkpoints_url = checkpoints
             if store is not None and store != self.settings.store_url:
                 self.close_store()
                 self.settings.store_url = store
@@ -82,6 +97,7 @@ class Service:
             if num_cpus is not None:
                 self.settings.num_cpus = num_cpus
         self.store  # noqa: B018 - open now so a bad URL fails at init
+        self.checkpoint_store()   # and a bad checkpoint location too
 
     def connect_ray(self) -> None:
         from rayflow.execute.ray_session import ensure_ray
@@ -163,9 +179,10 @@ class Service:
         if executor == "ray" and background and self.use_tracker():
             from rayflow.execute.ray_tracker import TrackerClient, hand_over
 
-            actor = hand_over(plan, run, self.store.url)
+            ckpt = self.checkpoint_store()
+            actor = hand_over(plan, run, self.store.url, ckpt.url if ckpt is not None else None)
             return RunHandle(run.run_id, self, tracker=TrackerClient(actor, run.run_id))
-        active = ActiveRun(self, plan, run, self.executor(executor))
+        active = ActiveRun(self, plan, run, self.executor(executor), checkpoints=self.checkpoint_store())
         with self._lock:
             self._active[run.run_id] = active
         if background:
@@ -191,6 +208,8 @@ class Service:
             target=plan.target,
             inputs=_json_inputs(plan.inputs),
             n_components=len(plan.tasks),
+            owner=owner_id(),
+            heartbeat_at=time.time(),
         )
         self.store.create_run(run, [])   # component rows follow through the writer (ActiveRun)
         return run
@@ -218,13 +237,68 @@ class Service:
         if run.status != "PENDING":
             raise RayflowError(f"run {run_id} is {run.status}; only a PENDING run can be started")
         plan = self.plan(target, dict(run.inputs), executor)
-        active = ActiveRun(self, plan, run, self.executor(executor))
+        active = ActiveRun(self, plan, run, self.executor(executor), checkpoints=self.checkpoint_store())
         with self._lock:
             self._active[run_id] = active
         self._drive(active)
         return RunHandle(run_id, self, active)
 
+    def resume(self, run_id: str, *, target: Any = None, executor: str = "ray", force: bool = False,
+               background: bool = True) -> RunHandle:
+        """Finish a run that did not succeed, running only what has no checkpoint.
+
+        Takes the run's lease first (``RunBusy`` while another process drives it; ``force``
+        takes it anyway). ``target``: the workflow, when the recorded one cannot be
+        imported here (one defined in a script's ``__main__``)."""
+        with self._lock:
+            if run_id in self._active:
+                return RunHandle(run_id, self, self._active[run_id])
+        self.flush()
+        run = self.store.get_run(run_id)
+        if run is None:
+            raise RunNotFound(run_id)
+        if run.status == "SUCCEEDED":
+            return RunHandle(run_id, self)
+        _check_resumable_inputs(run)
+        plan = self.plan(target if target is not None else _recorded_target(run), dict(run.inputs), executor)
+        now = time.time()
+        stale_before = float("inf") if force or _owner_gone(run.owner) else now - lease_s()
+        if not self.store.claim_run(run_id, owner_id(), now, stale_before):
+            again = self.store.get_run(run_id)
+            owner, beat = (again.owner, again.heartbeat_at) if again else ("?", None)
+            age = f"{now - beat:.0f} s ago" if beat else "never"
+            raise RunBusy(f"run {run_id} is driven by {owner} (last heartbeat {age}); it can be resumed once "
+                          f"that is older than {lease_s():.0f} s (RAYFLOW_LEASE_S), or with force",
+                          run_id=run_id)
+        ckpt = self.checkpoint_store()
+        found = ckpt.index(run_id) if ckpt is not None else {}
+        restored = {cid: c for cid, c in found.items() if cid in plan.tasks}
+        earlier = {c.component_id: c for c in self.store.get_components(run_id)}
+        events = self.store.get_events(run_id, after_seq=0, limit=10_000_000)
+        run.status = "RUNNING"
+        active = ActiveRun(self, plan, run, self.executor(executor), checkpoints=ckpt, restored=restored,
+                           earlier=earlier, first_seq=events[-1].seq if events else 0)
+        with self._lock:
+            self._active[run_id] = active
+        if background:
+            threading.Thread(target=self._drive, args=(active,), name=f"rayflow-run-{run_id}", daemon=True).start()
+        else:
+            self._drive(active)
+        return RunHandle(run_id, self, active)
+
+    def resumable(self, limit: int = 100) -> list[RunRecord]:
+        """Runs not final whose owner stopped heartbeating (it crashed or was killed)."""
+        self.flush()
+        stale_before = time.time() - lease_s()
+        runs = [r for status in ("RUNNING", "PENDING") for r in self.store.list_runs(status=status, limit=100_000)]
+        out = [r for r in runs if r.heartbeat_at is None or r.heartbeat_at < stale_before or _owner_gone(r.owner)]
+        out.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
+        return out[:limit]
+
     def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
+        """Newest first; ``status="RESUMABLE"``: unfinished runs whose owner went away."""
+        if status == "RESUMABLE":
+            return self.resumable(limit)
         self.flush()
         return self.store.list_runs(status=status, limit=limit)
 
@@ -260,6 +334,9 @@ def new_run_id(name: str) -> str:
     return f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
 
 
+NOT_JSON = "$not_json"   # marks a recorded input that only its repr could keep
+
+
 def _json_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
     import json
 
@@ -269,8 +346,36 @@ def _json_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
             json.dumps(value)
             out[key] = value
         except (TypeError, ValueError):
-            out[key] = repr(value)
+            out[key] = {NOT_JSON: repr(value)[:200]}
     return out
+
+
+def _check_resumable_inputs(run: RunRecord) -> None:
+    kept = [k for k, v in run.inputs.items() if isinstance(v, dict) and NOT_JSON in v]
+    if kept:
+        raise RayflowError(f"run {run.run_id} cannot be resumed: its input {kept[0]!r} was not a JSON value, "
+                           "so the run store only kept its repr; submit the workflow again")
+
+
+def _recorded_target(run: RunRecord) -> str:
+    if not run.target or run.target.startswith("__main__:"):
+        raise RayflowError(f"run {run.run_id} ran {run.target or 'a workflow object'}, which another process "
+                           "cannot import; resume it with the workflow: rf.resume(run_id, workflow=...)")
+    return run.target
+
+
+def _owner_gone(owner: str) -> bool:
+    """True when ``owner`` (host:pid) is a process of this host that no longer exists."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 _SERVICE: Service | None = None

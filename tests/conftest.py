@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# Checkpoints and the signing key of the whole test run live in one temporary folder (not
+# in ~/.rayflow); set before Ray starts, so workers and subprocesses inherit it.
+_HOME = tempfile.mkdtemp(prefix="rayflow-tests-")
+os.environ.setdefault("RAYFLOW_HOME", _HOME)
+os.environ.setdefault("RAYFLOW_CHECKPOINTS", os.path.join(_HOME, "checkpoints"))
 
 
 @pytest.fixture(scope="session")

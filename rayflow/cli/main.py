@@ -71,9 +71,10 @@ address_opt = click.option("--address", envvar="RAY_ADDRESS", metavar="ADDR",
                            help="Ray cluster to join: 'auto', 'ray://host:10001', host:port (default: local Ray).")
 json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 status_opt = click.option("--status", "status_filter", metavar="STATE",
-                          type=click.Choice(["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"],
-                                            case_sensitive=False),
-                          help="Only runs in this state.")
+                          type=click.Choice(["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED",
+                                             "RESUMABLE"], case_sensitive=False),
+                          help="Only runs in this state; RESUMABLE: not finished, and their driver "
+                               "stopped heartbeating (it crashed or was killed).")
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -248,16 +249,39 @@ def cancel(run_id: str, store: str | None) -> None:
 
 
 @cli.command()
-@click.argument("run_id")
+@click.argument("run_id", required=False)
+@click.option("--all", "resume_all", is_flag=True, help="Resume every RESUMABLE run (see `rayflow runs`).")
+@click.option("--force", is_flag=True, help="Take the run over even if its driver still heartbeats.")
+@address_opt
 @store_opt
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no tables.")
 @_guard
-def resume(run_id: str, store: str | None) -> None:
-    """Resume a run that did not finish (needs component checkpoints)."""
-    from rayflow.api import resume as resume_run
+def resume(run_id: str | None, resume_all: bool, force: bool, address: str | None, store: str | None,
+           quiet: bool) -> None:
+    """Finish a run that did not succeed, running only the components without a checkpoint.
 
-    _configure(store, None)
-    handle = resume_run(run_id)
-    click.echo(f"{handle.run_id}: {handle.status()}")
+    For a run whose driver crashed or was killed, that failed, or that was cancelled.
+    Exit code 0 when every resumed run succeeds, 1 otherwise.
+    """
+    _configure(store, address)
+    service = get_service()
+    if resume_all == bool(run_id):
+        raise click.UsageError("give a RUN_ID or --all (not both)")
+    ids = [r.run_id for r in service.resumable(limit=10_000)] if resume_all else [run_id]
+    if not ids:
+        click.echo("no resumable runs")
+        return
+    failed = 0
+    for rid in ids:
+        handle = service.resume(rid, force=force)
+        status = handle.status()
+        if status not in ("SUCCEEDED",):
+            total = len(handle.components())
+            status = render.follow(handle, total, show=not quiet)
+        click.echo(f"{rid}: {status}")
+        failed += status != "SUCCEEDED"
+    if failed:
+        sys.exit(EXIT_FAILED)
 
 
 @cli.command()

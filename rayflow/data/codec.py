@@ -29,13 +29,11 @@ import math
 import os
 import pickle
 import secrets
+import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import numpy as np
-import pyarrow as pa
 
 from rayflow.errors import RayflowError
 
@@ -122,10 +120,14 @@ def _reset_key_for_tests() -> None:
 
 
 def encode(value: Any) -> Encoded:
-    """The value in the first format that keeps it exactly (see the module docstring)."""
-    if isinstance(value, (pa.Table, pa.RecordBatch)):
+    """The value in the first format that keeps it exactly (see the module docstring).
+
+    pyarrow and numpy are looked up, not imported: a value can only be one of their
+    types when the process already imported them (workers stay light to start)."""
+    pa, np = sys.modules.get("pyarrow"), sys.modules.get("numpy")
+    if pa is not None and isinstance(value, (pa.Table, pa.RecordBatch)):
         return Encoded("arrow", _arrow_bytes(value))
-    if isinstance(value, np.ndarray) and value.dtype != object:
+    if np is not None and isinstance(value, np.ndarray) and value.dtype != object:
         buf = io.BytesIO()
         np.save(buf, value, allow_pickle=False)
         return Encoded("npy", buf.getvalue())
@@ -137,11 +139,25 @@ def encode(value: Any) -> Encoded:
     return Encoded("pickle", sign(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)))
 
 
+def inline_blob(value: Any, limit: int) -> bytes | None:
+    """The value's blob when it is at most ``limit`` bytes, else None (without encoding a
+    table or array whose size already says it is larger)."""
+    nbytes = getattr(value, "nbytes", None)
+    if isinstance(nbytes, int) and nbytes > limit:
+        return None
+    blob = encode(value).blob()
+    return blob if len(blob) <= limit else None
+
+
 def decode(fmt: str, data: bytes | memoryview) -> Any:
     if fmt == "arrow":
+        import pyarrow as pa
+
         reader = pa.ipc.open_stream(pa.py_buffer(data))
         return reader.read_all()
     if fmt == "npy":
+        import numpy as np
+
         return np.load(io.BytesIO(bytes(data)), allow_pickle=False)
     if fmt == "json":
         return json.loads(bytes(data))
@@ -165,7 +181,9 @@ def verify(data: bytes | memoryview) -> bytes:
     return payload
 
 
-def _arrow_bytes(value: pa.Table | pa.RecordBatch) -> bytes:
+def _arrow_bytes(value: Any) -> bytes:
+    import pyarrow as pa
+
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, value.schema) as writer:
         writer.write(value)

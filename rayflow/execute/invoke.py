@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from rayflow.data.codec import inline_blob
 from rayflow.errors import ComponentTimeout
 from rayflow.execute import usage
 from rayflow.plan.template import fill
@@ -34,10 +35,12 @@ class CallInfo:
     retry_on: bool | tuple[type[BaseException], ...] = False
     has_slots: bool = True
     num_outputs: int | None = None    # the call must return this many values
+    checkpoint: bool = False          # hand back the output's blob (small) or b"" (large: saved apart)
 
     def fields(self) -> tuple:
         """The fields in order: ``CallInfo(*info.fields())`` is a copy (the wire format)."""
-        return (self.id, self.args, self.kwargs, self.timeout_s, self.retry_on, self.has_slots, self.num_outputs)
+        return (self.id, self.args, self.kwargs, self.timeout_s, self.retry_on, self.has_slots, self.num_outputs,
+                self.checkpoint)
 
     def __reduce__(self):  # a flat tuple: several times faster both ways than slots' getstate
         return (CallInfo, self.fields())
@@ -91,7 +94,19 @@ def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
             value = _outputs(value, info.num_outputs)
     except Exception as exc:  # KeyboardInterrupt (cancellation) passes through
         raise _failure(info, exc, started, cpu0, context, measured) from None
-    return value, _meta(started, cpu0, context, measured)
+    meta = _meta(started, cpu0, context, measured)
+    if info.checkpoint:
+        meta["checkpoint"] = _checkpoint_blob(value, info.id)
+    return value, meta
+
+
+def _checkpoint_blob(value: Any, component: str) -> bytes:
+    """A small output's blob (it travels with the metadata), or b"": too large, or not
+    encodable here, so the driver has it saved apart (a failure there only costs a rerun)."""
+    try:
+        return inline_blob(value, INLINE_CHECKPOINT_BYTES) or b""
+    except Exception:  # noqa: BLE001 - an output that cannot be encoded is simply not checkpointed inline
+        return b""
 
 
 def _outputs(value: Any, n: int) -> tuple:
@@ -100,6 +115,8 @@ def _outputs(value: Any, n: int) -> tuple:
         raise ValueError(f"returned {got}; expected a tuple of {n} (num_outputs={n})")
     return tuple(value)
 
+
+INLINE_CHECKPOINT_BYTES = 64 * 1024   # outputs up to this size travel back with the call's metadata
 
 _TAILS: dict[tuple[str | None, str | None], bytes] = {}
 _PACKED = struct.Struct("<dddqi")   # started_at, ended_at, cpu_s, peak_rss (-1: unknown), attempt
@@ -115,7 +132,8 @@ def pack_meta(meta: Mapping[str, Any]) -> bytes:
     tail = _TAILS.get(place)
     if tail is None:   # a worker has one place for its life: encoded once
         tail = _TAILS[place] = f"{place[0] or ''}\0{place[1] or ''}".encode()
-    return head + tail
+    checkpoint = meta.get("checkpoint")
+    return head + tail if checkpoint is None else head + tail + b"\0" + checkpoint
 
 
 def unpack_meta(blob: bytes) -> dict[str, Any]:
@@ -123,7 +141,10 @@ def unpack_meta(blob: bytes) -> dict[str, Any]:
     meta: dict[str, Any] = {"started_at": started, "ended_at": ended, "cpu_s": cpu_s, "attempt": attempt}
     if peak >= 0:
         meta["peak_rss_bytes"] = peak
-    node, _, worker = blob[_PACKED.size:].decode().partition("\0")
+    place = blob[_PACKED.size:].split(b"\0", 2)   # node, worker[, checkpoint blob]
+    node, worker = place[0].decode(), place[1].decode() if len(place) > 1 else ""
+    if len(place) > 2:
+        meta["checkpoint"] = place[2]
     if node:
         meta["node_id"] = node
     if worker:

@@ -15,9 +15,10 @@ from collections.abc import Iterable
 from typing import Any
 
 from rayflow.execute.invoke import ComponentFailure, RetryableFailure, invoke
-from rayflow.execute.port import Completion, call_info
+from rayflow.execute.port import CheckpointTarget, Completion, call_info
 from rayflow.plan import Plan, Task
 from rayflow.spec.resolve import import_callable
+from rayflow.store.checkpoints import Checkpoint
 
 
 class LocalExecutor:
@@ -31,9 +32,28 @@ class LocalExecutor:
         self._instances: dict[str, Any] = {}
         self._cancelled: set[str] = set()
         self._node = f"local:{socket.gethostname()}"
+        self._checkpoints: CheckpointTarget | None = None
+        self._problems: list[str] = []
 
-    def start(self, plan: Plan) -> None:
+    def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None) -> None:
         self._instances.clear()
+        self._checkpoints = checkpoints
+        self._problems = []
+
+    def restore(self, task: Task, checkpoint: Checkpoint) -> Any:
+        handle = _LocalHandle()
+        handle.value = self._checkpoints.store.load(checkpoint)   # type: ignore[union-attr]
+        return handle
+
+    def save(self, task: Task, handle: Any) -> None:
+        try:
+            self._checkpoints.save(task.id, handle.value)   # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - reported by settle(); the run goes on
+            self._problems.append(f"component {task.id!r}: {type(exc).__name__}: {exc}")
+
+    def settle(self) -> list[str]:
+        problems, self._problems = self._problems, []
+        return problems
 
     def submit(self, task: Task, deps: list[Any]) -> Any:
         handle = _LocalHandle()
@@ -63,7 +83,7 @@ class LocalExecutor:
 
     def _run(self, task: Task, values: list[Any], handle: _LocalHandle) -> Completion:
         fn = self._target(task)
-        info = call_info(task)
+        info = call_info(task, self._checkpoints is not None)
         attempt = 0
         while True:
             context = {"node_id": self._node, "worker_id": f"pid:{os.getpid()}", "attempt": attempt}

@@ -8,13 +8,17 @@ consumer finished, so large intermediates are freed early. Must not import ray.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from rayflow.execute.port import Completion, Executor
+from rayflow.execute.port import CheckpointTarget, Completion, Executor
 from rayflow.execute.state import RunState
 from rayflow.plan import Plan
+from rayflow.store.checkpoints import Checkpoint
+
+log = logging.getLogger("rayflow")
 
 OnChange = Callable[[RunState, list[str]], None]
 
@@ -34,15 +38,25 @@ def drive(
     should_cancel: Callable[[], bool] = lambda: False,
     clock: Callable[[], float] = time.time,
     poll_s: float = 0.1,
+    checkpoints: CheckpointTarget | None = None,
+    restored: Mapping[str, Checkpoint] | None = None,
 ) -> dict[str, Any]:
-    """Run ``plan`` to the end; return the output values (empty unless SUCCEEDED)."""
+    """Run ``plan`` to the end; return the output values (empty unless SUCCEEDED).
+
+    ``checkpoints``: keep each output there (small ones come back with the metadata and
+    the recorder writes them; the executor saves larger ones). ``restored``: components
+    whose outputs come from checkpoints (already SUCCEEDED in ``state``); only those a
+    component still to run, or the workflow's output, reads are loaded."""
     topo = {node: i for i, node in enumerate(plan.dag.nodes)}
     outputs = set(plan.output_ids)
     consumers = {n: len(plan.dag.children(n)) for n in plan.dag.nodes}
     handles: dict[str, Any] = {}
     released: set[str] = set()
-    executor.start(plan)
+    executor.start(plan, checkpoints)
     try:
+        for cid, checkpoint in (restored or {}).items():
+            if cid in outputs or any(c not in restored for c in plan.dag.children(cid)):
+                handles[cid] = executor.restore(plan.tasks[cid], checkpoint)
         while not state.done:
             if should_cancel():
                 executor.cancel(state.cancel())
@@ -58,12 +72,17 @@ def drive(
             completions.sort(key=lambda c: topo[c.id])
             for done in completions:
                 _apply(state, executor, done)
+                if done.ok and done.meta.get("checkpoint") == b"" and done.id in handles:
+                    executor.save(plan.tasks[done.id], handles[done.id])   # too large to come back inline
             for cid in state.changed:
                 if cid not in released and state.state_of(cid) not in ("PENDING", "RUNNING"):
                     released.add(cid)
                     _release(plan, cid, handles, consumers, outputs)
             _notify(state, on_change)
         _notify(state, on_change)
+        for problem in executor.settle():
+            log.warning("run %s: an output was not checkpointed (it runs again if the run is resumed): %s",
+                        checkpoints.run_id if checkpoints else "?", problem)
         if state.run_status() == "SUCCEEDED" and outputs:
             return executor.fetch({cid: handles[cid] for cid in outputs})
         return {}

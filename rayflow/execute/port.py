@@ -14,6 +14,18 @@ from typing import Any, Protocol
 
 from rayflow.execute.invoke import CallInfo
 from rayflow.plan import Plan, Task
+from rayflow.store.checkpoints import Checkpoint, CheckpointStore
+
+
+@dataclass(frozen=True)
+class CheckpointTarget:
+    """Where a run keeps its components' outputs (picklable: travels to save tasks)."""
+
+    store: CheckpointStore
+    run_id: str
+
+    def save(self, component_id: str, value: Any) -> None:
+        self.store.write_one(self.run_id, component_id, value)
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +48,18 @@ class Executor(Protocol):
     name: str
     eager: bool
 
-    def start(self, plan: Plan) -> None: ...
+    def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None) -> None:
+        """Get ready for ``plan``; with ``checkpoints``, calls hand back their outputs to keep."""
+
+    def restore(self, task: Task, checkpoint: Checkpoint) -> Any:
+        """An output handle for ``task`` holding its checkpointed value (resume)."""
+
+    def save(self, task: Task, handle: Any) -> None:
+        """Keep the output behind ``handle`` (too large to travel with the metadata),
+        off the critical path."""
+
+    def settle(self) -> list[str]:
+        """Wait for the saves still in progress; return one line per save that failed."""
 
     def submit(self, task: Task, deps: list[Any]) -> Any:
         """Start ``task`` with upstream handles ``deps``; return its output handle."""
@@ -55,12 +78,13 @@ class Executor(Protocol):
     def shutdown(self) -> None: ...
 
 
-def call_fields(task: Task) -> tuple:
+def call_fields(task: Task, checkpoints: bool = False) -> tuple:
     """The plain data a worker needs for ``task``, as ``CallInfo``'s fields in order (its
-    templates hold Slots only when it has deps)."""
+    templates hold Slots only when it has deps); ``checkpoints``: the run keeps outputs."""
     o = task.options
-    return (task.id, task.args, task.kwargs, o.timeout_s, o.retry_exceptions, bool(task.deps), o.num_outputs)
+    return (task.id, task.args, task.kwargs, o.timeout_s, o.retry_exceptions, bool(task.deps), o.num_outputs,
+            checkpoints and o.checkpoint)
 
 
-def call_info(task: Task) -> CallInfo:
-    return CallInfo(*call_fields(task))
+def call_info(task: Task, checkpoints: bool = False) -> CallInfo:
+    return CallInfo(*call_fields(task, checkpoints))

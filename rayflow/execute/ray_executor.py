@@ -30,6 +30,7 @@ import ray
 from ray import cloudpickle
 from ray.exceptions import RayError, TaskCancelledError
 
+from rayflow.data import codec
 from rayflow.execute.invoke import (
     CallInfo,
     ComponentFailure,
@@ -38,7 +39,7 @@ from rayflow.execute.invoke import (
     pack_meta,
     unpack_meta,
 )
-from rayflow.execute.port import Completion, call_fields
+from rayflow.execute.port import CheckpointTarget, Completion, call_fields
 from rayflow.execute.ray_streams import (
     STREAM_TASK,
     StreamFailure,
@@ -49,6 +50,7 @@ from rayflow.execute.ray_streams import (
 from rayflow.plan import Plan, Task
 from rayflow.plan.streams import DEFAULT_BUFFER
 from rayflow.spec.resolve import import_callable
+from rayflow.store.checkpoints import Checkpoint
 
 log = logging.getLogger("rayflow")
 
@@ -81,10 +83,10 @@ def _imported(fn_ref: str, component: str) -> Any:
     return import_callable(fn_ref, component=component)
 
 
-def encode_info(task: Task) -> bytes:
+def encode_info(task: Task, checkpoints: bool = False) -> bytes:
     """The task's CallInfo as pickled bytes, made on the driver: a flat tuple through the
     C pickler (Ray's generic argument serializer takes several times longer)."""
-    fields = call_fields(task)
+    fields = call_fields(task, checkpoints)
     try:
         return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)  # importable values
     except (pickle.PicklingError, AttributeError, TypeError):
@@ -132,8 +134,23 @@ class _PoolActor:
         return _call(self._target, blob, deps)
 
 
+def _save_output(target: CheckpointTarget, component: str, multi: bool, *values: Any) -> None:
+    """Write one output to its checkpoint, on the cluster (the value comes from the object store)."""
+    target.save(component, tuple(values) if multi else values[0])
+
+
+def _load_output(target: CheckpointTarget, checkpoint: Checkpoint, num_outputs: int | None) -> Any:
+    """A checkpointed output, read on the cluster; a call with several outputs returns each
+    as its own object (one output: the value itself, not a 1-tuple)."""
+    value = target.store.load(checkpoint)
+    return value[0] if num_outputs == 1 else value
+
+
 _POOL_ACTOR = ray.remote(_PoolActor)
 _REF_TASK = ray.remote(_run_ref)
+# Saving and loading checkpoints is I/O: no CPU is reserved, so it never waits behind components.
+_SAVE_TASK = ray.remote(num_cpus=0, max_retries=2)(_save_output)
+_LOAD_TASK = ray.remote(num_cpus=0, max_retries=2)(_load_output)
 
 
 def retry_options(task: Task) -> dict[str, Any]:
@@ -234,9 +251,13 @@ class RayExecutor:
         self._pool_of: dict[str, tuple[str, int]] = {}
         self._batching = False
         self._linger = False
+        self._checkpoints: CheckpointTarget | None = None
+        self._saves: dict[Any, str] = {}   # save call ref -> component id
 
-    def start(self, plan: Plan) -> None:
+    def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None) -> None:
         self._plan = plan
+        self._checkpoints = checkpoints
+        self._saves = {}
         self._stream_of: dict[str, tuple[str, ...]] = {}   # member -> its stream (heads submit it)
         self._streams: dict[str, tuple[str, ...]] = {}     # head -> members, while its call runs
         if plan.max_concurrency is None:   # a stream's members run at once: only without a bound
@@ -261,7 +282,7 @@ class RayExecutor:
         stream = self._stream_of.get(task.id)
         if stream is not None:
             return self._submit_stream(task, deps, stream)
-        info = encode_info(task)
+        info = encode_info(task, self._checkpoints is not None)
         if task.pool:
             refs = self._submit_actor(task, info, deps)
         else:
@@ -277,6 +298,34 @@ class RayExecutor:
 
     def output(self, handle: Any, index: int) -> Any:
         return handle[index]
+
+    def restore(self, task: Task, checkpoint: Checkpoint) -> Any:
+        """A small checkpoint is decoded here and put in the object store; a file is read
+        by a task on the cluster (its data never passes through the driver)."""
+        n = task.options.num_outputs
+        if checkpoint.blob is not None:
+            value = codec.unblob(checkpoint.blob)
+            return [ray.put(v) for v in value] if n else ray.put(value)
+        refs = _LOAD_TASK.options(num_returns=n or 1).remote(self._checkpoints, checkpoint, n)
+        if not n:
+            return refs
+        return list(refs) if n > 1 else [refs]
+
+    def save(self, task: Task, handle: Any) -> None:
+        refs = handle if isinstance(handle, list) else [handle]
+        ref = _SAVE_TASK.remote(self._checkpoints, task.id, isinstance(handle, list), *refs)
+        self._saves[ref] = task.id
+
+    def settle(self) -> list[str]:
+        problems = []
+        for ref, cid in self._saves.items():
+            try:
+                ray.get(ref)
+            except Exception as exc:  # noqa: BLE001 - one line per failed save; the run goes on
+                first = (str(exc).strip().splitlines() or [""])[-1]
+                problems.append(f"component {cid!r}: {type(exc).__name__}: {first}"[:300])
+        self._saves.clear()
+        return problems
 
     def _submit_stream(self, task: Task, deps: list[Any], stream: tuple[str, ...]) -> Any:
         """The head starts the whole stream; the last member's handle is the stream's output

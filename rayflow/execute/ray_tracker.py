@@ -39,12 +39,14 @@ class RunTracker:
         self._finished: list[str] = []
         self._lock = threading.Lock()
 
-    def start(self, plan_blob: bytes, run: dict[str, Any], store_url: str) -> str:
+    def start(self, plan_blob: bytes, run: dict[str, Any], store_url: str, checkpoints_url: str | None = None) -> str:
         from rayflow.runs import ActiveRun
+        from rayflow.store.checkpoints import CheckpointStore
 
         plan: Plan = cloudpickle.loads(plan_blob)
         service = self._service(store_url)
-        active = ActiveRun(service, plan, RunRecord(**run), RayExecutor())
+        checkpoints = CheckpointStore(checkpoints_url) if checkpoints_url else None
+        active = ActiveRun(service, plan, RunRecord(**run), RayExecutor(), checkpoints=checkpoints)
         with self._lock:
             self._runs[active.run.run_id] = active
         threading.Thread(target=self._drive, args=(active,), name=f"rayflow-{active.run.run_id}",
@@ -112,10 +114,10 @@ def tracker() -> Any:
     ).remote()
 
 
-def hand_over(plan: Plan, run: RunRecord, store_url: str) -> Any:
+def hand_over(plan: Plan, run: RunRecord, store_url: str, checkpoints_url: str | None = None) -> Any:
     """Start ``run`` in the tracker; return the tracker handle."""
     actor = tracker()
-    ray.get(actor.start.remote(cloudpickle.dumps(plan), run.to_dict(), store_url))
+    ray.get(actor.start.remote(cloudpickle.dumps(plan), run.to_dict(), store_url, checkpoints_url))
     return actor
 
 

@@ -44,6 +44,8 @@ class NodeStatus:
     peak_rss_bytes: int | None = None
     error: str | None = None
     cached: bool = False
+    checkpoint: bytes | None = None   # a small output's blob, until the recorder saves it
+    restored: bool = False            # its output came from a checkpoint (resume); it did not run
 
     def apply_meta(self, meta: Mapping[str, Any]) -> None:
         self.started_at = meta.get("started_at", self.started_at)
@@ -53,6 +55,11 @@ class NodeStatus:
         self.cpu_s = meta.get("cpu_s", self.cpu_s)
         self.peak_rss_bytes = meta.get("peak_rss_bytes", self.peak_rss_bytes)
         self.attempts = int(meta.get("attempt", 0)) + 1
+        self.checkpoint = meta.get("checkpoint") or None
+
+
+_RESTORED_FIELDS = frozenset({"attempts", "submitted_at", "started_at", "ended_at", "node_id", "worker_id",
+                              "cpu_s", "peak_rss_bytes"})
 
 
 @dataclass
@@ -125,6 +132,21 @@ class RunState:
             if self.eager:
                 self._release_children(node)
         return taken
+
+    def restore(self, node: str, earlier: Mapping[str, Any] | None = None) -> bool:
+        """Before anything runs (resume): ``node``'s output comes from its checkpoint, so it is
+        SUCCEEDED without running; ``earlier`` keeps what the run that computed it measured
+        (started_at, ended_at, attempts, node_id, ...). False when it is no longer PENDING."""
+        status = self.nodes[node]
+        if status.state != PENDING:
+            return False
+        for name, value in (earlier or {}).items():
+            if name in _RESTORED_FIELDS:
+                setattr(status, name, value)
+        status.restored = True
+        self._finish(node, SUCCEEDED)
+        self._release_children(node)
+        return True
 
     def succeeded(self, node: str, meta: Mapping[str, Any], *, cached: bool = False) -> bool:
         """Record a success; False when the node was already final (a late completion)."""

@@ -8,6 +8,7 @@ the control loop never waits on the database. Must not import ray.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from typing import Any
@@ -15,8 +16,11 @@ from typing import Any
 from rayflow.execute.state import TERMINAL as FINAL_STATES
 from rayflow.execute.state import RunState
 from rayflow.plan import Plan
+from rayflow.store.checkpoints import CheckpointStore
 from rayflow.store.port import ComponentRecord, EventRecord, RunRecord
 from rayflow.store.writer import StoreWriter
+
+log = logging.getLogger("rayflow")
 
 # The event log keeps run state changes and every component outcome a user would look
 # for (a failure, timeout, cancellation, skip, cache hit, or success after a retry); a
@@ -34,12 +38,14 @@ class RunRecorder:
     per component alive, which also keeps Python's cyclic collector from walking them.
     """
 
-    def __init__(self, run: RunRecord, plan: Plan, writer: StoreWriter) -> None:
+    def __init__(self, run: RunRecord, plan: Plan, writer: StoreWriter, *,
+                 checkpoints: CheckpointStore | None = None, first_seq: int = 0) -> None:
         self.run = run
         self.plan = plan
         self.source_key = run.run_id
         self._writer = writer
-        self._seq = 0
+        self._checkpoints = checkpoints   # small outputs are saved here when rows are written
+        self._seq = first_seq             # a resumed run's events follow the earlier ones
         self._lock = threading.Lock()
         self._state: RunState | None = None
         self._described: dict[int, dict[str, Any]] = {}   # one dict per distinct options (shared, never mutated)
@@ -77,7 +83,30 @@ class RunRecorder:
         """The rows changed since the last drain, as of now (called by the writer thread)."""
         with self._lock:
             dirty, self._dirty = self._dirty, set()
-            return [self._record(cid) for cid in dirty]
+            records = [self._record(cid) for cid in dirty]
+            outputs = self._take_outputs(dirty)
+        if outputs:
+            self._save_outputs(outputs)
+        return records
+
+    def _take_outputs(self, ids: set[str]) -> dict[str, bytes]:
+        """The small outputs that came back with the calls of ``ids`` (handed over once)."""
+        if self._state is None or self._checkpoints is None:
+            return {}
+        out = {}
+        nodes = self._state.nodes
+        for cid in ids:
+            status = nodes[cid]
+            if status.checkpoint is not None:
+                out[cid], status.checkpoint = status.checkpoint, None
+        return out
+
+    def _save_outputs(self, outputs: dict[str, bytes]) -> None:
+        try:
+            self._checkpoints.write_inline(self.run.run_id, outputs)   # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - a lost checkpoint costs a rerun on resume, not the run
+            log.warning("run %s: %d outputs were not checkpointed (they run again if the run is resumed): %s",
+                        self.run.run_id, len(outputs), exc)
 
     def run_event(self, status: str, **data: Any) -> None:
         with self._lock:

@@ -137,6 +137,7 @@ def _options(comp: ComponentSpec) -> ComponentOptions:
         retry_exceptions=retry,
         timeout_s=comp.timeout_s,
         cache=comp.cache,
+        checkpoint=comp.checkpoint,
         kind=RUNNABLE_TYPES.get(comp.type, "task"),
         concurrency=comp.concurrency,
         batch_size=comp.batch_size,

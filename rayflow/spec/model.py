@@ -42,6 +42,7 @@ class ComponentSpec(BaseModel):
     retry_exceptions: bool | list[str] = False
     timeout_s: float | None = Field(default=None, gt=0)
     cache: bool | dict[str, Any] | None = None
+    checkpoint: bool = True                              # keep the output for resume
     concurrency: int = Field(default=1, ge=1)
     batch_size: int | None = Field(default=None, ge=1)   # type batch: rows per batch (at most)
     num_outputs: int | None = Field(default=None, ge=1)  # returns this many values (a tuple downstream)

@@ -98,6 +98,16 @@ class MemoryStore:
             run.cancel_requested = True
             return True
 
+    def claim_run(self, run_id: str, owner: str, now: float, stale_before: float) -> bool:
+        with self._lock:
+            run = self._runs.get(run_id)
+            if run is None or run.status == "SUCCEEDED":
+                return False
+            if run.heartbeat_at is not None and run.heartbeat_at >= stale_before:
+                return False
+            run.owner, run.heartbeat_at, run.status = owner, now, "RUNNING"
+            return True
+
     def cancel_requested(self, run_id: str) -> bool:
         with self._lock:
             run = self._runs.get(run_id)

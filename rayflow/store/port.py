@@ -31,6 +31,7 @@ class RunRecord:
     cancel_requested: bool = False
     n_components: int = 0
     summary: dict[str, Any] = field(default_factory=dict)   # metrics at the end of the run
+    heartbeat_at: float | None = None   # the owner's last sign of life while it drives the run (its lease)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -106,6 +107,12 @@ class RunStore(Protocol):
     def get_events(self, run_id: str, after_seq: int = 0, limit: int = 10_000) -> list[EventRecord]: ...
 
     def request_cancel(self, run_id: str) -> bool: ...
+
+    def claim_run(self, run_id: str, owner: str, now: float, stale_before: float) -> bool:
+        """Take the run's lease, atomically: set ``owner``, ``heartbeat_at=now`` and status
+        RUNNING, but only if the run is not SUCCEEDED and no one holds a live lease
+        (``heartbeat_at`` is None or older than ``stale_before``). True when taken; two
+        claims at once (any processes) never both win."""
 
     def cancel_requested(self, run_id: str) -> bool: ...
 

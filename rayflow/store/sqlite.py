@@ -90,6 +90,12 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "DROP INDEX IF EXISTS components_component_ended",
         ),
     ),
+    (
+        4,
+        (  # the lease of the process driving a run (resume takes over a stale one)
+            "ALTER TABLE runs ADD COLUMN heartbeat_at REAL",
+        ),
+    ),
 ]
 
 _JSON_MEMO: dict[int, tuple[Any, str]] = {}
@@ -312,6 +318,14 @@ class SqliteStore:
     def request_cancel(self, run_id: str) -> bool:
         changed = self._write(
             "UPDATE runs SET cancel_requested = 1 WHERE run_id = ?", [(run_id,)]
+        )
+        return changed > 0
+
+    def claim_run(self, run_id: str, owner: str, now: float, stale_before: float) -> bool:
+        changed = self._write(
+            "UPDATE runs SET owner = ?, heartbeat_at = ?, status = 'RUNNING' WHERE run_id = ? "
+            "AND status != 'SUCCEEDED' AND (heartbeat_at IS NULL OR heartbeat_at < ?)",
+            [(owner, now, run_id, stale_before)],
         )
         return changed > 0
 
