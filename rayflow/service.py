@@ -139,6 +139,13 @@ class Service:
             cached = self._cluster = (now, cluster_shape())
         return cached[1]
 
+    def store_url_for_others(self) -> str:
+        """The store URL to hand to another process of ours (the run tracker, a spawned
+        driver): as configured, password included (``store.url`` never shows one)."""
+        from rayflow.store.urls import STORE_ENV_VAR
+
+        return self.settings.store_url or os.environ.get(STORE_ENV_VAR) or self.store.url
+
     def close_store(self) -> None:
         with self._lock:
             if self._writer is not None:
@@ -180,7 +187,7 @@ class Service:
             from rayflow.execute.ray_tracker import TrackerClient, hand_over
 
             ckpt = self.checkpoint_store()
-            actor = hand_over(plan, run, self.store.url, ckpt.url if ckpt is not None else None)
+            actor = hand_over(plan, run, self.store_url_for_others(), ckpt.url if ckpt is not None else None)
             return RunHandle(run.run_id, self, tracker=TrackerClient(actor, run.run_id))
         active = ActiveRun(self, plan, run, self.executor(executor), checkpoints=self.checkpoint_store())
         with self._lock:

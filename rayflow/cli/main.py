@@ -170,19 +170,20 @@ def submit(target: str, inputs: tuple[str, ...], address: str | None, store: str
     run_id = run_id or new_run_id(plan.name)
     if service.store.get_run(run_id) is None:
         record = service.record_new_run(plan, run_id)
-        _spawn_driver(record.run_id, plan.target or target, service.store.url, address)
+        _spawn_driver(record.run_id, plan.target or target, service.store_url_for_others(), address)
     click.echo(run_id)
 
 
 def _spawn_driver(run_id: str, target: str, store_url: str, address: str | None) -> None:
     logs = Path(os.path.expanduser("~/.rayflow/logs"))
     logs.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "rayflow.cli.main", "drive", run_id, target, "--store", store_url]
+    cmd = [sys.executable, "-m", "rayflow.cli.main", "drive", run_id, target]
     if address:
         cmd += ["--address", address]
+    env = {**os.environ, "RAYFLOW_STORE": store_url}   # not on the command line: it may hold a password
     with open(logs / f"{run_id}.log", "ab") as log:
         subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                         start_new_session=True, cwd=os.getcwd())
+                         start_new_session=True, cwd=os.getcwd(), env=env)
 
 
 @cli.command(hidden=True)

@@ -1,4 +1,4 @@
-"""Run store: the port, its records, and adapters (memory fake, SQLite).
+"""Run store: the port, its records, and adapters (memory fake, SQLite, PostgreSQL).
 
 ``open_store(url)`` is the one place a URL becomes an adapter.
 """

@@ -10,6 +10,9 @@ Accepted URLs:
     sqlite:///relative/path.db    relative to the current directory
     sqlite:////absolute/path.db   absolute path (three slashes, then the path)
     sqlite:///~/.rayflow/x.db     under the home directory
+    postgresql://USER@HOST:PORT/DB?schema=NAME&max_size=N
+                                  a PostgresStore (needs asyncpg); postgres:// too. Pool
+                                  settings in the query: see rayflow/store/pgurl.py
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ DEFAULT_STORE_URL = "sqlite:///~/.rayflow/rayflow.db"
 STORE_ENV_VAR = "RAYFLOW_STORE"
 
 _SQLITE_PREFIX = "sqlite:///"
-_ACCEPTED = "memory://, sqlite:///PATH (relative, /absolute or ~/home-relative)"
+_POSTGRES_PREFIXES = ("postgresql://", "postgres://")
+_ACCEPTED = ("memory://, sqlite:///PATH (relative, /absolute or ~/home-relative), "
+             "postgresql://USER@HOST:PORT/DATABASE")
 
 
 def sqlite_path(url: str) -> str:
@@ -47,8 +52,19 @@ def open_store(url: str | None = None) -> RunStore:
         from rayflow.store.sqlite import SqliteStore
 
         return SqliteStore(sqlite_path(url))
-    if url.startswith(("postgresql://", "postgres://")):
-        raise ConfigError(
-            "PostgreSQL run store is not available yet in this version; use sqlite:///PATH"
-        )
+    if url.startswith(_POSTGRES_PREFIXES):
+        return _open_postgres(url)
     raise ConfigError(f"unsupported run store URL {url!r}; accepted schemes: {_ACCEPTED}")
+
+
+def _open_postgres(url: str) -> RunStore:
+    try:
+        from rayflow.store.postgres import PostgresStore
+    except ModuleNotFoundError as exc:
+        if exc.name != "asyncpg":
+            raise
+        raise ConfigError(
+            "the PostgreSQL run store needs the asyncpg package, which is not installed; "
+            "pip install 'asyncpg>=0.29' (or use sqlite:///PATH)"
+        ) from None
+    return PostgresStore(url)

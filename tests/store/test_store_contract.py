@@ -1,30 +1,33 @@
 """The RunStore contract, run against every adapter.
 
-To add an adapter (e.g. PostgreSQL), add one entry to ``ADAPTERS``: a name and a
-factory taking pytest's ``tmp_path`` and returning a fresh, empty store.
+To add an adapter, add one entry to ``ADAPTERS``: a name and a factory taking pytest's
+``request`` (for the fixtures it needs: ``tmp_path``, ``postgres_url``) and returning a
+fresh, empty store.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
 from rayflow.store.memory import MemoryStore
 from rayflow.store.port import ComponentRecord, EventRecord, RunRecord, RunStore
 from rayflow.store.sqlite import SqliteStore
+from rayflow.store.urls import open_store
 
-ADAPTERS: dict[str, Callable[[Path], RunStore]] = {
-    "memory": lambda tmp_path: MemoryStore(),
-    "sqlite": lambda tmp_path: SqliteStore(tmp_path / "store" / "runs.db"),
+ADAPTERS: dict[str, Callable[[pytest.FixtureRequest], RunStore]] = {
+    "memory": lambda request: MemoryStore(),
+    "sqlite": lambda request: SqliteStore(request.getfixturevalue("tmp_path") / "store" / "runs.db"),
+    # a schema of its own in the shared server (tests/store/conftest.py); skips without one
+    "postgresql": lambda request: open_store(request.getfixturevalue("postgres_url")),
 }
 
 
 @pytest.fixture(params=sorted(ADAPTERS))
-def store(request: pytest.FixtureRequest, tmp_path: Path):
-    s = ADAPTERS[request.param](tmp_path)
+def store(request: pytest.FixtureRequest):
+    s = ADAPTERS[request.param](request)
     yield s
     s.close()
 
@@ -137,6 +140,12 @@ def test_upsert_components_last_wins_ordered_by_component_id(store: RunStore) ->
     assert store.get_components("r1")[0] == comp("r1", "a", "FAILED", error="e")
 
 
+def test_component_order_is_by_code_point(store: RunStore) -> None:
+    ids = ["b", "B", "a_1", "a-1", "a", "Z", "é", "a10", "a9"]   # no locale's collation
+    store.create_run(full_run(), [comp("r1", cid) for cid in ids])
+    assert [c.component_id for c in store.get_components("r1")] == sorted(ids)
+
+
 def test_components_are_scoped_by_run(store: RunStore) -> None:
     store.create_run(full_run("r1"), [comp("r1", "a")])
     store.create_run(full_run("r2"), [comp("r2", "a", "RUNNING")])
@@ -177,6 +186,21 @@ def test_request_cancel(store: RunStore) -> None:
 def test_request_cancel_unknown_run(store: RunStore) -> None:
     assert store.request_cancel("ghost") is False
     assert store.cancel_requested("ghost") is False
+
+
+def test_second_store_on_the_same_url_shares_rows(store: RunStore) -> None:
+    if store.url == "memory://":
+        pytest.skip("a memory store is private to its object")
+    store.create_run(full_run(), [comp("r1", "a")])
+    two = open_store(store.url)   # a store's url opens the same store
+    try:
+        assert two.get_run("r1") == full_run()
+        two.upsert_components([comp("r1", "b", "RUNNING")])
+        assert two.request_cancel("r1") is True
+        assert [c.component_id for c in store.get_components("r1")] == ["a", "b"]
+        assert store.cancel_requested("r1") is True
+    finally:
+        two.close()
 
 
 def test_concurrent_writes_from_8_threads_lose_nothing(store: RunStore) -> None:
