@@ -1,0 +1,187 @@
+"""Turns a list of cache URLs into a MultiLevelCache: the one place a URL becomes a tier.
+
+Owns the accepted URL forms, their query parameters, the default and the
+``RAYFLOW_CACHE`` environment variable. Must not import a tier's module (redis,
+pyarrow.fs) until that tier is asked for. Tiers are listed top-down, comma-separated
+(or as a Python list when a URL itself holds a comma):
+
+    memory://?max_bytes=256MiB&policy=adaptive      in-process L1. policy: lru | lfu |
+                                                    adaptive (default); max_bytes:
+                                                    bytes or a size (default 256MiB)
+    redis://[user:pass@]HOST:PORT/DB?timeout=0.2    Redis L2 (rediss:// for TLS).
+        connect_timeout=0.2  socket read / connect timeouts, seconds
+        max_connections=16   pool size
+        prefix=rayflow:cache:  namespace of every key
+        failures=3           consecutive failures that open the circuit breaker
+        cooldown=5           seconds the breaker stays open before probing
+    file:///abs/dir, file:///~/dir, /abs/dir, ~/dir, ./dir    files L3, one per entry
+    s3://bucket/prefix?region=..., gs://..., hdfs://...       files L3 on pyarrow.fs
+                                                    (their own parameters pass through)
+    off                                             no cache at all (every get misses)
+
+Every tier also takes ``ttl_scale=X`` (a number >= 0, or ``none`` to ignore TTLs);
+defaults in ``rayflow.cache.tiers``. Unset ``RAYFLOW_CACHE`` means ``memory://``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+from rayflow.cache.port import CacheTier
+from rayflow.cache.tiers import MultiLevelCache, default_ttl_scale
+from rayflow.errors import ConfigError, SpecError
+from rayflow.options import parse_memory
+
+CACHE_ENV_VAR = "RAYFLOW_CACHE"
+DEFAULT_CACHE_URL = "memory://"
+OFF = "off"
+_ACCEPTED = "memory://, redis://HOST:PORT/DB, rediss://..., file:///DIR, a directory path, s3://BUCKET/PREFIX (any pyarrow.fs URI), off"
+_LOCAL = ("", "file")
+_PYARROW_FS = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+_DEFAULT: Any = object()      # a URL without ttl_scale: the tier's default applies
+
+
+def open_cache(urls: str | Sequence[str] | None = None) -> MultiLevelCache:
+    """The cache named by ``urls`` (comma-separated, top-down); ``None`` means
+    $RAYFLOW_CACHE, else ``memory://``. ConfigError naming the bad part."""
+    if urls is None:
+        urls = os.environ.get(CACHE_ENV_VAR) or DEFAULT_CACHE_URL
+    parts = [u.strip() for u in (urls.split(",") if isinstance(urls, str) else urls)]
+    if parts == [OFF]:
+        return MultiLevelCache([])
+    if not all(parts):
+        raise ConfigError(f"cache URL list {urls!r} has an empty entry; accepted: {_ACCEPTED}")
+    tiers: list[CacheTier] = []
+    scales: list[float | None] = []
+    try:
+        for i, url in enumerate(parts):
+            tier, scale = _open_tier(url, name=_unique(_kind(url), [t.name for t in tiers]))
+            tiers.append(tier)
+            scales.append(default_ttl_scale(tier, last=i == len(parts) - 1) if scale is _DEFAULT else scale)
+    except BaseException:
+        for tier in tiers:
+            tier.close()
+        raise
+    return MultiLevelCache(tiers, scales)
+
+
+def _open_tier(url: str, *, name: str | None = None) -> tuple[CacheTier, Any]:
+    """One tier and its ``ttl_scale`` (``_DEFAULT`` when the URL does not say)."""
+    kind = _kind(url)
+    parts = urlsplit(url)
+    params = _query(url, parts.query)
+    scale = _DEFAULT
+    if "ttl_scale" in params:
+        scale = _ttl_scale(url, params.pop("ttl_scale"))
+    bare = urlunsplit(parts._replace(query=urlencode(params) if kind == "files" else ""))
+    if kind == "memory":
+        return _memory(url, parts, params, name or kind), scale
+    if kind == "redis":
+        return _redis(url, bare, params, name or kind), scale
+    return _files(url, bare, name or kind), scale
+
+
+def _kind(url: str) -> str:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "memory":
+        return "memory"
+    if scheme in ("redis", "rediss"):
+        return "redis"
+    if scheme in _LOCAL + _PYARROW_FS:
+        return "files"
+    raise ConfigError(f"unsupported cache URL {url!r} (scheme {scheme!r}); accepted: {_ACCEPTED}")
+
+
+def _memory(url: str, parts: Any, params: dict[str, str], name: str) -> CacheTier:
+    from rayflow.cache.memory import DEFAULT_MAX_BYTES, DEFAULT_POLICY, MemoryTier
+
+    if parts.netloc or parts.path:
+        raise ConfigError(f"cache URL {url!r}: memory:// takes no host or path, only ?max_bytes=&policy=")
+    _only(url, params, ("max_bytes", "policy"))
+    try:
+        max_bytes = parse_memory(params.get("max_bytes", DEFAULT_MAX_BYTES), field_name="max_bytes")
+    except SpecError as exc:
+        raise ConfigError(f"cache URL {url!r}: {exc}") from None
+    return MemoryTier(max_bytes or 0, params.get("policy", DEFAULT_POLICY), name=name)
+
+
+def _number(cast: Callable[[str], Any], minimum: float, what: str) -> tuple[Callable[[str], Any], str]:
+    def parse(text: str) -> Any:
+        value = cast(text)
+        if not minimum <= value < float("inf"):
+            raise ValueError(text)
+        return value
+    return parse, what
+
+
+_REDIS_PARAMS: dict[str, tuple[str, Callable[[str], Any], str]] = {
+    "timeout": ("timeout_s", *_number(float, 1e-3, "seconds >= 0.001")),
+    "connect_timeout": ("connect_timeout_s", *_number(float, 1e-3, "seconds >= 0.001")),
+    "max_connections": ("max_connections", *_number(int, 1, "an integer >= 1")),
+    "failures": ("failures", *_number(int, 1, "an integer >= 1")),
+    "cooldown": ("cooldown_s", *_number(float, 0, "seconds >= 0")),
+    "prefix": ("namespace", str, "a string"),
+}
+
+
+def _redis(url: str, bare: str, params: dict[str, str], name: str) -> CacheTier:
+    _only(url, params, tuple(_REDIS_PARAMS))
+    kwargs = {}
+    for key, text in params.items():
+        arg, parse, what = _REDIS_PARAMS[key]
+        try:
+            kwargs[arg] = parse(text)
+        except ValueError:
+            raise ConfigError(f"cache URL {url!r}: parameter {key}={text!r} must be {what}") from None
+    try:
+        from rayflow.cache.redis_tier import RedisTier
+    except ModuleNotFoundError as exc:
+        if exc.name != "redis" and not str(exc.name).startswith("redis."):
+            raise
+        raise ConfigError(f"cache URL {url!r} needs the redis package: pip install 'redis>=5'") from None
+    return RedisTier(bare, name=name, **kwargs)
+
+
+def _files(url: str, bare: str, name: str) -> CacheTier:
+    from rayflow.cache.files import FileTier
+
+    return FileTier.from_uri(bare, name=name)
+
+
+def _query(url: str, query: str) -> dict[str, str]:
+    pairs = parse_qsl(query, keep_blank_values=True)
+    keys = [k for k, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise ConfigError(f"cache URL {url!r}: parameter {repeated[0]!r} given more than once")
+    return dict(pairs)
+
+
+def _only(url: str, params: dict[str, str], allowed: tuple[str, ...]) -> None:
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ConfigError(f"cache URL {url!r}: unknown parameter {unknown[0]!r}; expected one of "
+                          f"{', '.join(allowed + ('ttl_scale',))}")
+
+
+def _ttl_scale(url: str, text: str) -> float | None:
+    if text.lower() == "none":
+        return None
+    try:
+        scale = float(text)
+    except ValueError:
+        scale = -1.0
+    if not scale >= 0 or scale == float("inf"):
+        raise ConfigError(f"cache URL {url!r}: ttl_scale={text!r} must be a number >= 0 or 'none'")
+    return scale
+
+
+def _unique(kind: str, taken: list[str]) -> str:
+    name, n = kind, 1
+    while name in taken:
+        n += 1
+        name = f"{kind}{n}"
+    return name
