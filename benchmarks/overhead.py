@@ -5,8 +5,11 @@ Three shapes, each run by raw Ray and by rayflow in one Ray session, interleaved
 - ``fan``   (a): N no-op components, then one component taking all N outputs.
 - ``chain`` (b): N no-op components, each taking the previous output.
 - ``many``  (c): W small workflows (a -> (b, c, d) -> e) submitted concurrently.
+- ``fan_pg``:    (a) again with the PostgreSQL run store (``--pg-url``; skipped with a
+  note when no server answers).
 
-rayflow records every component in a real SQLite store; after each timed run the
+rayflow records every component in a real SQLite (or PostgreSQL) store, and keeps every
+component's output as a checkpoint (the default); after each timed run the
 benchmark reads that store back through a separate connection and fails loudly
 unless every component of the run is SUCCEEDED. Reports medians of components/s
 per side and the ratio rayflow/raw (the machine is noisy: ratios hold, absolute
@@ -31,12 +34,14 @@ import ray
 from reporting import write_report
 
 import rayflow as rf
+from rayflow.service import get_service
 from rayflow.store import open_store
 from rayflow.store.port import RunStore
 
 RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
 QUICK_RESULTS = RESULTS.with_name("overhead-quick.json")   # a smoke run never replaces the real figures
-TARGETS = {"fan": 0.9, "chain": 0.9, "many": None}
+TARGETS = {"fan": 0.9, "chain": 0.9, "many": None, "fan_pg": 0.85}
+PG_URL = "postgresql://postgres@127.0.0.1:5432/test?schema=rayflow_bench"
 WARM_UP_SIZE = 50
 
 
@@ -160,16 +165,18 @@ class Case:
     size: int
     raw: Callable[[int], Sample]
     flow: Callable[[int], Sample]
+    store: str = "sqlite"   # the run store rayflow records in: sqlite or postgresql
 
     @property
     def label(self) -> str:
         return {"fan": f"(a) fan-out {self.size} + fan-in", "chain": f"(b) chain of {self.size}",
-                "many": f"(c) {self.size} workflows x 5"}[self.name]
+                "many": f"(c) {self.size} workflows x 5",
+                "fan_pg": f"(a) fan-out {self.size}, PostgreSQL"}[self.name]
 
     @property
     def per_run(self) -> int:
         """Components in each rayflow run."""
-        return {"fan": self.size + 1, "chain": self.size, "many": 5}[self.name]
+        return {"fan": self.size + 1, "chain": self.size, "many": 5, "fan_pg": self.size + 1}[self.name]
 
     @property
     def components(self) -> int:
@@ -177,7 +184,7 @@ class Case:
         return self.size * 5 if self.name == "many" else self.per_run
 
     def resized(self, size: int) -> Case:
-        return Case(self.name, size, self.raw, self.flow)
+        return Case(self.name, size, self.raw, self.flow, self.store)
 
 
 def cases(fan: int, chain: int, many: int) -> list[Case]:
@@ -185,6 +192,7 @@ def cases(fan: int, chain: int, many: int) -> list[Case]:
         Case("fan", fan, raw_fan, flow_fan),
         Case("chain", chain, raw_chain, flow_chain),
         Case("many", many, raw_many, flow_many),
+        Case("fan_pg", fan, raw_fan, flow_fan, "postgresql"),
     ]
 
 
@@ -192,8 +200,13 @@ def cases(fan: int, chain: int, many: int) -> list[Case]:
 
 
 def verify_store(store: RunStore, sample: Sample, per_run: int) -> None:
-    """Every component of every run is in the store and SUCCEEDED; else exit loudly."""
+    """Every component of every run is in the store and SUCCEEDED, and has its output
+    checkpointed; else exit loudly."""
+    checkpoints = get_service().checkpoint_store()
     for run_id in sample.run_ids:
+        kept = len(checkpoints.index(run_id)) if checkpoints is not None else 0
+        if kept != per_run:
+            sys.exit(f"CHECKPOINT CHECK FAILED for run {run_id}: {kept}/{per_run} outputs kept")
         run = store.get_run(run_id)
         comps = store.get_components(run_id)
         bad = [f"{c.component_id}={c.state}" for c in comps if c.state != "SUCCEEDED"]
@@ -275,7 +288,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fan", type=int, default=2000, help="fan-out width of (a)")
     p.add_argument("--chain", type=int, default=300, help="chain length of (b)")
     p.add_argument("--many", type=int, default=200, help="number of small workflows in (c)")
-    p.add_argument("--cases", default="fan,chain,many", help="comma-separated subset of fan,chain,many")
+    p.add_argument("--cases", default="fan,chain,many,fan_pg", help="comma-separated subset of fan,chain,many,fan_pg")
+    p.add_argument("--pg-url", default=PG_URL, help=f"PostgreSQL store of fan_pg (default {PG_URL})")
     p.add_argument("--out", type=Path, help=f"JSON output (default {RESULTS}, with --quick {QUICK_RESULTS.name})")
     args = p.parse_args(argv)
     if args.quick:
@@ -284,32 +298,47 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def run_cases(chosen: list[Case], reps: int) -> dict[str, list[dict[str, Sample]]]:
-    """Warm up, then ``reps`` interleaved raw/rayflow pairs per case, against a real SQLite store."""
+def reachable(url: str) -> bool:
+    try:
+        open_store(url).close()
+        return True
+    except Exception as exc:  # noqa: BLE001 - the case is skipped with the reason
+        print(f"skipping the PostgreSQL case: {exc}")
+        return False
+
+
+def run_cases(chosen: list[Case], reps: int, pg_url: str) -> dict[str, list[dict[str, Sample]]]:
+    """Warm up, then ``reps`` interleaved raw/rayflow pairs per case, against real stores."""
     samples: dict[str, list[dict[str, Sample]]] = {c.name: [] for c in chosen}
     with tempfile.TemporaryDirectory(prefix="rayflow-bench-") as tmp:
-        url = f"sqlite:///{tmp}/bench.db"
-        rf.init(store=url)
-        store = open_store(url)          # a second connection: read back what rayflow wrote
-        warm_up(chosen, store)
+        urls = {"sqlite": f"sqlite:///{tmp}/bench.db", "postgresql": pg_url}
+        rf.init(store=urls["sqlite"], checkpoints=f"{tmp}/checkpoints")
+        stores = {kind: open_store(url) for kind, url in urls.items() if any(c.store == kind for c in chosen)}
+        for kind in {c.store for c in chosen}:   # a second connection: read back what rayflow wrote
+            rf.init(store=urls[kind])
+            warm_up([c for c in chosen if c.store == kind], stores[kind])
         for rep in range(reps):
             for case in chosen:
+                rf.init(store=urls[case.store])
+                store = stores[case.store]
                 pair = measure(case, store, rep)
                 samples[case.name].append(pair)
                 r, f = (case.components / pair[side].seconds for side in ("raw", "rayflow"))
                 print(f"rep {rep + 1}/{reps} {case.label:<30} raw {r:8.1f}/s  rayflow {f:8.1f}/s  "
                       f"ratio {f / r:.3f}", flush=True)
-        store.close()
-        rf.init(store="memory://")       # release the temporary database before it is removed
+        for store in stores.values():
+            store.close()
+        rf.init(store="memory://", checkpoints="")   # release the temporary database before it is removed
     return samples
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     chosen = [c for c in cases(args.fan, args.chain, args.many) if c.name in args.cases.split(",")]
+    chosen = [c for c in chosen if c.store != "postgresql" or reachable(args.pg_url)]
     # address="local": a fresh instance even when `ray start` left a cluster on this machine
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    samples = run_cases(chosen, args.reps)
+    samples = run_cases(chosen, args.reps, args.pg_url)
     results = {c.name: summarize(c, samples[c.name]) for c in chosen}
     print_table(results, args.reps)
     write_report(args.out, {"benchmark": "overhead", "reps": args.reps, "quick": args.quick,

@@ -21,6 +21,7 @@ from rayflow.errors import (
     UnknownComponentError,
     WorkflowFailed,
 )
+from rayflow.options import CachePolicy
 from rayflow.plan import Plan
 from rayflow.runs import RunHandle
 from rayflow.spec import WorkflowSpec
@@ -29,7 +30,7 @@ from rayflow.store.port import RunRecord
 __version__ = "0.1.0"
 
 __all__ = [
-    "Component", "ComponentTimeout", "ConfigError", "CycleError", "DuplicateIdError",
+    "CachePolicy", "Component", "ComponentTimeout", "ConfigError", "CycleError", "DuplicateIdError",
     "FunctionImportError", "InfeasibleResourceError", "Plan", "RayflowError", "ResourceError",
     "RunBusy", "RunCancelled", "RunHandle", "RunNotFound", "RunRecord", "SelfLoopError", "SignatureError",
     "SpecError", "UnknownComponentError", "Workflow", "WorkflowFailed", "WorkflowSpec",

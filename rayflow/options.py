@@ -74,6 +74,44 @@ def _check_number(number: float, where: str, component: str | None) -> None:
         raise ResourceError(f"{where}: expected a non-negative number, got {number:g}", component=component)
 
 
+@dataclass(frozen=True)
+class CachePolicy:
+    """How a component's result is cached across runs (``cache=CachePolicy(...)``;
+    ``cache=True`` is ``CachePolicy()``, a dict its fields). ``ttl_s``: how long an entry
+    serves (None: until evicted); ``ignore``: argument names left out of the key (a log
+    level, a progress flag)."""
+
+    ttl_s: float | None = None
+    ignore: tuple[str, ...] = ()
+
+
+def parse_cache(value: Any, cid: str | None) -> CachePolicy | None:
+    """``cache`` as given (None/False, True, a dict, a CachePolicy) -> a policy or None (off)."""
+    if value is None or value is False:
+        return None
+    if value is True:
+        return CachePolicy()
+    if isinstance(value, CachePolicy):
+        policy = value
+    elif isinstance(value, Mapping):
+        unknown = sorted(set(value) - {"ttl_s", "ignore"})
+        if unknown:
+            raise SpecError(f"component {cid!r} field 'cache': unknown key(s) {', '.join(unknown)}; "
+                            "expected ttl_s, ignore", component=cid)
+        policy = CachePolicy(ttl_s=value.get("ttl_s"), ignore=tuple(value.get("ignore") or ()))
+    else:
+        raise SpecError(f"component {cid!r} field 'cache': expected true, false or {{ttl_s, ignore}}, "
+                        f"got {value!r}", component=cid)
+    ttl = parse_amount(policy.ttl_s, component=cid, field_name="cache.ttl_s")
+    if ttl is not None and ttl <= 0:
+        raise SpecError(f"component {cid!r} field 'cache.ttl_s': expected a positive number of seconds, got {ttl}",
+                        component=cid)
+    if not all(isinstance(n, str) for n in policy.ignore):
+        raise SpecError(f"component {cid!r} field 'cache.ignore': expected argument names, got {policy.ignore!r}",
+                        component=cid)
+    return CachePolicy(ttl_s=ttl, ignore=tuple(policy.ignore))
+
+
 def _where(component: str | None, field_name: str) -> str:
     return f"component {component!r} field {field_name!r}" if component else f"field {field_name!r}"
 
@@ -90,7 +128,7 @@ class ComponentOptions:
     max_retries: int = 0
     retry_exceptions: bool | tuple[type[BaseException], ...] = False
     timeout_s: float | None = None
-    cache: Any = None
+    cache: CachePolicy | None = None  # None: not cached; True/dict/CachePolicy when given
     checkpoint: bool = True           # keep the output where a resumed run can read it
     kind: str = "task"
     concurrency: int = 1
@@ -158,6 +196,7 @@ def normalize(opts: ComponentOptions, *, component: str | None) -> ComponentOpti
         max_retries=retries,
         retry_exceptions=_parse_retry_exceptions(opts.retry_exceptions, cid),
         timeout_s=timeout,
+        cache=parse_cache(opts.cache, cid),
         concurrency=concurrency,
         batch_size=batch_size,
         num_outputs=num_outputs,

@@ -58,7 +58,8 @@ class ActiveRun:
 
     def __init__(self, service: Service, plan: Plan, run: RunRecord, executor: Executor, *,
                  checkpoints: CheckpointStore | None = None, restored: dict[str, Checkpoint] | None = None,
-                 earlier: dict[str, ComponentRecord] | None = None, first_seq: int = 0) -> None:
+                 earlier: dict[str, ComponentRecord] | None = None, first_seq: int = 0,
+                 cache: Any = None) -> None:
         self.service = service
         self.plan = plan
         self.run = run
@@ -67,6 +68,7 @@ class ActiveRun:
         self.recorder = RunRecorder(run, plan, service.writer, checkpoints=checkpoints, first_seq=first_seq)
         self.state = new_state(plan, executor)
         self.restored = dict(restored or {})
+        self.cache = cache   # a RunCache, or None
         for cid in self.restored:
             rec = (earlier or {}).get(cid)
             self.state.restore(cid, rec.to_dict() if rec is not None else None)
@@ -94,7 +96,7 @@ class ActiveRun:
         try:
             outputs = drive(self.plan, self.executor, self.state,
                             on_change=self.recorder.on_change, should_cancel=self._should_cancel,
-                            checkpoints=self.checkpoints, restored=self.restored)
+                            checkpoints=self.checkpoints, restored=self.restored, cache=self.cache)
             self.status = self.state.run_status()
             if self.status == "SUCCEEDED":
                 self.value = fill_refs(self.plan.output, outputs)
@@ -112,6 +114,8 @@ class ActiveRun:
         summary = self.metrics(per_component=False)
         if self.status == "SUCCEEDED" and _keepable(self.value):
             summary["result"] = self.value
+        if self.cache is not None:
+            summary["cache"] = self.cache.counts()
         self.service.writer.run(self.run.run_id, status=self.status, ended_at=self.run.ended_at,
                                 error=self.error, summary=summary, heartbeat_at=None)   # the lease ends
         self.recorder.run_event(self.status, error=self.error)

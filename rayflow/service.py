@@ -40,7 +40,7 @@ WRITE_INTERVAL_S = 1.0   # how stale another process's view of a live run may be
 class Settings:
     address: str | None = None
     store_url: str | None = None      # None: RAYFLOW_STORE or the default SQLite file
-    cache_url: str | None = None      # accepted now; the result cache comes later
+    cache_url: str | None = None      # None: RAYFLOW_CACHE or in-process memory; "off"
     num_cpus: int | None = None
     checkpoints_url: str | None = None   # None: RAYFLOW_CHECKPOINTS or ~/.rayflow/checkpoints; "off"
 
@@ -55,6 +55,7 @@ class Service:
         self._active: dict[str, ActiveRun] = {}
         self._cluster: tuple[float, Any] | None = None
         self._checkpoints: tuple[str | None, CheckpointStore | None] | None = None
+        self._cache: Any = None
         self._lock = threading.RLock()
 
     # -- adapters ----------------------------------------------------------------------
@@ -72,6 +73,24 @@ class Service:
             if self._writer is None:
                 self._writer = StoreWriter(self.store, flush_interval_s=WRITE_INTERVAL_S)
             return self._writer
+
+    def cache(self) -> Any:
+        """The result cache (a ``MultiLevelCache``), opened on first use."""
+        with self._lock:
+            if self._cache is None:
+                from rayflow.cache import open_cache
+
+                self._cache = open_cache(self.settings.cache_url)
+            return self._cache
+
+    def run_cache(self, plan: Plan) -> Any:
+        """What a run of ``plan`` looks results up in: None when no component has a key."""
+        if not any(t.cache_key is not None for t in plan.tasks.values()):
+            return None
+        from rayflow.cache.runs import RunCache
+
+        cache = self.cache()
+        return RunCache(cache) if cache.tiers else None
 
     def checkpoint_store(self) -> CheckpointStore | None:
         """Where runs keep their components' outputs (None when turned off)."""
@@ -92,8 +111,11 @@ class Service:
                 self.settings.store_url = store
             if address is not None:
                 self.settings.address = address
-            if cache is not None:
+            if cache is not None and cache != self.settings.cache_url:
                 self.settings.cache_url = cache
+                if self._cache is not None:
+                    self._cache.close()
+                    self._cache = None
             if num_cpus is not None:
                 self.settings.num_cpus = num_cpus
         self.store  # noqa: B018 - open now so a bad URL fails at init
@@ -187,9 +209,11 @@ class Service:
             from rayflow.execute.ray_tracker import TrackerClient, hand_over
 
             ckpt = self.checkpoint_store()
-            actor = hand_over(plan, run, self.store_url_for_others(), ckpt.url if ckpt is not None else None)
+            actor = hand_over(plan, run, self.store_url_for_others(), ckpt.url if ckpt is not None else None,
+                              self.settings.cache_url or os.environ.get("RAYFLOW_CACHE"))
             return RunHandle(run.run_id, self, tracker=TrackerClient(actor, run.run_id))
-        active = ActiveRun(self, plan, run, self.executor(executor), checkpoints=self.checkpoint_store())
+        active = ActiveRun(self, plan, run, self.executor(executor), checkpoints=self.checkpoint_store(),
+                           cache=self.run_cache(plan))
         with self._lock:
             self._active[run.run_id] = active
         if background:
@@ -244,7 +268,8 @@ class Service:
         if run.status != "PENDING":
             raise RayflowError(f"run {run_id} is {run.status}; only a PENDING run can be started")
         plan = self.plan(target, dict(run.inputs), executor)
-        active = ActiveRun(self, plan, run, self.executor(executor), checkpoints=self.checkpoint_store())
+        active = ActiveRun(self, plan, run, self.executor(executor), checkpoints=self.checkpoint_store(),
+                           cache=self.run_cache(plan))
         with self._lock:
             self._active[run_id] = active
         self._drive(active)
@@ -284,7 +309,7 @@ class Service:
         events = self.store.get_events(run_id, after_seq=0, limit=10_000_000)
         run.status = "RUNNING"
         active = ActiveRun(self, plan, run, self.executor(executor), checkpoints=ckpt, restored=restored,
-                           earlier=earlier, first_seq=events[-1].seq if events else 0)
+                           earlier=earlier, first_seq=events[-1].seq if events else 0, cache=self.run_cache(plan))
         with self._lock:
             self._active[run_id] = active
         if background:
@@ -334,6 +359,10 @@ class Service:
             run.done.wait(wait_s)
         self._cluster = None
         self.close_store()
+        with self._lock:
+            if self._cache is not None:
+                self._cache.close()
+                self._cache = None
 
 
 def new_run_id(name: str) -> str:

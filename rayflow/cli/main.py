@@ -347,6 +347,63 @@ def stats(limit: int, name: str | None, status_filter: str | None, store: str | 
     render.print_stats(render.console(), data)
 
 
+@cli.group()
+def cache() -> None:
+    """The result cache: statistics and clearing (tiers from $RAYFLOW_CACHE or --cache)."""
+
+
+cache_opt = click.option("--cache", "cache_url", envvar="RAYFLOW_CACHE", metavar="URLS",
+                         help="Cache tiers, comma-separated top-down (default $RAYFLOW_CACHE or memory://).")
+
+
+@cache.command("stats")
+@cache_opt
+@store_opt
+@click.option("--limit", default=1000, show_default=True, help="Sum the lookups of this many newest runs.")
+@json_opt
+@_guard
+def cache_stats(cache_url: str | None, store: str | None, limit: int, as_json: bool) -> None:
+    """Hits, misses and hit ratio of recent runs (from the run store), and what each tier
+    holds now (entries, bytes; evictions and errors as this process sees them)."""
+    service = get_service()
+    service.configure(store=store, cache=cache_url)
+    runs = [r for r in service.list_runs(limit=limit) if isinstance(r.summary.get("cache"), dict)]
+    hits = sum(r.summary["cache"].get("hits", 0) for r in runs)
+    misses = sum(r.summary["cache"].get("misses", 0) for r in runs)
+    by_tier: dict[str, int] = {}
+    for r in runs:
+        for tier, n in (r.summary["cache"].get("hits_by_tier") or {}).items():
+            by_tier[tier] = by_tier.get(tier, 0) + n
+    opened = service.cache()
+    tiers = {name: {**opened.stats()["tiers"].get(name, {}), **usage} for name, usage in opened.usage().items()}
+    out = {"runs": len(runs), "hits": hits, "misses": misses,
+           "hit_ratio": hits / (hits + misses) if hits + misses else None, "hits_by_tier": by_tier, "tiers": tiers}
+    if as_json:
+        click.echo(json.dumps(out, default=str))
+        return
+    ratio = "-" if out["hit_ratio"] is None else f"{out['hit_ratio']:.1%}"
+    click.echo(f"{len(runs)} runs with cached components: {hits} hits, {misses} misses, hit ratio {ratio}")
+    table = render.Table(title="Cache tiers")
+    for col in ("tier", "hits (runs)", "entries", "bytes", "evictions", "errors", "state"):
+        table.add_column(col, no_wrap=True)
+    for name, t in tiers.items():
+        table.add_row(name, str(by_tier.get(name, 0)), str(t.get("entries", "-")), str(t.get("bytes", "-")),
+                      str(t.get("evictions", 0)), str(t.get("errors", 0)), str(t.get("breaker", "ok")))
+    render.console().print(table)
+
+
+@cache.command("clear")
+@cache_opt
+@click.option("--component", metavar="ID", help="Only this component's entries.")
+@_guard
+def cache_clear(cache_url: str | None, component: str | None) -> None:
+    """Remove cached results from every tier (or only one component's)."""
+    service = get_service()
+    service.configure(cache=cache_url)
+    removed = service.cache().clear(component=component)
+    click.echo(", ".join(f"{tier}: {n} removed" for tier, n in removed.items()) or "no cache tiers")
+
+
 def main() -> None:
     cli(prog_name="rayflow")
 

@@ -124,6 +124,8 @@ def encode(value: Any) -> Encoded:
 
     pyarrow and numpy are looked up, not imported: a value can only be one of their
     types when the process already imported them (workers stay light to start)."""
+    if type(value) is int or value is None:   # the commonest small outputs, without json.dumps
+        return Encoded("json", b"null" if value is None else str(value).encode())
     pa, np = sys.modules.get("pyarrow"), sys.modules.get("numpy")
     if pa is not None and isinstance(value, (pa.Table, pa.RecordBatch)):
         return Encoded("arrow", _arrow_bytes(value))

@@ -40,6 +40,13 @@ class LocalExecutor:
         self._checkpoints = checkpoints
         self._problems = []
 
+    def place(self, task: Task, value: Any) -> Any:
+        if isinstance(value, _LocalHandle):
+            return value
+        handle = _LocalHandle()
+        handle.value = value
+        return handle
+
     def restore(self, task: Task, checkpoint: Checkpoint) -> Any:
         handle = _LocalHandle()
         handle.value = self._checkpoints.store.load(checkpoint)   # type: ignore[union-attr]

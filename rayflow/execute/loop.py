@@ -40,13 +40,16 @@ def drive(
     poll_s: float = 0.1,
     checkpoints: CheckpointTarget | None = None,
     restored: Mapping[str, Checkpoint] | None = None,
+    cache: Any = None,
 ) -> dict[str, Any]:
     """Run ``plan`` to the end; return the output values (empty unless SUCCEEDED).
 
     ``checkpoints``: keep each output there (small ones come back with the metadata and
     the recorder writes them; the executor saves larger ones). ``restored``: components
     whose outputs come from checkpoints (already SUCCEEDED in ``state``); only those a
-    component still to run, or the workflow's output, reads are loaded."""
+    component still to run, or the workflow's output, reads are loaded. ``cache``: a
+    ``rayflow.cache.runs.RunCache``; a component with a cache key is looked up before it
+    is submitted (a hit is CACHED and runs nothing) and kept after it succeeds."""
     topo = {node: i for i, node in enumerate(plan.dag.nodes)}
     outputs = set(plan.output_ids)
     consumers = {n: len(plan.dag.children(n)) for n in plan.dag.nodes}
@@ -63,6 +66,12 @@ def drive(
                 break
             for cid in state.take(clock()):
                 task = plan.tasks[cid]
+                if cache is not None and task.cache_key is not None:
+                    hit, value = cache.lookup(task)
+                    if hit:
+                        handles[cid] = executor.place(task, value)
+                        state.succeeded(cid, {}, cached=True)
+                        continue
                 handles[cid] = executor.submit(task, [handles[d] if i is None else executor.output(handles[d], i)
                                                       for d, i in task.inputs])
             _notify(state, on_change)
@@ -72,8 +81,15 @@ def drive(
             completions.sort(key=lambda c: topo[c.id])
             for done in completions:
                 _apply(state, executor, done)
-                if done.ok and done.meta.get("checkpoint") == b"" and done.id in handles:
-                    executor.save(plan.tasks[done.id], handles[done.id])   # too large to come back inline
+                if not done.ok or done.id not in handles:
+                    continue
+                task = plan.tasks[done.id]
+                if cache is not None and task.cache_key is not None:
+                    cache.keep(task, done.meta, handles[done.id])
+                if checkpoints is None or not task.options.checkpoint:
+                    state.nodes[done.id].checkpoint = None   # came back for the cache only
+                if checkpoints is not None and task.options.checkpoint and done.meta.get("checkpoint") == b"":
+                    executor.save(task, handles[done.id])   # too large to come back inline
             for cid in state.changed:
                 if cid not in released and state.state_of(cid) not in ("PENDING", "RUNNING"):
                     released.add(cid)

@@ -51,6 +51,10 @@ class Executor(Protocol):
     def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None) -> None:
         """Get ready for ``plan``; with ``checkpoints``, calls hand back their outputs to keep."""
 
+    def place(self, task: Task, value: Any) -> Any:
+        """An output handle for ``task`` holding ``value`` (a cache hit): a handle the
+        executor made earlier is used as it is."""
+
     def restore(self, task: Task, checkpoint: Checkpoint) -> Any:
         """An output handle for ``task`` holding its checkpointed value (resume)."""
 
@@ -80,10 +84,11 @@ class Executor(Protocol):
 
 def call_fields(task: Task, checkpoints: bool = False) -> tuple:
     """The plain data a worker needs for ``task``, as ``CallInfo``'s fields in order (its
-    templates hold Slots only when it has deps); ``checkpoints``: the run keeps outputs."""
+    templates hold Slots only when it has deps); ``checkpoints``: the run keeps outputs
+    (a small output comes back as bytes for its checkpoint, and for the cache)."""
     o = task.options
     return (task.id, task.args, task.kwargs, o.timeout_s, o.retry_exceptions, bool(task.deps), o.num_outputs,
-            checkpoints and o.checkpoint)
+            (checkpoints and o.checkpoint) or task.cache_key is not None)
 
 
 def call_info(task: Task, checkpoints: bool = False) -> CallInfo:

@@ -299,6 +299,16 @@ class RayExecutor:
     def output(self, handle: Any, index: int) -> Any:
         return handle[index]
 
+    def place(self, task: Task, value: Any) -> Any:
+        """A cache hit: the object reference(s) the memory tier held, or the value put in
+        the object store (one object per output of a call with several)."""
+        if isinstance(value, ray.ObjectRef) or (isinstance(value, list) and value
+                                                and all(isinstance(v, ray.ObjectRef) for v in value)):
+            return value
+        if task.options.num_outputs:
+            return [ray.put(v) for v in value]
+        return ray.put(value)
+
     def restore(self, task: Task, checkpoint: Checkpoint) -> Any:
         """A small checkpoint is decoded here and put in the object store; a file is read
         by a task on the cluster (its data never passes through the driver)."""

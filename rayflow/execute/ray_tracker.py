@@ -39,14 +39,16 @@ class RunTracker:
         self._finished: list[str] = []
         self._lock = threading.Lock()
 
-    def start(self, plan_blob: bytes, run: dict[str, Any], store_url: str, checkpoints_url: str | None = None) -> str:
+    def start(self, plan_blob: bytes, run: dict[str, Any], store_url: str, checkpoints_url: str | None = None,
+              cache_url: str | None = None) -> str:
         from rayflow.runs import ActiveRun
         from rayflow.store.checkpoints import CheckpointStore
 
         plan: Plan = cloudpickle.loads(plan_blob)
-        service = self._service(store_url)
+        service = self._service(store_url, cache_url)
         checkpoints = CheckpointStore(checkpoints_url) if checkpoints_url else None
-        active = ActiveRun(service, plan, RunRecord(**run), RayExecutor(), checkpoints=checkpoints)
+        active = ActiveRun(service, plan, RunRecord(**run), RayExecutor(), checkpoints=checkpoints,
+                           cache=service.run_cache(plan))
         with self._lock:
             self._runs[active.run.run_id] = active
         threading.Thread(target=self._drive, args=(active,), name=f"rayflow-{active.run.run_id}",
@@ -86,11 +88,15 @@ class RunTracker:
         active.done.wait(timeout)
         return active.status
 
-    def _service(self, store_url: str) -> Any:
+    def _service(self, store_url: str, cache_url: str | None = None) -> Any:
+        """One service per (store, cache) the runs name: each has its writer and its cache
+        (an in-memory cache tier lives in this actor, shared by the runs it drives)."""
         with self._lock:
-            service = self._services.get(store_url)
+            key = (store_url, cache_url)
+            service = self._services.get(key)
             if service is None:
-                service = self._services[store_url] = self._service_type(self._settings_type(store_url=store_url))
+                settings = self._settings_type(store_url=store_url, cache_url=cache_url)
+                service = self._services[key] = self._service_type(settings)
             return service
 
     def _drive(self, active: Any) -> None:
@@ -114,10 +120,11 @@ def tracker() -> Any:
     ).remote()
 
 
-def hand_over(plan: Plan, run: RunRecord, store_url: str, checkpoints_url: str | None = None) -> Any:
+def hand_over(plan: Plan, run: RunRecord, store_url: str, checkpoints_url: str | None = None,
+              cache_url: str | None = None) -> Any:
     """Start ``run`` in the tracker; return the tracker handle."""
     actor = tracker()
-    ray.get(actor.start.remote(cloudpickle.dumps(plan), run.to_dict(), store_url, checkpoints_url))
+    ray.get(actor.start.remote(cloudpickle.dumps(plan), run.to_dict(), store_url, checkpoints_url, cache_url))
     return actor
 
 

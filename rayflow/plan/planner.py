@@ -8,7 +8,7 @@ check that each resource request fits some node of the cluster. Pure; no Ray.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from rayflow.data.batches import DEFAULT_BATCH_SIZE, batch_function
@@ -44,6 +44,7 @@ class Task:
     priority: float
     pool: str | None = None          # actor pool key for kind="actor"
     inputs: tuple[tuple[str, int | None], ...] = ()   # what the call reads: (id, output index)
+    cache_key: str | None = None     # set when the result may come from / go to the cache
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,11 @@ def make_plan(
     order = tuple(sorted(dag.nodes, key=lambda n: (-ranks[n], topo[n])))
     multi = {cid: c.options.num_outputs for cid, c in blueprint.calls.items() if c.options.num_outputs}
     tasks = {cid: _task(blueprint.calls[cid], ranks[cid], multi) for cid in dag.nodes}
+    if any(t.options.cache is not None for t in tasks.values()):
+        from rayflow.plan.cachekeys import cache_keys
+
+        for cid, key in cache_keys(dag, blueprint.calls, tasks).items():
+            tasks[cid] = replace(tasks[cid], cache_key=key)
     plan = Plan(
         name=blueprint.name,
         dag=dag,

@@ -1,0 +1,67 @@
+"""The cache as a run uses it: look a component up before it is submitted, keep its
+result after it succeeds.
+
+Owns the mapping between a run's components (their cache keys, policies and the
+metadata a call hands back) and ``MultiLevelCache``. The driver never pulls a result
+to cache it: an output of at most 64 KiB comes back with the call's metadata (as a
+codec blob, the same bytes a checkpoint keeps) and is decoded here; the memory tier
+holds the output's object reference, so a later hit in this process copies nothing.
+A larger output is cached in memory tiers only, as its object reference. Lookups and
+writes never fail a run: a tier that is down answers misses. Must not import ray.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rayflow.cache.tiers import MultiLevelCache
+from rayflow.data import codec
+
+log = logging.getLogger("rayflow.cache")
+LARGE_OUTPUT_BYTES = 64 * 1024   # what a larger output counts as in the memory tier's byte bound
+
+
+class RunCache:
+    """``lookup`` before submitting a task with a cache key; ``keep`` after it succeeds."""
+
+    def __init__(self, cache: MultiLevelCache) -> None:
+        self.cache = cache
+        self.hits: dict[str, int] = {}   # tier name -> hits in this run
+        self.misses = 0
+        self.kept = 0
+
+    def counts(self) -> dict[str, Any]:
+        """This run's lookups: what the run summary keeps (``rayflow cache stats`` sums them)."""
+        hits = sum(self.hits.values())
+        total = hits + self.misses
+        return {"hits": hits, "misses": self.misses, "hit_ratio": hits / total if total else None,
+                "hits_by_tier": dict(self.hits), "kept": self.kept}
+
+    def lookup(self, task: Any) -> tuple[bool, Any]:
+        try:
+            found = self.cache.get(task.cache_key)
+        except Exception as exc:  # noqa: BLE001 - a broken tier is a miss, never a failed run
+            log.warning("cache lookup of %r failed (treated as a miss): %s", task.id, exc)
+            found = None
+        if found is None or not found.hit:
+            self.misses += 1
+            return False, None
+        self.hits[found.tier or "?"] = self.hits.get(found.tier or "?", 0) + 1
+        return True, found.value
+
+    def keep(self, task: Any, meta: dict[str, Any], handle: Any) -> None:
+        policy = task.options.cache
+        cost = max(0.0, (meta.get("ended_at") or 0.0) - (meta.get("started_at") or 0.0))
+        blob = meta.get("checkpoint")
+        try:
+            if blob:
+                self.cache.put(task.cache_key, codec.unblob(blob), ttl_s=policy.ttl_s, cost_s=cost, hold=handle)
+            elif handle is not None:
+                self.cache.put_value(task.cache_key, handle, size_bytes=LARGE_OUTPUT_BYTES,
+                                     ttl_s=policy.ttl_s, cost_s=cost)
+            else:
+                return
+            self.kept += 1
+        except Exception as exc:  # noqa: BLE001 - not cached; the run goes on
+            log.warning("result of %r was not cached: %s", task.id, exc)
