@@ -20,6 +20,8 @@ Owns every error type a user can catch. Must not import anything heavy.
     ├── StoreError                  the run store refused or failed a read or write
     │   └── StoreUnavailable        the run store cannot be reached now (server down or
     │                               restarting, no free connection); the writer retries it
+    ├── ModelMismatch               stored resource-model bytes from another format or
+    │                               scikit-learn version: retrain from the run history
     ├── CacheUnavailable            a cache tier could not do an explicit clear (its backend
     │                               is down); lookups and writes never raise it: they miss
     └── ComponentTimeout            a component ran past its ``timeout_s`` (raised in the worker)
@@ -137,6 +139,11 @@ class CacheUnavailable(RayflowError):
     """A result-cache tier could not do what a user asked explicitly (``clear``): its
     backend (Redis, an object store) cannot be reached. Lookups and writes never raise
     it: an unreachable tier answers misses and drops writes."""
+
+
+class ModelMismatch(RayflowError):
+    """Stored model bytes were written by another format or scikit-learn version: retrain
+    from the run history instead of trusting estimators unpickled across versions."""
 
 
 class ComponentTimeout(RayflowError, TimeoutError):
