@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.store.conftest import postgres_schema, postgres_server, postgres_url  # noqa: F401 - shared fixtures
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Checkpoints and the signing key of the whole test run live in one temporary folder (not

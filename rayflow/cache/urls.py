@@ -17,6 +17,8 @@ pyarrow.fs) until that tier is asked for. Tiers are listed top-down, comma-separ
     file:///abs/dir, file:///~/dir, /abs/dir, ~/dir, ./dir    files L3, one per entry
     s3://bucket/prefix?region=..., gs://..., hdfs://...       files L3 on pyarrow.fs
                                                     (their own parameters pass through)
+    sqlite:///PATH, postgresql://...                L3 in a run store's cache_entries table
+                                                    (the run store URL: share one database)
     off                                             no cache at all (every get misses)
 
 Every tier also takes ``ttl_scale=X`` (a number >= 0, or ``none`` to ignore TTLs);
@@ -38,7 +40,7 @@ from rayflow.options import parse_memory
 CACHE_ENV_VAR = "RAYFLOW_CACHE"
 DEFAULT_CACHE_URL = "memory://"
 OFF = "off"
-_ACCEPTED = "memory://, redis://HOST:PORT/DB, rediss://..., file:///DIR, a directory path, s3://BUCKET/PREFIX (any pyarrow.fs URI), off"
+_ACCEPTED = "memory://, redis://HOST:PORT/DB, rediss://..., file:///DIR, a directory path, s3://BUCKET/PREFIX (any pyarrow.fs URI), sqlite:///PATH, postgresql://..., off"
 _LOCAL = ("", "file")
 _PYARROW_FS = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 _DEFAULT: Any = object()      # a URL without ttl_scale: the tier's default applies
@@ -76,12 +78,22 @@ def _open_tier(url: str, *, name: str | None = None) -> tuple[CacheTier, Any]:
     scale = _DEFAULT
     if "ttl_scale" in params:
         scale = _ttl_scale(url, params.pop("ttl_scale"))
-    bare = urlunsplit(parts._replace(query=urlencode(params) if kind == "files" else ""))
+    bare = urlunsplit(parts._replace(query=urlencode(params) if kind in ("files", "store") else ""))
     if kind == "memory":
         return _memory(url, parts, params, name or kind), scale
     if kind == "redis":
         return _redis(url, bare, params, name or kind), scale
+    if kind == "store":
+        return _store(bare, name or ("sqlite" if parts.scheme.lower() == "sqlite" else "postgresql")), scale
     return _files(url, bare, name or kind), scale
+
+
+def _store(url: str, name: str) -> CacheTier:
+    """L3 in a run store's ``cache_entries`` table (SQLite or PostgreSQL)."""
+    from rayflow.cache.store_tier import StoreTier
+    from rayflow.store import open_store
+
+    return StoreTier(open_store(url), name=name)
 
 
 def _kind(url: str) -> str:
@@ -90,6 +102,8 @@ def _kind(url: str) -> str:
         return "memory"
     if scheme in ("redis", "rediss"):
         return "redis"
+    if scheme in ("sqlite", "postgresql", "postgres"):
+        return "store"
     if scheme in _LOCAL + _PYARROW_FS:
         return "files"
     raise ConfigError(f"unsupported cache URL {url!r} (scheme {scheme!r}); accepted: {_ACCEPTED}")

@@ -35,6 +35,7 @@ class MemoryStore:
         self._runs: dict[str, RunRecord] = {}
         self._components: dict[str, dict[str, ComponentRecord]] = {}
         self._events: dict[str, dict[int, EventRecord]] = {}
+        self._cache: dict[str, tuple[bytes, float | None]] = {}
 
     def create_run(self, run: RunRecord, components: list[ComponentRecord]) -> None:
         with self._lock:
@@ -112,6 +113,37 @@ class MemoryStore:
         with self._lock:
             run = self._runs.get(run_id)
             return bool(run is not None and run.cancel_requested)
+
+    # -- cache rows ----------------------------------------------------------------------
+
+    def cache_get(self, key: str, now: float) -> bytes | None:
+        with self._lock:
+            found = self._cache.get(key)
+            if found is None:
+                return None
+            if found[1] is not None and found[1] <= now:
+                del self._cache[key]
+                return None
+            return found[0]
+
+    def cache_put(self, key: str, data: bytes, expires_at: float | None, now: float) -> None:
+        with self._lock:
+            self._cache[key] = (bytes(data), expires_at)
+
+    def cache_delete(self, key: str) -> None:
+        with self._lock:
+            self._cache.pop(key, None)
+
+    def cache_clear(self, prefix: str | None = None) -> int:
+        with self._lock:
+            gone = [k for k in self._cache if prefix is None or k.startswith(prefix)]
+            for k in gone:
+                del self._cache[k]
+            return len(gone)
+
+    def cache_usage(self) -> tuple[int, int]:
+        with self._lock:
+            return len(self._cache), sum(len(d) for d, _ in self._cache.values())
 
     def close(self) -> None:
         """Nothing to release; kept for the RunStore contract."""

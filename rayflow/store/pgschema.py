@@ -95,6 +95,17 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             )""",
         ),
     ),
+    (
+        2,
+        (  # the result cache's store tier
+            """CREATE TABLE cache_entries (
+                key TEXT COLLATE "C" PRIMARY KEY,
+                data BYTEA NOT NULL,
+                expires_at DOUBLE PRECISION,
+                stored_at DOUBLE PRECISION NOT NULL
+            )""",
+        ),
+    ),
 ]
 
 SCHEMA_VERSION_TABLE = (
@@ -240,3 +251,14 @@ def update_run_sql(names: Sequence[str]) -> str:
     """``UPDATE runs`` setting ``names`` from $1.. in order; the run id is the last parameter."""
     assignments = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=1))
     return f"UPDATE runs SET {assignments} WHERE run_id = ${len(names) + 1}"
+
+
+CACHE_GET = "SELECT data, expires_at FROM cache_entries WHERE key = $1"
+CACHE_DELETE_EXPIRED = "DELETE FROM cache_entries WHERE key = $1 AND expires_at <= $2"
+CACHE_PUT = ("INSERT INTO cache_entries (key, data, expires_at, stored_at) VALUES ($1, $2, $3, $4) "
+             "ON CONFLICT (key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, "
+             "stored_at = excluded.stored_at")
+CACHE_DELETE = "DELETE FROM cache_entries WHERE key = $1"
+CACHE_CLEAR = "DELETE FROM cache_entries"
+CACHE_CLEAR_PREFIX = "DELETE FROM cache_entries WHERE left(key, length($1)) = $1"   # not LIKE: % and _
+CACHE_USAGE = "SELECT COUNT(*), COALESCE(SUM(octet_length(data)), 0) FROM cache_entries"

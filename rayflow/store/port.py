@@ -79,6 +79,26 @@ class EventRecord:
 
 
 @runtime_checkable
+class CacheRows(Protocol):
+    """Result-cache entries kept in the run store (the cache's store tier, L3): opaque bytes
+    under a key, with an optional expiry (UNIX seconds). Keys start with the component id
+    and ``:`` (``clear`` with that prefix drops one component's entries)."""
+
+    def cache_get(self, key: str, now: float) -> bytes | None:
+        """The bytes under ``key``; None when absent or expired (an expired row is deleted)."""
+
+    def cache_put(self, key: str, data: bytes, expires_at: float | None, now: float) -> None: ...
+
+    def cache_delete(self, key: str) -> None: ...
+
+    def cache_clear(self, prefix: str | None = None) -> int:
+        """Drop the entries whose key starts with ``prefix`` (all when None); how many."""
+
+    def cache_usage(self) -> tuple[int, int]:
+        """(entries, bytes) held now."""
+
+
+@runtime_checkable
 class RunStore(Protocol):
     """Where runs, their components and their events are kept.
 

@@ -439,6 +439,33 @@ class PostgresStore:
     def cancel_requested(self, run_id: str) -> bool:
         return bool(self._read(_fetchval, sql.CANCEL_REQUESTED, run_id))
 
+    # -- cache rows ----------------------------------------------------------------------
+
+    def cache_get(self, key: str, now: float) -> bytes | None:
+        rows = self._read(_fetch, sql.CACHE_GET, key)
+        if not rows:
+            return None
+        data, expires_at = rows[0]
+        if expires_at is not None and expires_at <= now:
+            self._write(_execute, sql.CACHE_DELETE_EXPIRED, key, now)
+            return None
+        return bytes(data)
+
+    def cache_put(self, key: str, data: bytes, expires_at: float | None, now: float) -> None:
+        self._write(_execute, sql.CACHE_PUT, key, bytes(data), expires_at, now)
+
+    def cache_delete(self, key: str) -> None:
+        self._write(_execute, sql.CACHE_DELETE, key)
+
+    def cache_clear(self, prefix: str | None = None) -> int:
+        if prefix is None:
+            return _rows_changed(self._write(_execute, sql.CACHE_CLEAR))
+        return _rows_changed(self._write(_execute, sql.CACHE_CLEAR_PREFIX, prefix))
+
+    def cache_usage(self) -> tuple[int, int]:
+        n, size = self._read(_fetch, sql.CACHE_USAGE)[0]
+        return int(n), int(size)
+
     def close(self) -> None:
         """Let calls in flight finish (for up to 5 s), close the pool and stop the loop;
         idempotent. Later calls raise RuntimeError."""

@@ -96,6 +96,17 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "ALTER TABLE runs ADD COLUMN heartbeat_at REAL",
         ),
     ),
+    (
+        5,
+        (  # the result cache's store tier
+            """CREATE TABLE cache_entries (
+                key TEXT PRIMARY KEY,
+                data BLOB NOT NULL,
+                expires_at REAL,
+                stored_at REAL NOT NULL
+            )""",
+        ),
+    ),
 ]
 
 _JSON_MEMO: dict[int, tuple[Any, str]] = {}
@@ -332,6 +343,36 @@ class SqliteStore:
     def cancel_requested(self, run_id: str) -> bool:
         rows = self._read("SELECT cancel_requested FROM runs WHERE run_id = ?", (run_id,))
         return bool(rows and rows[0][0])
+
+    # -- cache rows ----------------------------------------------------------------------
+
+    def cache_get(self, key: str, now: float) -> bytes | None:
+        rows = self._read("SELECT data, expires_at FROM cache_entries WHERE key = ?", (key,))
+        if not rows:
+            return None
+        data, expires_at = rows[0]
+        if expires_at is not None and expires_at <= now:
+            self._write("DELETE FROM cache_entries WHERE key = ? AND expires_at <= ?", [(key, now)])
+            return None
+        return bytes(data)
+
+    def cache_put(self, key: str, data: bytes, expires_at: float | None, now: float) -> None:
+        self._write("INSERT INTO cache_entries (key, data, expires_at, stored_at) VALUES (?, ?, ?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET data = excluded.data, expires_at = excluded.expires_at, "
+                    "stored_at = excluded.stored_at", [(key, sqlite3.Binary(data), expires_at, now)])
+
+    def cache_delete(self, key: str) -> None:
+        self._write("DELETE FROM cache_entries WHERE key = ?", [(key,)])
+
+    def cache_clear(self, prefix: str | None = None) -> int:
+        if prefix is None:
+            return self._write("DELETE FROM cache_entries", [()])
+        # substr, not LIKE: a prefix may hold % or _
+        return self._write("DELETE FROM cache_entries WHERE substr(key, 1, ?) = ?", [(len(prefix), prefix)])
+
+    def cache_usage(self) -> tuple[int, int]:
+        n, size = self._read("SELECT COUNT(*), COALESCE(SUM(length(data)), 0) FROM cache_entries")[0]
+        return int(n), int(size)
 
     def close(self) -> None:
         """Close the connection; idempotent. Later calls raise RuntimeError."""

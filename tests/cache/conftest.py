@@ -18,7 +18,7 @@ from rayflow.cache.port import CacheTier
 from tests.cache.support import make_tier
 
 REDIS_URL = os.environ.get("RAYFLOW_TEST_REDIS", "redis://127.0.0.1:6379/15")
-TIER_KINDS = ("memory", "redis", "files", "objectstore")   # objectstore: files on fsspec memory
+TIER_KINDS = ("memory", "redis", "files", "objectstore", "sqlite", "postgresql")   # objectstore: files on fsspec memory
 
 
 def unavailable(reason: str) -> None:

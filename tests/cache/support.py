@@ -21,6 +21,12 @@ def make_tier(kind: str, request: pytest.FixtureRequest, tmp_path) -> CacheTier:
         from rayflow.cache.redis_tier import RedisTier
 
         return RedisTier(request.getfixturevalue("redis_url"), namespace=request.getfixturevalue("redis_namespace"))
+    if kind in ("sqlite", "postgresql"):   # the run store's cache_entries table
+        from rayflow.cache.store_tier import StoreTier
+        from rayflow.store import open_store
+
+        url = f"sqlite:///{tmp_path / 'runs.db'}" if kind == "sqlite" else request.getfixturevalue("postgres_url")
+        return StoreTier(open_store(url), name=kind)
     from rayflow.cache.files import FileTier
 
     if kind == "objectstore":          # a non-local pyarrow filesystem: no temp + rename
