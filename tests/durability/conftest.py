@@ -26,6 +26,20 @@ class Ledger:
             path.unlink(missing_ok=True)
 
 
+STORES = ("sqlite", "postgresql")
+
+
+@pytest.fixture(params=STORES)
+def durable_svc(request, service, tmp_path):
+    """The service on a fresh store of each durable kind (SQLite, PostgreSQL in a schema of
+    the test's own) with checkpoints in the test's folder."""
+    url = request.getfixturevalue("postgres_url") if request.param == "postgresql" else service.store.url
+    service.configure(store=url, checkpoints=str(tmp_path / "checkpoints"))
+    yield service
+    service.flush()
+    service.configure(store=f"sqlite:///{tmp_path / 'after.db'}", checkpoints="")
+
+
 @pytest.fixture
 def ledger(tmp_path) -> Ledger:
     folder = tmp_path / "ledger"

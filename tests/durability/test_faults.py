@@ -30,10 +30,8 @@ def cluster(ray_session):
 
 
 @pytest.fixture
-def svc(service, tmp_path):
-    service.configure(checkpoints=str(tmp_path / "checkpoints"))
-    yield service
-    service.configure(checkpoints="")
+def svc(durable_svc):
+    return durable_svc   # every test here runs on SQLite and on PostgreSQL
 
 
 def _env() -> dict[str, str]:
@@ -68,7 +66,7 @@ def test_sigkill_of_the_driver_then_resume(svc, ledger, cluster, tmp_path):
     ledger.gate("hold", "square_4")   # the run stays in flight until the driver is killed
     ckpt_dir = tmp_path / "checkpoints"
     driver = subprocess.Popen(
-        [sys.executable, "-m", "tests.durability.driver", "--address", cluster, "--store", svc.store.url,
+        [sys.executable, "-m", "tests.durability.driver", "--address", cluster, "--store", svc.store_url_for_others(),
          "--checkpoints", str(ckpt_dir), "--folder", str(ledger.folder), "--n", str(n)],
         cwd=ROOT, env=_env(), stdout=subprocess.PIPE, text=True)
     try:
@@ -121,7 +119,7 @@ def test_two_resume_processes_at_once_run_the_rest_once(svc, ledger, cluster):
     svc.flush()
     ledger.gate("fail", "total", on=False)
     ledger.gate("hold", "total")   # the winner stays busy while the other tries
-    cmd = [sys.executable, "-m", "rayflow.cli.main", "resume", first.run_id, "--store", svc.store.url,
+    cmd = [sys.executable, "-m", "rayflow.cli.main", "resume", first.run_id, "--store", svc.store_url_for_others(),
            "--address", cluster, "-q"]
     procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
@@ -139,3 +137,38 @@ def test_two_resume_processes_at_once_run_the_rest_once(svc, ledger, cluster):
     assert ledger.counts()["total"] == 2   # the failed try and exactly one resumed run
     assert rf.get_run(first.run_id).wait(30) == "SUCCEEDED"
     _nothing_lost(svc, first.run_id)
+
+
+@pytest.fixture
+def own_postgres():
+    """A PostgreSQL server of this test's own (never the shared one), removed at the end."""
+    from tests.store.pgserver import ThrowawayPostgres, server_bin_dir
+
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
+    server = ThrowawayPostgres(bin_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+def test_postgresql_restarting_mid_run_loses_nothing(service, ledger, cluster, own_postgres, tmp_path):
+    service.configure(store=own_postgres.url, checkpoints=str(tmp_path / "checkpoints"))
+    try:
+        ledger.gate("hold", "square_2")
+        handle = rf.submit(ledgered, folder=str(ledger.folder), n=4)
+        _until(lambda: ledger.counts().get("square_2"), 60, "square_2 to start")
+        time.sleep(1.5)                 # the writer has written the first rows
+        own_postgres.restart()          # the pool's connections all die; the run goes on
+        time.sleep(0.5)
+        ledger.gate("hold", "square_2", on=False)
+        assert handle.result(timeout=120) == expected_total(4)
+        assert all(v == 1 for v in ledger.counts().values()), ledger.counts()
+        comps = service.store.get_components(handle.run_id)
+        assert len(comps) == 9 and {c.state for c in comps} == {"SUCCEEDED"}
+        _nothing_lost(service, handle.run_id)
+    finally:
+        service.configure(store=f"sqlite:///{tmp_path / 'after.db'}", checkpoints="")

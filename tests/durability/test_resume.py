@@ -22,10 +22,8 @@ def executor(request):
 
 
 @pytest.fixture
-def svc(service, tmp_path):
-    service.configure(checkpoints=str(tmp_path / "checkpoints"))
-    yield service
-    service.configure(checkpoints="")   # back to $RAYFLOW_CHECKPOINTS
+def svc(durable_svc):
+    return durable_svc   # SQLite and PostgreSQL
 
 
 def _tag(component_id: str) -> str:
