@@ -340,7 +340,10 @@ class Service:
 
         runs = [r for r in self.list_runs(status=status, limit=limit) if name is None or r.name == name]
         components = [c for r in runs for c in self.store.get_components(r.run_id)]
-        return aggregate(runs, components)
+        out = aggregate(runs, components)
+        pool = getattr(self.store, "pool_stats", None)   # a store with a connection pool (PostgreSQL)
+        out["store"] = {"url": self.store.url, **({"pool": pool()} if pool is not None else {})}
+        return out
 
     def flush(self) -> None:
         with self._lock:

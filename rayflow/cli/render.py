@@ -151,6 +151,9 @@ def print_stats(out: Console, data: dict[str, Any]) -> None:
     depth = data["queue_depth"]
     out.print(f"queue depth        max {depth['max']}  mean {depth['mean']:.1f}   "
               f"errors {data['errors']}   retries {data['retries']}")
+    pool = data.get("store", {}).get("pool")
+    if pool:
+        out.print("store pool         " + "  ".join(f"{k} {v}" for k, v in pool.items()))
     table = Table(title="Requested vs used, per component")
     table.add_column("component", overflow="fold", min_width=14)
     for col in ("runs", "p50", "p95", "cpu-s req", "cpu-s used", "util", "mem req", "peak mem"):

@@ -57,6 +57,9 @@ def _nothing_lost(svc, run_id: str) -> None:
     assert run.heartbeat_at is None, "the lease was not released"
     seqs = [e.seq for e in svc.store.get_events(run_id)]
     assert seqs == list(range(1, len(seqs) + 1)), f"event log has gaps: {seqs}"
+    if run.status == "SUCCEEDED":   # one committed result per component
+        kept = svc.checkpoint_store().index(run_id)
+        assert sorted(kept) == sorted(c.component_id for c in svc.store.get_components(run_id))
     total = ray.cluster_resources().get("CPU", 0)
     _until(lambda: ray.available_resources().get("CPU", 0) == total, 30, "every CPU of the cluster to be free")
 
@@ -121,7 +124,8 @@ def test_two_resume_processes_at_once_run_the_rest_once(svc, ledger, cluster):
     ledger.gate("hold", "total")   # the winner stays busy while the other tries
     cmd = [sys.executable, "-m", "rayflow.cli.main", "resume", first.run_id, "--store", svc.store_url_for_others(),
            "--address", cluster, "-q"]
-    procs = [subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {**_env(), "RAYFLOW_CHECKPOINTS": svc.checkpoint_store().url}
+    procs = [subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for _ in range(2)]
     try:
         _until(lambda: any(p.poll() is not None for p in procs), 120, "one resume to give up")
@@ -134,7 +138,9 @@ def test_two_resume_processes_at_once_run_the_rest_once(svc, ledger, cluster):
     codes = sorted(p.returncode for p in procs)
     assert codes == [0, 1], (codes, outs)
     assert any("is driven by" in err for _, err in outs), outs
-    assert ledger.counts()["total"] == 2   # the failed try and exactly one resumed run
+    counts = ledger.counts()
+    assert counts["total"] == 2   # the failed try and exactly one resumed run
+    assert all(v == 1 for k, v in counts.items() if k != "total"), counts   # the rest came from checkpoints
     assert rf.get_run(first.run_id).wait(30) == "SUCCEEDED"
     _nothing_lost(svc, first.run_id)
 
