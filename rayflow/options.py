@@ -74,6 +74,9 @@ def _check_number(number: float, where: str, component: str | None) -> None:
         raise ResourceError(f"{where}: expected a non-negative number, got {number:g}", component=component)
 
 
+SIZINGS = (None, "auto", "static")   # static: the declared resources, even in a sizing="auto" workflow
+
+
 @dataclass(frozen=True)
 class CachePolicy:
     """How a component's result is cached across runs (``cache=CachePolicy(...)``;
@@ -130,6 +133,7 @@ class ComponentOptions:
     timeout_s: float | None = None
     cache: CachePolicy | None = None  # None: not cached; True/dict/CachePolicy when given
     checkpoint: bool = True           # keep the output where a resumed run can read it
+    sizing: str | None = None         # "auto": num_cpus and memory from the resource model
     kind: str = "task"
     concurrency: int = 1
     batch_size: int | None = None     # kind="batch": rows per batch (at most)
@@ -180,6 +184,9 @@ def normalize(opts: ComponentOptions, *, component: str | None) -> ComponentOpti
     batch_size = None if opts.batch_size is None else _parse_int(opts.batch_size, cid, "batch_size", minimum=1)
     buffer_size = None if opts.buffer_size is None else _parse_int(opts.buffer_size, cid, "buffer_size", minimum=1)
     num_outputs = None if opts.num_outputs is None else _parse_int(opts.num_outputs, cid, "num_outputs", minimum=1)
+    if opts.sizing not in SIZINGS:
+        raise SpecError(f"component {cid!r} field 'sizing': expected one of auto, static, got {opts.sizing!r}",
+                        component=cid)
     if not isinstance(opts.checkpoint, bool):
         raise SpecError(f"component {cid!r} field 'checkpoint': expected true or false, got {opts.checkpoint!r}", component=cid)
     if opts.kind not in KINDS:
@@ -238,3 +245,13 @@ def _parse_retry_exceptions(value: Any, cid: str | None) -> bool | tuple[type[Ba
         f"component {cid!r} field 'retry_exceptions': expected True, False or a list of exception classes, got {value!r}",
         component=cid,
     )
+
+
+def with_sizing(calls: Mapping[str, Any], sizing: str | None) -> dict[str, Any]:
+    """A workflow's ``sizing`` applied to each call that did not choose its own."""
+    if sizing is None:
+        return dict(calls)
+    if sizing not in SIZINGS:
+        raise SpecError(f"workflow field 'sizing': expected one of auto, static, got {sizing!r}")
+    return {cid: call if call.options.sizing is not None else replace(call, options=replace(call.options, sizing=sizing))
+            for cid, call in calls.items()}

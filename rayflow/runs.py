@@ -71,7 +71,7 @@ class ActiveRun:
         self.cache = cache   # a RunCache, or None
         for cid in self.restored:
             rec = (earlier or {}).get(cid)
-            self.state.restore(cid, rec.to_dict() if rec is not None else None)
+            self.state.restore(cid, {**rec.features, **rec.to_dict()} if rec is not None else None)
         self.done = threading.Event()
         self.cancel_event = threading.Event()
         self.value: Any = None

@@ -10,6 +10,7 @@ only through rayflow.execute.ray_* and only when a Ray run needs it.
 from __future__ import annotations
 
 import atexit
+import logging
 import os
 import secrets
 import socket
@@ -31,8 +32,12 @@ from rayflow.store.port import RunRecord
 from rayflow.store.writer import StoreWriter
 from rayflow.targets import blueprint_of
 
+log = logging.getLogger("rayflow")
+
 EXECUTORS = ("ray", "local")
 CLUSTER_TTL_S = 5.0
+REFIT_EVERY_RUNS = 20      # the resource model is retrained in the background after this many runs ...
+YOUNG_MODEL_SAMPLES = 200  # ... and after every run while it learned from fewer samples than this
 WRITE_INTERVAL_S = 1.0   # how stale another process's view of a live run may be
 
 
@@ -43,6 +48,7 @@ class Settings:
     cache_url: str | None = None      # None: RAYFLOW_CACHE or in-process memory; "off"
     num_cpus: int | None = None
     checkpoints_url: str | None = None   # None: RAYFLOW_CHECKPOINTS or ~/.rayflow/checkpoints; "off"
+    predicted_order: bool = True      # order ready components by the model's durations when it knows them
 
 
 class Service:
@@ -56,6 +62,9 @@ class Service:
         self._cluster: tuple[float, Any] | None = None
         self._checkpoints: tuple[str | None, CheckpointStore | None] | None = None
         self._cache: Any = None
+        self._model: tuple[float, Any] | None = None   # (file mtime, ResourceModel) once loaded
+        self._runs_since_fit = 0
+        self._fitting = False
         self._lock = threading.RLock()
 
     # -- adapters ----------------------------------------------------------------------
@@ -183,11 +192,81 @@ class Service:
         return make_plan(blueprint_of(target, inputs), require_functions=False)
 
     def plan(self, target: Any, inputs: dict[str, Any], executor: str) -> Plan:
-        plan = make_plan(blueprint_of(target, inputs))
+        blueprint = blueprint_of(target, inputs)
+        plan = make_plan(blueprint)
+        cluster = None
         if executor == "ray":
             self.connect_ray()
-            check_cluster(plan, self.cluster(executor))
+            cluster = self.cluster(executor)
+        plan = self._with_model(blueprint, plan, cluster)
+        if cluster is not None:
+            check_cluster(plan, cluster)
         return plan
+
+    # -- the resource model ------------------------------------------------------------------
+
+    def resource_model(self, *, required: bool = False) -> Any:
+        """The saved resource model (reloaded when its file changes); with ``required``
+        and none saved, one trained now from the store's history (rules until 5 samples)."""
+        from rayflow.predict import history
+
+        path = history.model_path()
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            mtime = None
+        with self._lock:
+            if mtime is not None and (self._model is None or self._model[0] != mtime):
+                self._model = (mtime, history.load())
+            model = self._model[1] if self._model is not None else None
+        if model is None and required:
+            model = history.train(self.store)
+            with self._lock:
+                self._model = (history.model_path().stat().st_mtime, model)
+        return model
+
+    def _with_model(self, blueprint: Any, plan: Plan, cluster: Any) -> Plan:
+        """Order by predicted durations where the model knows the components, and size the
+        ``sizing="auto"`` ones (the model trained now if none was saved)."""
+        auto = any(t.options.sizing == "auto" for t in plan.tasks.values())
+        if not auto and not history_saved():
+            return plan
+        from rayflow.predict import history
+
+        model = self.resource_model(required=auto)
+        if model is None:
+            return plan
+        estimates = history.duration_estimates(plan, model) if self.settings.predicted_order else {}
+        if estimates:
+            plan = make_plan(blueprint, estimates=estimates)
+        if auto:
+            for cid, reason in history.size_plan(plan, model, cluster).items():
+                log.info("component %r sized: %s", cid, reason)
+        return plan
+
+    def _ran_one(self) -> None:
+        """After each run: retrain the model in the background every REFIT_EVERY_RUNS runs,
+        once a model is in use."""
+        with self._lock:
+            self._runs_since_fit += 1
+            model = self._model[1] if self._model is not None else None
+            every = 1 if model is None or model.n_samples < YOUNG_MODEL_SAMPLES else REFIT_EVERY_RUNS
+            due = self._model is not None and self._runs_since_fit >= every and not self._fitting
+            if due:
+                self._runs_since_fit, self._fitting = 0, True
+        if due:
+            threading.Thread(target=self._refit, name="rayflow-model-refit", daemon=True).start()
+
+    def _refit(self) -> None:
+        from rayflow.predict import history
+
+        try:
+            history.train(self.store)
+        except Exception:  # noqa: BLE001 - the old model stays in use
+            log.exception("retraining the resource model failed")
+        finally:
+            with self._lock:
+                self._fitting = False
 
     def submit(self, target: Any, inputs: dict[str, Any], *, executor: str = "ray",
                run_id: str | None = None, background: bool = True) -> RunHandle:
@@ -229,6 +308,7 @@ class Service:
         finally:
             with self._lock:
                 self._active.pop(active.run.run_id, None)
+            self._ran_one()
 
     def record_new_run(self, plan: Plan, run_id: str | None) -> RunRecord:
         run = RunRecord(
@@ -428,3 +508,10 @@ def get_service() -> Service:
             _SERVICE = Service()
             atexit.register(_SERVICE.shutdown)
         return _SERVICE
+
+
+def history_saved() -> bool:
+    """Whether a trained resource model is saved (cheap: one stat)."""
+    from rayflow.data.codec import rayflow_home
+
+    return (rayflow_home() / "model.bin").exists()

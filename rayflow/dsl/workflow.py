@@ -16,7 +16,7 @@ from typing import Any
 
 from rayflow.dsl.component import Component
 from rayflow.errors import DuplicateIdError, SpecError
-from rayflow.options import FAILURE_STRATEGIES
+from rayflow.options import FAILURE_STRATEGIES, with_sizing
 from rayflow.plan.blueprint import Blueprint, Call, check_signature
 from rayflow.plan.template import NodeRef
 
@@ -133,13 +133,14 @@ class Workflow:
     """A traced workflow: ``build(**inputs)`` gives the Blueprint of one run."""
 
     def __init__(self, fn: Callable[..., Any], *, name: str | None, failure_strategy: str,
-                 max_concurrency: int | None) -> None:
+                 max_concurrency: int | None, sizing: str | None = None) -> None:
         if failure_strategy not in FAILURE_STRATEGIES:
             raise SpecError(f"workflow {name or fn.__name__!r} field 'failure_strategy': expected one of {', '.join(FAILURE_STRATEGIES)}, got {failure_strategy!r}")
         self.fn = fn
         self.name = name or fn.__name__
         self.failure_strategy = failure_strategy
         self.max_concurrency = max_concurrency
+        self.sizing = sizing
         self.target = f"{fn.__module__}:{fn.__qualname__}"
         functools.update_wrapper(self, fn, updated=())
 
@@ -153,7 +154,7 @@ class Workflow:
             _BUILDER.reset(token)
         return Blueprint(
             name=self.name,
-            calls=builder.calls,
+            calls=with_sizing(builder.calls, self.sizing),
             output=builder._convert(returned),
             failure_strategy=self.failure_strategy,
             max_concurrency=self.max_concurrency,
@@ -180,11 +181,13 @@ class Workflow:
 
 
 def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
-             failure_strategy: str = "fail_fast", max_concurrency: int | None = None) -> Any:
+             failure_strategy: str = "fail_fast", max_concurrency: int | None = None,
+             sizing: str | None = None) -> Any:
     """Declare a workflow. Use bare (``@rf.workflow``) or with options."""
 
     def wrap(f: Callable[..., Any]) -> Workflow:
-        return Workflow(f, name=name, failure_strategy=failure_strategy, max_concurrency=max_concurrency)
+        return Workflow(f, name=name, failure_strategy=failure_strategy, max_concurrency=max_concurrency,
+                        sizing=sizing)
 
     if fn is not None:
         return wrap(fn)

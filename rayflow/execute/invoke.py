@@ -95,9 +95,27 @@ def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
     except Exception as exc:  # KeyboardInterrupt (cancellation) passes through
         raise _failure(info, exc, started, cpu0, context, measured) from None
     meta = _meta(started, cpu0, context, measured)
+    meta["input_bytes"], meta["input_rows"] = input_size(deps)
     if info.checkpoint:
         meta["checkpoint"] = _checkpoint_blob(value, info.id)
     return value, meta
+
+
+def input_size(deps: tuple | list) -> tuple[int, int]:
+    """Bytes and rows of a call's upstream values, as far as they tell (Arrow tables and
+    batches, numpy arrays, bytes and strings; rows -1 when none has rows): what the
+    resource model learns memory and time from."""
+    size, rows = 0, -1
+    for value in deps:
+        nbytes = getattr(value, "nbytes", None)
+        if isinstance(nbytes, int):
+            size += nbytes
+        elif isinstance(value, (bytes, str)):
+            size += len(value)
+        n = getattr(value, "num_rows", None)
+        if isinstance(n, int):
+            rows = max(rows, 0) + n
+    return size, rows
 
 
 def _checkpoint_blob(value: Any, component: str) -> bytes:
@@ -119,7 +137,8 @@ def _outputs(value: Any, n: int) -> tuple:
 INLINE_CHECKPOINT_BYTES = 64 * 1024   # outputs up to this size travel back with the call's metadata
 
 _TAILS: dict[tuple[str | None, str | None], bytes] = {}
-_PACKED = struct.Struct("<dddqi")   # started_at, ended_at, cpu_s, peak_rss (-1: unknown), attempt
+# started_at, ended_at, cpu_s, peak_rss (-1: unknown), attempt, input bytes, input rows (-1: unknown)
+_PACKED = struct.Struct("<dddqiqq")
 
 
 def pack_meta(meta: Mapping[str, Any]) -> bytes:
@@ -127,7 +146,8 @@ def pack_meta(meta: Mapping[str, Any]) -> bytes:
     be cheap to ship and to decode (a fixed struct, then "node_id\0worker_id")."""
     peak = meta.get("peak_rss_bytes")
     head = _PACKED.pack(meta["started_at"], meta["ended_at"], meta["cpu_s"],
-                        -1 if peak is None else peak, meta.get("attempt", 0))
+                        -1 if peak is None else peak, meta.get("attempt", 0),
+                        meta.get("input_bytes", 0), meta.get("input_rows", -1))
     place = (meta.get("node_id"), meta.get("worker_id"))
     tail = _TAILS.get(place)
     if tail is None:   # a worker has one place for its life: encoded once
@@ -137,8 +157,9 @@ def pack_meta(meta: Mapping[str, Any]) -> bytes:
 
 
 def unpack_meta(blob: bytes) -> dict[str, Any]:
-    started, ended, cpu_s, peak, attempt = _PACKED.unpack_from(blob)
-    meta: dict[str, Any] = {"started_at": started, "ended_at": ended, "cpu_s": cpu_s, "attempt": attempt}
+    started, ended, cpu_s, peak, attempt, input_bytes, input_rows = _PACKED.unpack_from(blob)
+    meta: dict[str, Any] = {"started_at": started, "ended_at": ended, "cpu_s": cpu_s, "attempt": attempt,
+                            "input_bytes": input_bytes, "input_rows": input_rows}
     if peak >= 0:
         meta["peak_rss_bytes"] = peak
     place = blob[_PACKED.size:].split(b"\0", 2)   # node, worker[, checkpoint blob]

@@ -44,6 +44,8 @@ class NodeStatus:
     peak_rss_bytes: int | None = None
     error: str | None = None
     cached: bool = False
+    input_bytes: int = 0              # what its upstream values measured, in the worker
+    input_rows: int = -1              # -1: unknown
     checkpoint: bytes | None = None   # a small output's blob, until the recorder saves it
     restored: bool = False            # its output came from a checkpoint (resume); it did not run
 
@@ -56,10 +58,12 @@ class NodeStatus:
         self.peak_rss_bytes = meta.get("peak_rss_bytes", self.peak_rss_bytes)
         self.attempts = int(meta.get("attempt", 0)) + 1
         self.checkpoint = meta.get("checkpoint") or None
+        self.input_bytes = meta.get("input_bytes", self.input_bytes)
+        self.input_rows = meta.get("input_rows", self.input_rows)
 
 
 _RESTORED_FIELDS = frozenset({"attempts", "submitted_at", "started_at", "ended_at", "node_id", "worker_id",
-                              "cpu_s", "peak_rss_bytes"})
+                              "cpu_s", "peak_rss_bytes", "input_bytes", "input_rows"})
 
 
 @dataclass

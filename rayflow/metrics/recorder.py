@@ -16,6 +16,7 @@ from typing import Any
 from rayflow.execute.state import TERMINAL as FINAL_STATES
 from rayflow.execute.state import RunState
 from rayflow.plan import Plan
+from rayflow.predict.features import function_features, numeric_config
 from rayflow.store.checkpoints import CheckpointStore
 from rayflow.store.port import ComponentRecord, EventRecord, RunRecord
 from rayflow.store.writer import StoreWriter
@@ -49,6 +50,7 @@ class RunRecorder:
         self._lock = threading.Lock()
         self._state: RunState | None = None
         self._described: dict[int, dict[str, Any]] = {}   # one dict per distinct options (shared, never mutated)
+        self._function: dict[int, dict[str, str]] = {}    # per function: its name and code fingerprint
         self._last = dict.fromkeys(plan.tasks, "PENDING")   # state last counted, per component
         self._counts: dict[str, int] = {"PENDING": len(plan.tasks)}
         self._dirty: set[str] = set(plan.tasks)   # every row is written once, PENDING or later
@@ -123,14 +125,36 @@ class RunRecorder:
         upstream = list(task.deps)
         state = self._state
         if state is None:
-            return ComponentRecord(self.run.run_id, cid, resources=resources, upstream=upstream)
+            return ComponentRecord(self.run.run_id, cid, resources=resources, upstream=upstream,
+                                   features=self._features(task))
         s = state.nodes[cid]
         started, ended = s.started_at, s.ended_at
         duration = max(0.0, ended - started) if started is not None and ended is not None else None
         queued = self._queued(state, cid, started) if started is not None else None
+        features = self._features(task)
+        if started is not None:
+            features["input_bytes"] = s.input_bytes
+            if s.input_rows >= 0:
+                features["input_rows"] = s.input_rows
         return ComponentRecord(self.run.run_id, cid, s.state, s.attempts, s.submitted_at, started, ended,
                                queued, duration, s.node_id, s.worker_id, resources, s.error, s.cached,
-                               upstream, s.cpu_s, s.peak_rss_bytes)
+                               upstream, s.cpu_s, s.peak_rss_bytes, features)
+
+    def _features(self, task: Any) -> dict[str, Any]:
+        """What the resource model learns from (see ComponentRecord.features)."""
+        fn = self._function.get(id(task.fn))
+        if fn is None:
+            fn = self._function[id(task.fn)] = function_features(task)
+        out: dict[str, Any] = {**fn, "n_up": len(task.deps)}
+        config = numeric_config(task.kwargs) if task.kwargs else {}
+        for i, arg in enumerate(task.args):
+            if type(arg) in (int, float, bool):
+                config[f"arg{i}"] = float(arg)
+        if config:
+            out["config"] = config
+        if task.options.sizing is not None:
+            out["sized"] = task.options.sizing
+        return out
 
     def _queued(self, state: RunState, cid: str, started: float) -> float:
         """From ready (submitted, and every upstream ended) to started."""

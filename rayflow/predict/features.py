@@ -173,3 +173,22 @@ def to_matrix(samples: Sequence[Sample], keys: Sequence[str] | None = None) -> t
     if not samples:
         return np.empty((0, len(names))), names
     return np.vstack([feature_row(s, keys) for s in samples]), names
+
+
+def function_features(task: Any) -> dict[str, str]:
+    """The component family a task belongs to: ``fn`` ("module:qualname", or its
+    ``module:callable`` reference) and ``fp``, its code fingerprint ("" when it has none)."""
+    import inspect
+
+    from rayflow.cache.keys import code_fingerprint
+
+    fn = task.fn
+    if fn is None:
+        return {"fn": task.fn_ref or task.id, "fp": ""}
+    inner = inspect.unwrap(fn)
+    name = task.fn_ref or f"{getattr(inner, '__module__', '?')}:{getattr(inner, '__qualname__', type(inner).__name__)}"
+    try:
+        fp = code_fingerprint(fn, task.options.version)
+    except Exception:  # noqa: BLE001 - a callable without a fingerprint still has a family
+        fp = ""
+    return {"fn": name, "fp": fp}

@@ -94,8 +94,10 @@ def size(
 ) -> Sizing:
     """The request for a component predicted to use ``prediction``.
 
-    From a model: CPUs = p90 utilisation x ``cpu_buffer``, memory = p90 peak x
-    ``memory_buffer``, each rounded up into its bucket, then capped by the declared
+    From a model: CPUs = p90 utilisation x ``cpu_buffer`` (from one core up, at most the
+    bucket of the utilisation itself: the buffer absorbs noise below a core, it does not
+    add a core), memory = p90 peak x ``memory_buffer``, each rounded up into its bucket,
+    then capped by the declared
     maximum and the largest node (``node_cpus``, ``node_memory``). What the rules
     predicted (no history, or a target never measured) keeps the declared value."""
     if prediction.source != "model":
@@ -104,7 +106,11 @@ def size(
     if "cpu_util" in prediction.from_rules:
         cpus, cpu_why = declared.num_cpus, "cpu: declared (not measured)"
     else:
-        cpus, capped = _capped(cpu_bucket(prediction.cpu_util_p90 * cpu_buffer), [declared.max_num_cpus, node_cpus])
+        util = prediction.cpu_util_p90
+        # the buffer covers noise around a fraction of a core; it must not turn a
+        # component that keeps one core busy (util ~1.0) into a 2-CPU request
+        whole = cpu_bucket(util * 0.9) if util >= 1.0 else math.inf   # 1.05 busy cores: one core
+        cpus, capped = _capped(min(cpu_bucket(util * cpu_buffer), whole), [declared.max_num_cpus, node_cpus])
         kind = "I/O-bound, fractional CPU" if cpus < 1 else "CPU-bound"
         cpu_why = f"cpu: p90 utilisation {prediction.cpu_util_p90:.2f} x {cpu_buffer:g} -> {cpus:g} ({kind}{capped})"
     if "memory" in prediction.from_rules:

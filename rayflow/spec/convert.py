@@ -18,7 +18,7 @@ from rayflow.errors import (
     SpecError,
     UnknownComponentError,
 )
-from rayflow.options import ComponentOptions, normalize
+from rayflow.options import ComponentOptions, normalize, with_sizing
 from rayflow.plan.blueprint import Blueprint, Call
 from rayflow.plan.template import NodeRef
 from rayflow.spec.model import ComponentSpec, WorkflowSpec
@@ -51,7 +51,7 @@ def to_blueprint(spec: WorkflowSpec, inputs: dict[str, Any] | None = None, *, ta
         )
     return Blueprint(
         name=spec.name,
-        calls=calls,
+        calls=with_sizing(calls, spec.sizing),
         output=_output(spec, calls),
         failure_strategy=spec.failure_strategy,
         max_concurrency=spec.max_concurrency,
@@ -138,6 +138,7 @@ def _options(comp: ComponentSpec) -> ComponentOptions:
         timeout_s=comp.timeout_s,
         cache=comp.cache,
         checkpoint=comp.checkpoint,
+        sizing=comp.sizing,
         kind=RUNNABLE_TYPES.get(comp.type, "task"),
         concurrency=comp.concurrency,
         batch_size=comp.batch_size,

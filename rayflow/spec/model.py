@@ -43,6 +43,7 @@ class ComponentSpec(BaseModel):
     timeout_s: float | None = Field(default=None, gt=0)
     cache: bool | dict[str, Any] | None = None
     checkpoint: bool = True                              # keep the output for resume
+    sizing: Literal["auto", "static"] | None = None       # auto: resources from the resource model
     concurrency: int = Field(default=1, ge=1)
     batch_size: int | None = Field(default=None, ge=1)   # type batch: rows per batch (at most)
     num_outputs: int | None = Field(default=None, ge=1)  # returns this many values (a tuple downstream)
@@ -72,6 +73,7 @@ class WorkflowSpec(BaseModel):
     inputs: dict[str, Any] = Field(default_factory=dict)
     failure_strategy: Literal["fail_fast", "continue_on_error"] = "fail_fast"
     max_concurrency: int | None = Field(default=None, ge=1)
+    sizing: Literal["auto", "static"] | None = None   # for every component that does not set its own
     components: list[ComponentSpec]
     connections: list[ConnectionSpec] = Field(default_factory=list)
     outputs: str | list[str] | None = None

@@ -106,6 +106,12 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             )""",
         ),
     ),
+    (
+        3,
+        (  # what the resource model learns from, per component attempt
+            "ALTER TABLE components ADD COLUMN features JSONB NOT NULL DEFAULT '{}'",
+        ),
+    ),
 ]
 
 SCHEMA_VERSION_TABLE = (

@@ -58,6 +58,9 @@ class ComponentRecord:
     upstream: list[str] = field(default_factory=list)
     cpu_s: float | None = None             # CPU time the call used, measured in the worker
     peak_rss_bytes: int | None = None      # peak resident memory of the worker during the call
+    features: dict[str, Any] = field(default_factory=dict)   # what the resource model learns from:
+    # fn ("module:qualname"), fp (code fingerprint), config (numeric literal arguments),
+    # n_up (upstreams), input_bytes and input_rows (measured in the worker), sized (auto sizing)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -107,6 +107,12 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             )""",
         ),
     ),
+    (
+        6,
+        (  # what the resource model learns from, per component attempt
+            "ALTER TABLE components ADD COLUMN features TEXT NOT NULL DEFAULT '{}'",
+        ),
+    ),
 ]
 
 _JSON_MEMO: dict[int, tuple[Any, str]] = {}
@@ -168,7 +174,7 @@ class _Codec:
 
 
 RUNS = _Codec(RunRecord, "runs", {"inputs", "summary"}, {"cancel_requested"})
-COMPONENTS = _Codec(ComponentRecord, "components", {"resources", "upstream"}, {"cached"},
+COMPONENTS = _Codec(ComponentRecord, "components", {"resources", "upstream", "features"}, {"cached"},
                     stable_fields=frozenset({"resources", "upstream"}))
 EVENTS = _Codec(EventRecord, "events", {"data"}, set())
 

@@ -29,7 +29,8 @@ def test_invoke_fills_slots_and_returns_meta():
     assert before <= meta["started_at"] <= meta["ended_at"] <= after
     assert meta["cpu_s"] >= 0.0
     assert {"started_at", "ended_at", "cpu_s"} <= set(meta) <= {
-        "started_at", "ended_at", "cpu_s", "peak_rss_bytes"}
+        "started_at", "ended_at", "cpu_s", "peak_rss_bytes", "input_bytes", "input_rows"}
+    assert (meta["input_bytes"], meta["input_rows"]) == (len("zero") + len("one"), -1)   # two str inputs
 
 
 def test_invoke_without_slots_passes_arguments_as_they_are():

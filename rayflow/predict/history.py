@@ -1,0 +1,138 @@
+"""The resource model's life: samples from the run store, training, the saved model, and
+sizing a plan's ``sizing="auto"`` components with it.
+
+Owns reading training samples from run history (every recorded component attempt
+carries its features: see ``ComponentRecord.features``), where the model is kept
+(``~/.rayflow/model.bin``, signed: see ``ResourceModel.to_bytes``), and ``size_plan``:
+each auto-sized task's ``num_cpus`` and ``memory`` from the model's p90 with buffers,
+rounded into buckets and capped by the cluster's largest node; every other task keeps
+what it declares. Must not import ray or scikit-learn (the model module does).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import statistics
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from rayflow.predict.features import Sample, function_features, numeric_config, sample_from_record
+from rayflow.predict.sizing import Declared, size
+
+log = logging.getLogger("rayflow")
+
+MODEL_FILE = "model.bin"
+HISTORY_RUNS = 500        # the newest runs a training reads
+
+
+def model_path() -> Path:
+    from rayflow.data.codec import rayflow_home
+
+    return rayflow_home() / MODEL_FILE
+
+
+def samples_from_store(store: Any, *, runs: int = HISTORY_RUNS) -> list[Sample]:
+    """Training samples (oldest first) from the newest ``runs`` runs of ``store``."""
+    out: list[Sample] = []
+    for run in reversed(store.list_runs(limit=runs)):
+        for rec in store.get_components(run.run_id):
+            f = rec.features or {}
+            if not f.get("fn"):
+                continue
+            sample = sample_from_record(rec, component=f["fn"], fingerprint=f.get("fp", ""),
+                                        config=f.get("config") or {}, input_bytes=int(f.get("input_bytes") or 0),
+                                        input_rows=f.get("input_rows"))
+            if sample is not None:
+                out.append(replace(sample, n_upstreams=int(f.get("n_up") or 0)))
+    return out
+
+
+def train(store: Any, *, save: bool = True) -> Any:
+    """Fit a model on the store's history (and save it); returns the ResourceModel."""
+    from rayflow.predict.model import ResourceModel
+
+    samples = samples_from_store(store)
+    model = ResourceModel().fit(samples)
+    if save:
+        path = model_path()
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}")
+        tmp.write_bytes(model.to_bytes())
+        tmp.replace(path)
+    return model
+
+
+def load() -> Any | None:
+    """The saved model; None when there is none, or it does not verify or no longer loads
+    (then it is retrained from history the next time)."""
+    from rayflow.data.codec import UntrustedData
+    from rayflow.errors import ModelMismatch
+    from rayflow.predict.model import ResourceModel
+
+    path = model_path()
+    if not path.exists():
+        return None
+    try:
+        return ResourceModel.from_bytes(path.read_bytes())
+    except (UntrustedData, ModelMismatch, OSError) as exc:
+        log.warning("resource model %s not used (%s); run `rayflow predict train`", path, exc)
+        return None
+
+
+def plan_samples(plan: Any, typical_input: dict[str, int] | None = None) -> dict[str, Sample]:
+    """What the model is asked about each task before it runs: its family, code, numeric
+    config, upstream count, and the input size its family typically sees."""
+    out = {}
+    for cid, task in plan.tasks.items():
+        family = function_features(task)
+        config = numeric_config(task.kwargs) if task.kwargs else {}
+        config.update({f"arg{i}": float(a) for i, a in enumerate(task.args) if type(a) in (int, float, bool)})
+        out[cid] = Sample(component=family["fn"], fingerprint=family["fp"], config=config,
+                          input_bytes=(typical_input or {}).get(family["fn"], 0), n_upstreams=len(task.deps),
+                          num_cpus=task.options.num_cpus, memory=task.options.memory)
+    return out
+
+
+def typical_inputs(samples: list[Sample]) -> dict[str, int]:
+    """The median input size each family saw (what a plan assumes before data flows)."""
+    seen: dict[str, list[int]] = {}
+    for s in samples:
+        seen.setdefault(s.component, []).append(s.input_bytes)
+    return {k: int(statistics.median(v)) for k, v in seen.items()}
+
+
+def size_plan(plan: Any, model: Any, cluster: Any, typical_input: dict[str, int] | None = None) -> dict[str, str]:
+    """Resize the plan's ``sizing="auto"`` tasks in place; return id -> the reason, for each."""
+    auto = [cid for cid, t in plan.tasks.items() if t.options.sizing == "auto"]
+    if not auto:
+        return {}
+    samples = plan_samples(plan, typical_input)
+    predictions = model.predict_many([samples[c] for c in auto],
+                                     timeouts=[plan.tasks[c].options.timeout_s for c in auto])
+    node_cpus = cluster.largest("CPU") if cluster is not None else float(os.cpu_count() or 1)
+    node_memory = int(cluster.largest("memory")) if cluster is not None else 0
+    reasons = {}
+    for cid, prediction in zip(auto, predictions, strict=True):
+        task = plan.tasks[cid]
+        if task.options.num_gpus or task.options.kind == "actor":
+            reasons[cid] = "kept as declared: GPU and actor components are not auto-sized"
+            continue
+        sizing = size(prediction, Declared.of(task.options), node_cpus, node_memory or 2**62)
+        plan.tasks[cid] = replace(task, options=replace(task.options, num_cpus=sizing.num_cpus, memory=sizing.memory))
+        reasons[cid] = sizing.reason
+    return reasons
+
+
+def duration_estimates(plan: Any, model: Any, typical_input: dict[str, int] | None = None) -> dict[str, float]:
+    """Predicted p50 durations of the plan's components the model knows (for ordering)."""
+    known = set(model.components()) if model is not None and model.fitted else set()
+    if not known:
+        return {}
+    samples = plan_samples(plan, typical_input)
+    ids = [cid for cid, s in samples.items() if s.component in known]
+    if not ids:
+        return {}
+    predictions = model.predict_many([samples[c] for c in ids])
+    return {cid: p.duration_p50 for cid, p in zip(ids, predictions, strict=True) if p.duration_p50}

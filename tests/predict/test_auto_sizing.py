@@ -1,0 +1,63 @@
+"""The resource model in runs: every attempt records its features, a model trains from
+that history, and ``sizing="auto"`` components get their request from it (declared
+resources until it has 5 samples); a tampered saved model is refused, then retrained."""
+
+from __future__ import annotations
+
+import pytest
+
+from rayflow.predict import history
+from tests.predict import autofns
+
+
+@pytest.fixture
+def svc(service, tmp_path, monkeypatch):
+    monkeypatch.setenv("RAYFLOW_HOME", str(tmp_path / "home"))
+    service._model = None
+    yield service
+    service._model = None
+
+
+def test_each_attempt_records_what_the_model_learns_from(svc):
+    h = svc.submit(autofns.declared, {"n": 2}, executor="local", background=False)
+    assert h.status() == "SUCCEEDED"
+    svc.flush()
+    rows = {c.component_id: c.features for c in svc.store.get_components(h.run_id)}
+    assert rows["waits"]["fn"] == "tests.predict.autofns:waits" and rows["waits"]["fp"]
+    assert rows["waits"]["config"] == {"arg0": 0.0} and rows["waits"]["n_up"] == 0
+    assert rows["adds"]["n_up"] == 2 and rows["adds"]["input_bytes"] >= 0
+
+
+def test_auto_sizing_keeps_declared_until_history_then_follows_the_model(svc, ray_session):
+    # on Ray: a worker runs one call at a time, so its CPU clock measures the call (the local
+    # executor shares the driver's process with its other threads)
+    first = svc.plan(autofns.sized, {"n": 3}, "ray")
+    assert {t.options.num_cpus for t in first.tasks.values()} == {1.0}   # no history: rules, declared kept
+    for _ in range(3):   # 9 samples of `waits`, 3 of `adds`
+        assert svc.submit(autofns.declared, {"n": 3}).wait(60) == "SUCCEEDED"
+    svc.flush()
+    model = history.train(svc.store)
+    assert "tests.predict.autofns:waits" in model.components()
+    plan = svc.plan(autofns.sized, {"n": 3}, "ray")
+    assert plan.tasks["waits"].options.num_cpus < 1.0          # I/O-bound: a fraction of a core
+    assert plan.tasks["waits"].options.memory is not None      # from its measured peak
+    assert plan.tasks["adds"].options.num_cpus == 1.0          # 3 samples: still the rules
+    h = svc.submit(autofns.sized, {"n": 3})
+    assert h.wait(60) == "SUCCEEDED"
+    svc.flush()
+    rec = {c.component_id: c for c in svc.store.get_components(h.run_id)}["waits"]
+    assert rec.resources["num_cpus"] < 1.0 and rec.features["sized"] == "auto"
+
+
+def test_a_tampered_saved_model_is_refused_and_retrained(svc):
+    for _ in range(2):
+        svc.submit(autofns.declared, {"n": 3}, executor="local", background=False)
+    svc.flush()
+    history.train(svc.store)
+    path = history.model_path()
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 1
+    path.write_bytes(bytes(data))
+    assert history.load() is None
+    svc._model = None
+    assert svc.resource_model(required=True).n_samples >= 6     # trained again from the store
