@@ -323,10 +323,22 @@ def report(run_id: str, store: str | None, as_json: bool, html_path: str | None)
             raise ConfigError(f"cannot write the report to {html_path}: {exc}") from exc
         click.echo(str(out))
         return
+    from rayflow.predict.sizing import report as allocation_report
+
+    allocations = allocation_report(get_service().store.get_components(run_id))
     if as_json:
-        click.echo(json.dumps(metrics, default=str))
+        click.echo(json.dumps({**metrics, "allocations": [a.__dict__ for a in allocations]}, default=str))
         return
     render.print_run_page(render.console(), handle.record(), metrics)
+    if allocations:
+        table = render.Table(title="Over- and under-allocated components (requested vs used)")
+        for col in ("component", "cpus req", "cores used p90", "cpu", "mem req", "peak p90", "memory", "advice"):
+            table.add_column(col, overflow="fold")
+        for a in allocations:
+            used = "-" if a.used_cpus_p90 is None else f"{a.used_cpus_p90:.2f}"
+            table.add_row(a.component_id, f"{a.requested_cpus:g}", used, a.cpu_verdict, render._mib(a.requested_memory),
+                          render._mib(a.peak_memory_p90), a.memory_verdict, a.recommendation)
+        render.console().print(table)
 
 
 @cli.command()
@@ -402,6 +414,69 @@ def cache_clear(cache_url: str | None, component: str | None) -> None:
     service.configure(cache=cache_url)
     removed = service.cache().clear(component=component)
     click.echo(", ".join(f"{tier}: {n} removed" for tier, n in removed.items()) or "no cache tiers")
+
+
+@cli.group()
+def predict() -> None:
+    """The resource model: train it from run history, and see what it would request."""
+
+
+@predict.command("train")
+@store_opt
+@_guard
+def predict_train(store: str | None) -> None:
+    """Train the model from the store's recent runs and save it (~/.rayflow/model.bin)."""
+    from rayflow.predict import history
+
+    _configure(store, None)
+    model = history.train(get_service().store)
+    click.echo(f"trained on {model.n_samples} attempts; the model answers for {len(model.components())} "
+               f"components (the rules for the others, under 5 samples); saved to {history.model_path()}")
+
+
+@predict.command("show")
+@click.argument("component", metavar="COMPONENT")
+@store_opt
+@json_opt
+@_guard
+def predict_show(component: str, store: str | None, as_json: bool) -> None:
+    """What COMPONENT ("module:function", or a part of it) would request, and why."""
+    from rayflow.predict import history
+    from rayflow.predict.features import Sample
+    from rayflow.predict.sizing import Declared, size
+
+    _configure(store, None)
+    service = get_service()
+    model = service.resource_model(required=True)
+    samples = history.samples_from_store(service.store)
+    families = sorted({s.component for s in samples})
+    matches = [f for f in families if f == component] or [f for f in families if component in f]
+    if not matches:
+        raise ConfigError(f"no component matching {component!r} in the run history; known: "
+                          f"{', '.join(families[:20]) or 'none'}")
+    typical = history.typical_inputs(samples)
+    out = []
+    for family in matches:
+        last = [s for s in samples if s.component == family][-1]
+        probe = Sample(component=family, fingerprint=last.fingerprint, config=last.config,
+                       input_bytes=typical.get(family, 0), n_upstreams=last.n_upstreams)
+        p = model.predict(probe)
+        cluster = service.cluster("ray") if service.settings.address else None
+        sizing = size(p, Declared(num_cpus=last.num_cpus, memory=last.memory),
+                      cluster.largest("CPU") if cluster else float(os.cpu_count() or 1),
+                      int(cluster.largest("memory")) if cluster else 2**62)
+        out.append({"component": family, "prediction": p.to_dict(), "request": {"num_cpus": sizing.num_cpus,
+                    "memory": sizing.memory}, "why": sizing.reason})
+    if as_json:
+        click.echo(json.dumps(out, default=str))
+        return
+    for item in out:
+        p = item["prediction"]
+        click.echo(f"{item['component']}: from the {p['source']} ({p['n_samples']} samples) "
+                   f"duration p50 {p['duration_p50']:.3g}s p90 {p['duration_p90']:.3g}s, "
+                   f"memory p90 {render._mib(p['memory_p90'])}, cores p90 {p['cpu_util_p90']:.2f}")
+        click.echo(f"  would request num_cpus={item['request']['num_cpus']:g}, "
+                   f"memory={render._mib(item['request']['memory'])}: {item['why']}")
 
 
 def main() -> None:
