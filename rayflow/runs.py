@@ -59,7 +59,7 @@ class ActiveRun:
     def __init__(self, service: Service, plan: Plan, run: RunRecord, executor: Executor, *,
                  checkpoints: CheckpointStore | None = None, restored: dict[str, Checkpoint] | None = None,
                  earlier: dict[str, ComponentRecord] | None = None, first_seq: int = 0,
-                 cache: Any = None) -> None:
+                 cache: Any = None, resize: Any = None) -> None:
         self.service = service
         self.plan = plan
         self.run = run
@@ -69,6 +69,7 @@ class ActiveRun:
         self.state = new_state(plan, executor)
         self.restored = dict(restored or {})
         self.cache = cache   # a RunCache, or None
+        self.resize = resize   # after an out-of-memory kill: the task again, asking for more
         for cid in self.restored:
             rec = (earlier or {}).get(cid)
             self.state.restore(cid, {**rec.features, **rec.to_dict()} if rec is not None else None)
@@ -96,7 +97,8 @@ class ActiveRun:
         try:
             outputs = drive(self.plan, self.executor, self.state,
                             on_change=self.recorder.on_change, should_cancel=self._should_cancel,
-                            checkpoints=self.checkpoints, restored=self.restored, cache=self.cache)
+                            checkpoints=self.checkpoints, restored=self.restored, cache=self.cache,
+                            resize=self.resize)
             self.status = self.state.run_status()
             if self.status == "SUCCEEDED":
                 self.value = fill_refs(self.plan.output, outputs)

@@ -225,6 +225,16 @@ class Service:
                 self._model = (history.model_path().stat().st_mtime, model)
         return model
 
+    def oom_resizer(self, executor: str) -> Any:
+        """What retries a component killed for memory with a larger request (Ray runs only)."""
+        if executor != "ray":
+            return None
+        from rayflow.predict.history import OomResizer
+
+        cluster = self.cluster(executor)
+        return OomResizer(self.resource_model() if history_saved() else None,
+                          cluster.largest("memory") if cluster is not None else 0)
+
     def _with_model(self, blueprint: Any, plan: Plan, cluster: Any) -> Plan:
         """Order by predicted durations where the model knows the components, and size the
         ``sizing="auto"`` ones (the model trained now if none was saved)."""
@@ -292,7 +302,7 @@ class Service:
                               self.settings.cache_url or os.environ.get("RAYFLOW_CACHE"))
             return RunHandle(run.run_id, self, tracker=TrackerClient(actor, run.run_id))
         active = ActiveRun(self, plan, run, self.executor(executor), checkpoints=self.checkpoint_store(),
-                           cache=self.run_cache(plan))
+                           cache=self.run_cache(plan), resize=self.oom_resizer(executor))
         with self._lock:
             self._active[run.run_id] = active
         if background:
@@ -349,7 +359,7 @@ class Service:
             raise RayflowError(f"run {run_id} is {run.status}; only a PENDING run can be started")
         plan = self.plan(target, dict(run.inputs), executor)
         active = ActiveRun(self, plan, run, self.executor(executor), checkpoints=self.checkpoint_store(),
-                           cache=self.run_cache(plan))
+                           cache=self.run_cache(plan), resize=self.oom_resizer(executor))
         with self._lock:
             self._active[run_id] = active
         self._drive(active)
@@ -389,7 +399,8 @@ class Service:
         events = self.store.get_events(run_id, after_seq=0, limit=10_000_000)
         run.status = "RUNNING"
         active = ActiveRun(self, plan, run, self.executor(executor), checkpoints=ckpt, restored=restored,
-                           earlier=earlier, first_seq=events[-1].seq if events else 0, cache=self.run_cache(plan))
+                           earlier=earlier, first_seq=events[-1].seq if events else 0, cache=self.run_cache(plan),
+                           resize=self.oom_resizer(executor))
         with self._lock:
             self._active[run_id] = active
         if background:

@@ -41,6 +41,7 @@ def drive(
     checkpoints: CheckpointTarget | None = None,
     restored: Mapping[str, Checkpoint] | None = None,
     cache: Any = None,
+    resize: Callable[[Any, Completion], Any] | None = None,
 ) -> dict[str, Any]:
     """Run ``plan`` to the end; return the output values (empty unless SUCCEEDED).
 
@@ -49,7 +50,9 @@ def drive(
     whose outputs come from checkpoints (already SUCCEEDED in ``state``); only those a
     component still to run, or the workflow's output, reads are loaded. ``cache``: a
     ``rayflow.cache.runs.RunCache``; a component with a cache key is looked up before it
-    is submitted (a hit is CACHED and runs nothing) and kept after it succeeds."""
+    is submitted (a hit is CACHED and runs nothing) and kept after it succeeds. ``resize``:
+    given a failed task and its completion, a task to run again instead (a larger memory
+    request after an out-of-memory kill), or None to let the failure stand."""
     topo = {node: i for i, node in enumerate(plan.dag.nodes)}
     outputs = set(plan.output_ids)
     consumers = {n: len(plan.dag.children(n)) for n in plan.dag.nodes}
@@ -72,14 +75,19 @@ def drive(
                         handles[cid] = executor.place(task, value)
                         state.succeeded(cid, {}, cached=True)
                         continue
-                handles[cid] = executor.submit(task, [handles[d] if i is None else executor.output(handles[d], i)
-                                                      for d, i in task.inputs])
+                handles[cid] = executor.submit(task, _deps(task, handles, executor))
             _notify(state, on_change)
             if state.done:
                 break
             completions = executor.wait(poll_s)
             completions.sort(key=lambda c: topo[c.id])
             for done in completions:
+                if not done.ok and resize is not None and not done.upstream and not done.stopped:
+                    again = resize(plan.tasks[done.id], done)
+                    if again is not None:   # the same component, asking for more: still RUNNING
+                        plan.tasks[done.id] = again
+                        handles[done.id] = executor.submit(again, _deps(again, handles, executor))
+                        continue
                 _apply(state, executor, done)
                 if not done.ok or done.id not in handles:
                     continue
@@ -104,6 +112,10 @@ def drive(
         return {}
     finally:
         executor.shutdown()
+
+
+def _deps(task: Any, handles: dict[str, Any], executor: Executor) -> list[Any]:
+    return [handles[d] if i is None else executor.output(handles[d], i) for d, i in task.inputs]
 
 
 def _apply(state: RunState, executor: Executor, done: Completion) -> None:

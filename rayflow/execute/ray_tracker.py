@@ -48,7 +48,7 @@ class RunTracker:
         service = self._service(store_url, cache_url)
         checkpoints = CheckpointStore(checkpoints_url) if checkpoints_url else None
         active = ActiveRun(service, plan, RunRecord(**run), RayExecutor(), checkpoints=checkpoints,
-                           cache=service.run_cache(plan))
+                           cache=service.run_cache(plan), resize=service.oom_resizer("ray"))
         with self._lock:
             self._runs[active.run.run_id] = active
         threading.Thread(target=self._drive, args=(active,), name=f"rayflow-{active.run.run_id}",

@@ -86,12 +86,8 @@ def plan_samples(plan: Any, typical_input: dict[str, int] | None = None) -> dict
     config, upstream count, and the input size its family typically sees."""
     out = {}
     for cid, task in plan.tasks.items():
-        family = function_features(task)
-        config = numeric_config(task.kwargs) if task.kwargs else {}
-        config.update({f"arg{i}": float(a) for i, a in enumerate(task.args) if type(a) in (int, float, bool)})
-        out[cid] = Sample(component=family["fn"], fingerprint=family["fp"], config=config,
-                          input_bytes=(typical_input or {}).get(family["fn"], 0), n_upstreams=len(task.deps),
-                          num_cpus=task.options.num_cpus, memory=task.options.memory)
+        sample = plan_sample(task)
+        out[cid] = replace(sample, input_bytes=(typical_input or {}).get(sample.component, 0))
     return out
 
 
@@ -136,3 +132,47 @@ def duration_estimates(plan: Any, model: Any, typical_input: dict[str, int] | No
         return {}
     predictions = model.predict_many([samples[c] for c in ids])
     return {cid: p.duration_p50 for cid, p in zip(ids, predictions, strict=True) if p.duration_p50}
+
+
+MAX_OOM_RETRIES = 2
+DEFAULT_OOM_FIRST_BYTES = 1 << 30   # what to ask for when a component declared no memory and there is no history
+
+
+class OomResizer:
+    """After an out-of-memory kill, the same component again with more memory: the model's
+    p99 or twice the last request, whichever is larger, bucketed and capped by the largest
+    node; at most ``MAX_OOM_RETRIES`` times per component, and never the same request
+    twice (then the failure stands)."""
+
+    def __init__(self, model: Any, largest_memory: float) -> None:
+        self.model = model
+        self.largest = int(largest_memory) if largest_memory else 0
+        self.retries: dict[str, int] = {}
+
+    def __call__(self, task: Any, done: Any) -> Any:
+        from rayflow.predict.features import is_oom
+        from rayflow.predict.rules import rule_prediction
+        from rayflow.predict.sizing import oom_retry_memory
+
+        if not is_oom(done.error) or self.retries.get(task.id, 0) >= MAX_OOM_RETRIES or not self.largest:
+            return None
+        sample = plan_sample(task)
+        prediction = (self.model.predict(sample) if self.model is not None
+                      else rule_prediction(sample, reason="no resource model saved"))
+        last = task.options.memory or int(done.meta.get("peak_rss_bytes") or 0) or DEFAULT_OOM_FIRST_BYTES // 2
+        memory = oom_retry_memory(prediction, last, self.largest)
+        if memory <= (task.options.memory or 0):
+            return None   # no node has more to give
+        self.retries[task.id] = self.retries.get(task.id, 0) + 1
+        log.warning("component %r was killed for memory; running it again with memory=%d MiB (was %s)",
+                    task.id, memory >> 20, f"{task.options.memory >> 20} MiB" if task.options.memory else "none")
+        return replace(task, options=replace(task.options, memory=memory))
+
+
+def plan_sample(task: Any) -> Sample:
+    """What the model is asked about ``task`` before it runs (no input size yet)."""
+    family = function_features(task)
+    config = numeric_config(task.kwargs) if task.kwargs else {}
+    config.update({f"arg{i}": float(a) for i, a in enumerate(task.args) if type(a) in (int, float, bool)})
+    return Sample(component=family["fn"], fingerprint=family["fp"], config=config, n_upstreams=len(task.deps),
+                  num_cpus=task.options.num_cpus, memory=task.options.memory)
