@@ -75,6 +75,7 @@ def _check_number(number: float, where: str, component: str | None) -> None:
 
 
 SIZINGS = (None, "auto", "static")   # static: the declared resources, even in a sizing="auto" workflow
+PLACEMENTS = (None, "ray", "resource_aware", "least_loaded", "weighted_round_robin", "predictive")
 
 
 @dataclass(frozen=True)
@@ -134,6 +135,7 @@ class ComponentOptions:
     cache: CachePolicy | None = None  # None: not cached; True/dict/CachePolicy when given
     checkpoint: bool = True           # keep the output where a resumed run can read it
     sizing: str | None = None         # "auto": num_cpus and memory from the resource model
+    placement: str | None = None      # None/"ray": Ray's scheduler; else a rayflow strategy (PLACEMENTS)
     kind: str = "task"
     concurrency: int = 1
     batch_size: int | None = None     # kind="batch": rows per batch (at most)
@@ -187,6 +189,9 @@ def normalize(opts: ComponentOptions, *, component: str | None) -> ComponentOpti
     if opts.sizing not in SIZINGS:
         raise SpecError(f"component {cid!r} field 'sizing': expected one of auto, static, got {opts.sizing!r}",
                         component=cid)
+    if opts.placement not in PLACEMENTS:
+        raise SpecError(f"component {cid!r} field 'placement': expected one of "
+                        f"{', '.join(p for p in PLACEMENTS if p)}, got {opts.placement!r}", component=cid)
     if not isinstance(opts.checkpoint, bool):
         raise SpecError(f"component {cid!r} field 'checkpoint': expected true or false, got {opts.checkpoint!r}", component=cid)
     if opts.kind not in KINDS:
@@ -247,11 +252,18 @@ def _parse_retry_exceptions(value: Any, cid: str | None) -> bool | tuple[type[Ba
     )
 
 
-def with_sizing(calls: Mapping[str, Any], sizing: str | None) -> dict[str, Any]:
-    """A workflow's ``sizing`` applied to each call that did not choose its own."""
-    if sizing is None:
-        return dict(calls)
+def with_sizing(calls: Mapping[str, Any], sizing: str | None, placement: str | None = None) -> dict[str, Any]:
+    """A workflow's ``sizing`` and ``placement`` applied to each call that did not choose its own."""
     if sizing not in SIZINGS:
         raise SpecError(f"workflow field 'sizing': expected one of auto, static, got {sizing!r}")
-    return {cid: call if call.options.sizing is not None else replace(call, options=replace(call.options, sizing=sizing))
-            for cid, call in calls.items()}
+    if placement not in PLACEMENTS:
+        raise SpecError(f"workflow field 'placement': expected one of {', '.join(p for p in PLACEMENTS if p)}, "
+                        f"got {placement!r}")
+    out = dict(calls)
+    for field_name, value in (("sizing", sizing), ("placement", placement)):
+        if value is None:
+            continue
+        for cid, call in out.items():
+            if getattr(call.options, field_name) is None:
+                out[cid] = replace(call, options=replace(call.options, **{field_name: value}))
+    return out

@@ -133,7 +133,7 @@ class Workflow:
     """A traced workflow: ``build(**inputs)`` gives the Blueprint of one run."""
 
     def __init__(self, fn: Callable[..., Any], *, name: str | None, failure_strategy: str,
-                 max_concurrency: int | None, sizing: str | None = None) -> None:
+                 max_concurrency: int | None, sizing: str | None = None, placement: str | None = None) -> None:
         if failure_strategy not in FAILURE_STRATEGIES:
             raise SpecError(f"workflow {name or fn.__name__!r} field 'failure_strategy': expected one of {', '.join(FAILURE_STRATEGIES)}, got {failure_strategy!r}")
         self.fn = fn
@@ -141,6 +141,7 @@ class Workflow:
         self.failure_strategy = failure_strategy
         self.max_concurrency = max_concurrency
         self.sizing = sizing
+        self.placement = placement
         self.target = f"{fn.__module__}:{fn.__qualname__}"
         functools.update_wrapper(self, fn, updated=())
 
@@ -154,7 +155,7 @@ class Workflow:
             _BUILDER.reset(token)
         return Blueprint(
             name=self.name,
-            calls=with_sizing(builder.calls, self.sizing),
+            calls=with_sizing(builder.calls, self.sizing, self.placement),
             output=builder._convert(returned),
             failure_strategy=self.failure_strategy,
             max_concurrency=self.max_concurrency,
@@ -182,12 +183,12 @@ class Workflow:
 
 def workflow(fn: Callable[..., Any] | None = None, /, *, name: str | None = None,
              failure_strategy: str = "fail_fast", max_concurrency: int | None = None,
-             sizing: str | None = None) -> Any:
+             sizing: str | None = None, placement: str | None = None) -> Any:
     """Declare a workflow. Use bare (``@rf.workflow``) or with options."""
 
     def wrap(f: Callable[..., Any]) -> Workflow:
         return Workflow(f, name=name, failure_strategy=failure_strategy, max_concurrency=max_concurrency,
-                        sizing=sizing)
+                        sizing=sizing, placement=placement)
 
     if fn is not None:
         return wrap(fn)

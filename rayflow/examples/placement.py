@@ -44,3 +44,32 @@ def where(node_b: dict, other: dict) -> dict:
 @rf.workflow(name="placement")
 def pipeline():
     return where(on_node_b(), anywhere())
+
+
+# -- rayflow's placement strategies (placement=... on a workflow or a component) ------------
+
+
+@rf.component(num_cpus=0.5)
+def hop(previous: dict | None, i: int, pause_s: float = 0.2) -> dict:
+    """Waits ``pause_s`` and says where it ran (after ``previous``, when given)."""
+    import time
+
+    time.sleep(pause_s)
+    return {**_here(), "i": i}
+
+
+@rf.workflow(name="round_robin", placement="weighted_round_robin")
+def round_robin(n: int = 4):
+    """A chain: Ray alone would keep it where its input is; weighted round robin spreads
+    its steps over the nodes in proportion to their CPUs."""
+    x, steps = None, []
+    for i in range(n):
+        x = hop(x, i)
+        steps.append(x)
+    return steps
+
+
+@rf.workflow(name="least_loaded", placement="least_loaded")
+def least_loaded(n: int = 3, pause_s: float = 1.0):
+    """Independent steps, each to the node with the smallest share of its CPUs taken."""
+    return [hop(None, i, pause_s) for i in range(n)]

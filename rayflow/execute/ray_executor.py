@@ -173,8 +173,12 @@ _RUNNERS: dict[int, tuple[Any, Any]] = {}        # id(fn) -> (fn, remote functio
 _CONFIGURED: dict[tuple, tuple[Any, Any]] = {}   # (id(fn), options_key) -> (fn, configured)
 
 
-def task_remote(task: Task) -> Any:
-    """The remote function running ``task``, configured with its resources and retry policy."""
+def task_remote(task: Task, placed: dict[str, Any] | None = None) -> Any:
+    """The remote function running ``task``, configured with its resources and retry policy
+    (and, with ``placed``, the node affinity a placement strategy chose: not cached)."""
+    if placed:
+        return _runner(task.fn).options(num_returns=_num_returns(task), **resource_options(task),
+                                        **retry_options(task), **placed)
     key = (id(task.fn), options_key(task))
     return _cached(_CONFIGURED, key, task.fn, lambda: _runner(task.fn).options(
         num_returns=_num_returns(task), **resource_options(task), **retry_options(task)))
@@ -258,6 +262,11 @@ class RayExecutor:
         self._plan = plan
         self._checkpoints = checkpoints
         self._saves = {}
+        self._placer = None
+        if any(t.options.placement not in (None, "ray") and not t.pool for t in plan.tasks.values()):
+            from rayflow.execute.ray_placement import Placer
+
+            self._placer = Placer()
         self._stream_of: dict[str, tuple[str, ...]] = {}   # member -> its stream (heads submit it)
         self._streams: dict[str, tuple[str, ...]] = {}     # head -> members, while its call runs
         if plan.max_concurrency is None:   # a stream's members run at once: only without a bound
@@ -290,6 +299,9 @@ class RayExecutor:
             remote = self._remotes.get(key)
             if remote is None:
                 remote = self._remotes[key] = task_remote(task)
+            if self._placer is not None and task.options.placement not in (None, "ray"):
+                placed = self._placer.options(task)
+                remote = task_remote(task, placed) if placed else remote
             refs = remote.remote(*self._leading(task), info, *deps)
         value, meta = (refs[0] if task.options.num_outputs is None else refs[:-1]), refs[-1]
         self._meta[meta] = task.id
@@ -437,6 +449,8 @@ class RayExecutor:
         return method.remote(info, *deps)
 
     def _call_done(self, cid: str) -> None:
+        if self._placer is not None:
+            self._placer.done(cid)
         where = self._pool_of.pop(cid, None)
         if where is None:
             return

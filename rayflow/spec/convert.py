@@ -51,7 +51,7 @@ def to_blueprint(spec: WorkflowSpec, inputs: dict[str, Any] | None = None, *, ta
         )
     return Blueprint(
         name=spec.name,
-        calls=with_sizing(calls, spec.sizing),
+        calls=with_sizing(calls, spec.sizing, spec.placement),
         output=_output(spec, calls),
         failure_strategy=spec.failure_strategy,
         max_concurrency=spec.max_concurrency,
@@ -139,6 +139,7 @@ def _options(comp: ComponentSpec) -> ComponentOptions:
         cache=comp.cache,
         checkpoint=comp.checkpoint,
         sizing=comp.sizing,
+        placement=comp.placement,
         kind=RUNNABLE_TYPES.get(comp.type, "task"),
         concurrency=comp.concurrency,
         batch_size=comp.batch_size,

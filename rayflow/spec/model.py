@@ -44,6 +44,7 @@ class ComponentSpec(BaseModel):
     cache: bool | dict[str, Any] | None = None
     checkpoint: bool = True                              # keep the output for resume
     sizing: Literal["auto", "static"] | None = None       # auto: resources from the resource model
+    placement: str | None = None                          # ray | resource_aware | least_loaded | ...
     concurrency: int = Field(default=1, ge=1)
     batch_size: int | None = Field(default=None, ge=1)   # type batch: rows per batch (at most)
     num_outputs: int | None = Field(default=None, ge=1)  # returns this many values (a tuple downstream)
@@ -74,6 +75,7 @@ class WorkflowSpec(BaseModel):
     failure_strategy: Literal["fail_fast", "continue_on_error"] = "fail_fast"
     max_concurrency: int | None = Field(default=None, ge=1)
     sizing: Literal["auto", "static"] | None = None   # for every component that does not set its own
+    placement: str | None = None                      # likewise
     components: list[ComponentSpec]
     connections: list[ConnectionSpec] = Field(default_factory=list)
     outputs: str | list[str] | None = None

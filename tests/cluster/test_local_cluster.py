@@ -340,3 +340,18 @@ def test_cli_submit_on_a_cluster_hands_the_run_to_the_tracker(cluster, tmp_path)
     assert data["run"]["owner"] != ""
     assert not (Path.home() / ".rayflow" / "logs" / f"{run_id}.log").exists()  # no detached local driver
     _check_placement(cluster, data["metrics"]["components"])
+
+
+@pytest.mark.parametrize("target", ["rayflow.examples.placement:round_robin", "rayflow.examples.placement:least_loaded"])
+def test_placement_strategies_spread_work_over_both_nodes(cluster, tmp_path, target):
+    """Weighted round robin spreads a chain (Ray alone keeps a chain where its input is),
+    and least-loaded spreads independent steps, over the head (2 CPUs) and node b (1 CPU)."""
+    store = f"sqlite:///{tmp_path / 'p.db'}"
+    proc = _rayflow(cluster, "run", target, "--address", cluster.address, "--store", store, "--json")
+    assert proc.returncode == 0, _explain(proc)
+    out = _json_line(proc.stdout)
+    assert out["status"] == "SUCCEEDED"
+    ran_on = [step["node_id"] for step in out["result"]]
+    assert set(ran_on) == set(cluster.nodes), ran_on
+    recorded = {c["node_id"] for c in out["metrics"]["components"].values()}
+    assert recorded == set(cluster.nodes)
