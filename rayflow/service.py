@@ -99,7 +99,11 @@ class Service:
         from rayflow.cache.runs import RunCache
 
         cache = self.cache()
-        return RunCache(cache) if cache.tiers else None
+        if not cache.tiers:
+            return None
+        urls = self.settings.cache_url or os.environ.get("RAYFLOW_CACHE") or ""
+        shared = [u.strip() for u in urls.split(",") if u.strip() and not u.strip().startswith("memory:")]
+        return RunCache(cache, shared)
 
     def checkpoint_store(self) -> CheckpointStore | None:
         """Where runs keep their components' outputs (None when turned off)."""

@@ -52,9 +52,9 @@ class LocalExecutor:
         handle.value = self._checkpoints.store.load(checkpoint)   # type: ignore[union-attr]
         return handle
 
-    def save(self, task: Task, handle: Any) -> None:
+    def save(self, task: Task, handle: Any, target: Any = None) -> None:
         try:
-            self._checkpoints.save(task.id, handle.value)   # type: ignore[union-attr]
+            (target or self._checkpoints).save(task.id, handle.value)   # type: ignore[union-attr]
         except Exception as exc:  # noqa: BLE001 - reported by settle(); the run goes on
             self._problems.append(f"component {task.id!r}: {type(exc).__name__}: {exc}")
 

@@ -93,7 +93,9 @@ def drive(
                     continue
                 task = plan.tasks[done.id]
                 if cache is not None and task.cache_key is not None:
-                    cache.keep(task, done.meta, handles[done.id])
+                    sink = cache.keep(task, done.meta, handles[done.id])
+                    if sink is not None:
+                        executor.save(task, handles[done.id], sink)   # written where the output is
                 if checkpoints is None or not task.options.checkpoint:
                     state.nodes[done.id].checkpoint = None   # came back for the cache only
                 if checkpoints is not None and task.options.checkpoint and done.meta.get("checkpoint") == b"":

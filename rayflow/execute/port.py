@@ -58,9 +58,10 @@ class Executor(Protocol):
     def restore(self, task: Task, checkpoint: Checkpoint) -> Any:
         """An output handle for ``task`` holding its checkpointed value (resume)."""
 
-    def save(self, task: Task, handle: Any) -> None:
-        """Keep the output behind ``handle`` (too large to travel with the metadata),
-        off the critical path."""
+    def save(self, task: Task, handle: Any, target: Any = None) -> None:
+        """Keep the output behind ``handle`` (too large to travel with the metadata) in
+        ``target`` (anything with ``save(component_id, value)``; default the run's
+        checkpoints), off the critical path."""
 
     def settle(self) -> list[str]:
         """Wait for the saves still in progress; return one line per save that failed."""

@@ -134,8 +134,9 @@ class _PoolActor:
         return _call(self._target, blob, deps)
 
 
-def _save_output(target: CheckpointTarget, component: str, multi: bool, *values: Any) -> None:
-    """Write one output to its checkpoint, on the cluster (the value comes from the object store)."""
+def _save_output(target: Any, component: str, multi: bool, *values: Any) -> None:
+    """Write one output to its checkpoint (or a shared cache tier), on the cluster (the
+    value comes from the object store)."""
     target.save(component, tuple(values) if multi else values[0])
 
 
@@ -333,9 +334,9 @@ class RayExecutor:
             return refs
         return list(refs) if n > 1 else [refs]
 
-    def save(self, task: Task, handle: Any) -> None:
+    def save(self, task: Task, handle: Any, target: Any = None) -> None:
         refs = handle if isinstance(handle, list) else [handle]
-        ref = _SAVE_TASK.remote(self._checkpoints, task.id, isinstance(handle, list), *refs)
+        ref = _SAVE_TASK.remote(target or self._checkpoints, task.id, isinstance(handle, list), *refs)
         self._saves[ref] = task.id
 
     def settle(self) -> list[str]:

@@ -61,3 +61,22 @@ def ledger(folder: Path) -> dict[str, int]:
     for line in path.read_text().split() if path.exists() else []:
         out[line] = out.get(line, 0) + 1
     return out
+
+
+@rf.component(cache=True)
+def big_table(folder: str, n: int):
+    import pyarrow as pa
+
+    _ran(folder, "big_table")
+    return pa.table({"x": list(range(n))})      # well over the 64 KiB that ride back inline
+
+
+@rf.component(cache=True)
+def count_rows(folder: str, table) -> int:
+    _ran(folder, "count_rows")
+    return table.num_rows
+
+
+@rf.workflow(name="big")
+def big(folder: str, n: int = 50_000):
+    return count_rows(folder, big_table(folder, n))

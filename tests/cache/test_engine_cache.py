@@ -116,3 +116,17 @@ def test_redis_dying_mid_run_turns_into_misses(service, use_cache, folder, ray_s
         assert expected == (0 + 10 + 20 + 30) * 2
     finally:
         server.kill()
+
+
+def test_a_large_output_reaches_the_shared_tiers_without_the_driver(service, use_cache, folder, ray_session,
+                                                                    tmp_path):
+    files = tmp_path / "shared-cache"
+    use_cache(f"memory://,file://{files}")
+    first, _, _ = run(service, fns.big, "ray", folder=str(folder))
+    assert first == 50_000
+    service.configure(cache="memory://")
+    use_cache(f"memory://,file://{files}")      # a fresh process-side cache: only the files tier has entries
+    again, counts, _ = run(service, fns.big, "ray", folder=str(folder))
+    assert again == first and counts == {"CACHED": 2}
+    assert fns.ledger(folder) == {"big_table": 1, "count_rows": 1}
+    assert service.cache().stats()["tiers"]["files"]["hits"] >= 1
