@@ -155,7 +155,12 @@ _LOAD_TASK = ray.remote(num_cpus=0, max_retries=2)(_load_output)
 
 
 def retry_options(task: Task) -> dict[str, Any]:
+    """Ray's retry policy for ``task``. An auto-sized component gets none from Ray: rayflow
+    retries it itself (a worker crash with the same request, an out-of-memory kill with a
+    larger one), since Ray would repeat the same request."""
     n = task.options.max_retries
+    if task.options.sizing == "auto":
+        return {"max_retries": 0, "retry_exceptions": [RetryableFailure] if n else False}
     if n == 0:
         return {"max_retries": RAY_DEFAULT_SYSTEM_RETRIES, "retry_exceptions": False}
     return {"max_retries": n, "retry_exceptions": [RetryableFailure]}

@@ -138,11 +138,17 @@ MAX_OOM_RETRIES = 2
 DEFAULT_OOM_FIRST_BYTES = 1 << 30   # what to ask for when a component declared no memory and there is no history
 
 
+CRASHES = ("WorkerCrashedError", "NodeDiedError", "LocalRayletDiedError")
+MAX_CRASH_RETRIES = 3   # as Ray's own default for system failures
+
+
 class OomResizer:
     """After an out-of-memory kill, the same component again with more memory: the model's
     p99 or twice the last request, whichever is larger, bucketed and capped by the largest
     node; at most ``MAX_OOM_RETRIES`` times per component, and never the same request
-    twice (then the failure stands)."""
+    twice (then the failure stands). Auto-sized components get no retries from Ray (it
+    would repeat the request), so their worker crashes are retried here too, with the
+    same request, up to ``MAX_CRASH_RETRIES`` times."""
 
     def __init__(self, model: Any, largest_memory: float) -> None:
         self.model = model
@@ -154,6 +160,12 @@ class OomResizer:
         from rayflow.predict.rules import rule_prediction
         from rayflow.predict.sizing import oom_retry_memory
 
+        if task.options.sizing == "auto" and not is_oom(done.error) and (done.error or "").startswith(CRASHES):
+            crashes = self.retries.get(f"crash:{task.id}", 0)
+            if crashes >= MAX_CRASH_RETRIES:
+                return None
+            self.retries[f"crash:{task.id}"] = crashes + 1
+            return task
         if not is_oom(done.error) or self.retries.get(task.id, 0) >= MAX_OOM_RETRIES or not self.largest:
             return None
         sample = plan_sample(task)

@@ -1,11 +1,11 @@
 """A driver for the OOM-retry test: its own local Ray whose memory monitor kills a worker
 once the node's memory use passes a threshold set just above what is used now (so a test
-provokes a real out-of-memory kill without filling the machine), and with Ray's own
-retries of such kills off (``RAY_task_oom_retries=0``: they repeat the same request).
-Two components that each hold ~8% of the machine's memory, each declaring 6 GiB, run at
-once: together they pass the threshold and Ray kills one; rayflow runs it again asking
-for twice the memory, more than the node has left beside the other, so it waits for the
-other and runs alone. Prints a JSON summary."""
+provokes a real out-of-memory kill without filling the machine). Two auto-sized
+components (Ray does not retry those: it would repeat the request) that each hold ~8% of
+the machine's memory, each declaring 6 GiB (no history: the declared request is kept),
+run at once: together they pass the threshold and Ray kills one; rayflow runs it again
+asking for twice the memory, more than the node has left beside the other, so it waits
+for the other and runs alone. Prints a JSON summary."""
 
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ vm = psutil.virtual_memory()
 CHUNK = int(vm.total * 0.08)
 os.environ["RAY_memory_usage_threshold"] = f"{(vm.total - vm.available) / vm.total + 0.12:.3f}"
 os.environ["RAY_memory_monitor_refresh_ms"] = "100"
-os.environ["RAY_task_oom_retries"] = "0"   # Ray does not repeat the same request: rayflow retries, asking for more
 os.environ["RAYFLOW_HOME"] = tempfile.mkdtemp()   # no saved model: the request doubles
 
 import numpy as np  # noqa: E402
@@ -30,7 +29,7 @@ import ray  # noqa: E402
 import rayflow as rf  # noqa: E402
 
 
-@rf.component(memory="6GiB")
+@rf.component(memory="6GiB", sizing="auto")
 def hog(i: int, nbytes: int) -> int:
     block = np.ones(nbytes // 8)
     time.sleep(4.0)             # hold it while the other runs
