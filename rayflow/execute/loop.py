@@ -86,6 +86,7 @@ def drive(
                     again = resize(plan.tasks[done.id], done)
                     if again is not None:   # the same component, asking for more: still RUNNING
                         plan.tasks[done.id] = again
+                        state.nodes[done.id].resubmitted += 1
                         handles[done.id] = executor.submit(again, _deps(again, handles, executor))
                         continue
                 _apply(state, executor, done)

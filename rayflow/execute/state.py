@@ -48,6 +48,7 @@ class NodeStatus:
     input_rows: int = -1              # -1: unknown
     checkpoint: bytes | None = None   # a small output's blob, until the recorder saves it
     restored: bool = False            # its output came from a checkpoint (resume); it did not run
+    resubmitted: int = 0              # times rayflow itself ran it again (a larger request after an OOM kill)
 
     def apply_meta(self, meta: Mapping[str, Any]) -> None:
         self.started_at = meta.get("started_at", self.started_at)
@@ -56,7 +57,7 @@ class NodeStatus:
         self.worker_id = meta.get("worker_id", self.worker_id)
         self.cpu_s = meta.get("cpu_s", self.cpu_s)
         self.peak_rss_bytes = meta.get("peak_rss_bytes", self.peak_rss_bytes)
-        self.attempts = int(meta.get("attempt", 0)) + 1
+        self.attempts = int(meta.get("attempt", 0)) + 1 + self.resubmitted
         self.checkpoint = meta.get("checkpoint") or None
         self.input_bytes = meta.get("input_bytes", self.input_bytes)
         self.input_rows = meta.get("input_rows", self.input_rows)

@@ -61,6 +61,13 @@ def ledgered(folder: str, n: int = 4, big_n: int = 0, checkpoint_squares: bool =
     return total(folder, parts, big(folder, big_n) if big_n else None)
 
 
+@rf.workflow(name="ledgered_auto", sizing="auto")
+def ledgered_auto(folder: str, n: int = 4):
+    """The same work, auto-sized: Ray does not retry these components, rayflow does."""
+    parts = [square(folder, source(folder, i), tag=f"square_{i}") for i in range(n)]
+    return total(folder, parts)
+
+
 def expected_total(n: int, big_n: int = 0) -> int:
     return sum(i * i for i in range(n)) + sum(range(big_n))
 

@@ -16,7 +16,7 @@ import pytest
 
 import rayflow as rf
 from rayflow.store.checkpoints import CheckpointStore
-from tests.durability.fns import expected_total, ledger_pids, ledgered
+from tests.durability.fns import expected_total, ledger_pids, ledgered, ledgered_auto
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
@@ -99,9 +99,12 @@ def test_sigkill_of_the_driver_then_resume(svc, ledger, cluster, tmp_path):
     _nothing_lost(svc, run_id)
 
 
-def test_sigkill_of_a_worker_mid_task_is_retried_by_ray(svc, ledger, cluster):
+@pytest.mark.parametrize("workflow", [ledgered, ledgered_auto], ids=["ray_retries", "rayflow_retries"])
+def test_sigkill_of_a_worker_mid_task_is_retried(svc, ledger, cluster, workflow):
+    """Ray retries a crashed worker's task; for an auto-sized component (no Ray retries)
+    rayflow does, with the same request."""
     ledger.gate("hold", "square_1")
-    handle = rf.submit(ledgered, folder=str(ledger.folder), n=3)
+    handle = rf.submit(workflow, folder=str(ledger.folder), n=3)
     pid = _until(lambda: (ledger_pids(ledger.folder, "square_1") or [None])[0], 60, "square_1 to start")
     os.kill(pid, signal.SIGKILL)
     _until(lambda: len(ledger_pids(ledger.folder, "square_1")) == 2, 60, "Ray to retry square_1")
