@@ -61,3 +61,22 @@ def test_a_tampered_saved_model_is_refused_and_retrained(svc):
     assert history.load() is None
     svc._model = None
     assert svc.resource_model(required=True).n_samples >= 6     # trained again from the store
+
+
+def test_the_model_is_retrained_in_the_background_after_runs(svc):
+    import time
+
+    for _ in range(2):
+        svc.submit(autofns.declared, {"n": 3}, executor="local", background=False)
+    svc.flush()
+    history.train(svc.store)
+    first = svc.resource_model()
+    assert first is not None and first.n_samples == 8
+    before = history.model_path().stat().st_mtime_ns
+    # a young model (under 200 samples) is refitted after every run, in a background thread
+    svc.submit(autofns.declared, {"n": 3}, executor="local", background=False)
+    deadline = time.monotonic() + 30
+    while history.model_path().stat().st_mtime_ns == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert history.model_path().stat().st_mtime_ns != before
+    assert svc.resource_model().n_samples == 12   # the new run's attempts are in
