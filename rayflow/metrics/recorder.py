@@ -124,15 +124,15 @@ class RunRecorder:
             resources = self._described[id(task.options)] = task.options.describe()
         upstream = list(task.deps)
         state = self._state
-        if state is None:
-            return ComponentRecord(self.run.run_id, cid, resources=resources, upstream=upstream,
-                                   features=self._features(task))
+        if state is None:   # the first row: features come with the row of an attempt
+            return ComponentRecord(self.run.run_id, cid, resources=resources, upstream=upstream)
         s = state.nodes[cid]
         started, ended = s.started_at, s.ended_at
         duration = max(0.0, ended - started) if started is not None and ended is not None else None
         queued = self._queued(state, cid, started) if started is not None else None
-        features = self._features(task)
-        if started is not None:
+        features: dict[str, Any] = {}
+        if started is not None:   # what it ran with (a row before that is rewritten when it runs)
+            features = self._features(task)
             features["input_bytes"] = s.input_bytes
             if s.input_rows >= 0:
                 features["input_rows"] = s.input_rows

@@ -28,6 +28,7 @@ import numpy as np
 from rayflow.store.port import ComponentRecord
 
 BASE_FEATURES = ("log_input_bytes", "log_input_rows", "input_rows_known", "n_upstreams")
+FINGERPRINT_CHARS = 16   # of the code fingerprint kept per attempt: 64 bits tell code versions apart
 MAX_CPU_UTIL = 64.0
 # Substrings of a component error that mean the attempt was killed for memory (Ray's
 # OutOfMemoryError and its memory monitor's message); matched case-insensitively.
@@ -188,7 +189,7 @@ def function_features(task: Any) -> dict[str, str]:
     inner = inspect.unwrap(fn)
     name = task.fn_ref or f"{getattr(inner, '__module__', '?')}:{getattr(inner, '__qualname__', type(inner).__name__)}"
     try:
-        fp = code_fingerprint(fn, task.options.version)
+        fp = code_fingerprint(fn, task.options.version)[:FINGERPRINT_CHARS]
     except Exception:  # noqa: BLE001 - a callable without a fingerprint still has a family
         fp = ""
     return {"fn": name, "fp": fp}
