@@ -253,6 +253,13 @@ class StoreWriter:
             batch.components.extend(batch.sources[-1].drain())   # newer than any queued copy
             batch.sources.pop()
         n = self.max_batch
+        write_all = getattr(self.store, "write_batch", None)   # a store that writes a cycle at once
+        if write_all is not None and len(batch.components) <= n and len(batch.events) <= n:
+            write_all(batch.components, batch.events, batch.runs)
+            batch.components.clear()
+            batch.events.clear()
+            batch.runs.clear()
+            return
         while batch.components:
             self.store.upsert_components(batch.components[:n])
             del batch.components[:n]
