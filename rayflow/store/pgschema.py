@@ -143,6 +143,8 @@ _NUL, _REPLACEMENT = "\x00", "\ufffd"
 
 def json_text(value: Any) -> str:
     """JSON for a JSONB column (see above for NaN, Infinity and NUL)."""
+    if not value and type(value) in _EMPTY_JSON:
+        return _EMPTY_JSON[type(value)]
     try:
         text = json.dumps(value, allow_nan=False)
     except ValueError:
@@ -168,6 +170,7 @@ def _storable(value: Any) -> Any:
     return value
 
 
+_EMPTY_JSON = {list: "[]", dict: "{}"}
 _ENCODERS: dict[str, Callable[[Any], Any]] = {"jsonb": json_text, "bool": bool, "text": text_value}
 
 
@@ -197,6 +200,25 @@ class Table:
             row[i] = encoder(row[i])
         return row
 
+    def _encode_all(self, records: list[Any]) -> list[list[Any]]:
+        """``encode`` of each record; a JSON value shared by several records of this one call
+        (a component's resources, the same for every call of it) is encoded once."""
+        seen: dict[int, str] = {}
+        rows = []
+        for rec in records:
+            row = list(self._values(rec))
+            for i, encoder in self._fixes:
+                value = row[i]
+                if encoder is json_text and value:
+                    text = seen.get(id(value))
+                    if text is None:
+                        text = seen[id(value)] = json_text(value)
+                    row[i] = text
+                else:
+                    row[i] = encoder(value)
+            rows.append(row)
+        return rows
+
     def decode(self, row: Sequence[Any]) -> Any:
         values = list(row)
         for i in self._json_at:
@@ -213,7 +235,7 @@ class Table:
             k = self._key_of(rec)
             if keep == "last" or k not in unique:
                 unique[k] = rec
-        rows = [self.encode(unique[k]) for k in sorted(unique)]
+        rows = self._encode_all([unique[k] for k in sorted(unique)])
         return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in self.columns]
 
     def _insert_unnest(self) -> str:
