@@ -32,6 +32,14 @@ def ray_session():
     ray.shutdown()
 
 
+@pytest.fixture(params=["local", "ray"])
+def executor(request):
+    """Each executor in turn (Ray's session started for the "ray" case)."""
+    if request.param == "ray":
+        request.getfixturevalue("ray_session")
+    return request.param
+
+
 @pytest.fixture
 def store_url(tmp_path):
     return f"sqlite:///{tmp_path / 'runs.db'}"

@@ -13,15 +13,6 @@ import pytest
 from tests.cache import enginefns as fns
 from tests.cache.support import ThrowawayRedis, free_port
 
-EXECUTORS = ["local", "ray"]
-
-
-@pytest.fixture(params=EXECUTORS)
-def executor(request):
-    if request.param == "ray":
-        request.getfixturevalue("ray_session")
-    return request.param
-
 
 @pytest.fixture
 def folder(tmp_path):

@@ -11,15 +11,6 @@ import rayflow as rf
 from rayflow.errors import RunBusy
 from tests.durability.fns import expected_total, ledgered
 
-EXECUTORS = ["local", "ray"]
-
-
-@pytest.fixture(params=EXECUTORS)
-def executor(request):
-    if request.param == "ray":
-        request.getfixturevalue("ray_session")
-    return request.param
-
 
 @pytest.fixture
 def svc(durable_svc):
