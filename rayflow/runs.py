@@ -142,7 +142,7 @@ class ActiveRun:
 
     def metrics(self, *, per_component: bool = True) -> dict[str, Any]:
         run = RunRecord(**{**self.run.to_dict(), "status": self.status})
-        return run_metrics(run, self.recorder.records(), dag=self.plan.dag, per_component=per_component)
+        return run_metrics(run, self.recorder.records(features=False), dag=self.plan.dag, per_component=per_component)
 
 
 class RunHandle:

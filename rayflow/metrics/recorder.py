@@ -116,7 +116,7 @@ class RunRecorder:
             self._writer.event(EventRecord(self.run.run_id, self._seq, time.time(), "run_state", None,
                                            {"state": status, **data}))
 
-    def _record(self, cid: str) -> ComponentRecord:
+    def _record(self, cid: str, with_features: bool = True) -> ComponentRecord:
         """The component's record as of now (under the lock)."""
         task = self.plan.tasks[cid]
         resources = self._described.get(id(task.options))
@@ -131,7 +131,7 @@ class RunRecorder:
         duration = max(0.0, ended - started) if started is not None and ended is not None else None
         queued = self._queued(state, cid, started) if started is not None else None
         features: dict[str, Any] = {}
-        if started is not None:   # what it ran with (a row before that is rewritten when it runs)
+        if started is not None and with_features:   # what it ran with (a row before that is rewritten when it runs)
             features = self._features(task)
             features["input_bytes"] = s.input_bytes
             if s.input_rows >= 0:
@@ -169,7 +169,8 @@ class RunRecorder:
         with self._lock:
             return {k: v for k, v in self._counts.items() if v}
 
-    def records(self) -> list[ComponentRecord]:
-        """Every component's record as of now."""
+    def records(self, *, features: bool = True) -> list[ComponentRecord]:
+        """Every component's record as of now (``features=False``: without what the
+        resource model learns from, which metrics do not read)."""
         with self._lock:
-            return [self._record(cid) for cid in self.plan.tasks]
+            return [self._record(cid, features) for cid in self.plan.tasks]
