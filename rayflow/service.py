@@ -526,7 +526,7 @@ def get_service() -> Service:
 
 
 def history_saved() -> bool:
-    """Whether a trained resource model is saved (cheap: one stat)."""
-    from rayflow.data.codec import rayflow_home
+    """Whether a trained resource model is saved (cheap: one stat; no scikit-learn import)."""
+    from rayflow.predict.history import model_path
 
-    return (rayflow_home() / "model.bin").exists()
+    return model_path().exists()

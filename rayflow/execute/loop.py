@@ -81,13 +81,17 @@ def drive(
                 break
             completions = executor.wait(poll_s)
             completions.sort(key=lambda c: topo[c.id])
+            redone: set[str] = set()   # calls replaced in this batch: their old outcomes are stale
             for done in completions:
+                if done.id in redone:
+                    continue
                 if not done.ok and resize is not None and not done.upstream and not done.stopped:
                     again = resize(plan.tasks[done.id], done)
                     if again is not None:   # the same component, asking for more: still RUNNING
                         plan.tasks[done.id] = again
                         state.nodes[done.id].resubmitted += 1
                         handles[done.id] = executor.submit(again, _deps(again, handles, executor))
+                        redone |= _resubmit_downstream(plan, state, executor, handles, done.id, topo)
                         continue
                 _apply(state, executor, done)
                 if not done.ok or done.id not in handles:
@@ -108,13 +112,26 @@ def drive(
             _notify(state, on_change)
         _notify(state, on_change)
         for problem in executor.settle():
-            log.warning("run %s: an output was not checkpointed (it runs again if the run is resumed): %s",
+            log.warning("run %s: an output was not saved to its checkpoint or the shared cache "
+                        "(a resume or a later run computes it again): %s",
                         checkpoints.run_id if checkpoints else "?", problem)
         if state.run_status() == "SUCCEEDED" and outputs:
             return executor.fetch({cid: handles[cid] for cid in outputs})
         return {}
     finally:
         executor.shutdown()
+
+
+def _resubmit_downstream(plan: Plan, state: RunState, executor: Executor, handles: dict[str, Any],
+                         cid: str, topo: dict[str, int]) -> set[str]:
+    """Components already submitted with ``cid``'s old output as an argument (eagerly) would
+    fail with it: cancel those calls and submit them again with the new handles."""
+    stale = sorted((d for d in plan.dag.descendants(cid) if d in handles and state.state_of(d) == "RUNNING"),
+                   key=topo.__getitem__)
+    executor.cancel(reversed(stale))   # downstream first, as the executor expects
+    for d in stale:
+        handles[d] = executor.submit(plan.tasks[d], _deps(plan.tasks[d], handles, executor))
+    return set(stale)
 
 
 def _deps(task: Any, handles: dict[str, Any], executor: Executor) -> list[Any]:

@@ -9,6 +9,8 @@ their last call is final so they do not hold CPUs the rest of the run needs.
 Retry policy: ``max_retries=0`` (the default) keeps Ray's own default for system
 failures (a worker or node dying) and retries no application error; ``max_retries=N``
 allows N retries of system failures, timeouts and the exceptions in ``retry_exceptions``.
+An auto-sized component (``sizing="auto"``) gets only its declared N from Ray; rayflow
+retries its worker crashes and out-of-memory kills itself (rayflow.predict.history.OomResizer).
 
 Per-component cost on the driver (benchmarks/overhead.py measures it against raw Ray):
 remote functions are configured once per process per function and resource signature,
@@ -155,12 +157,13 @@ _LOAD_TASK = ray.remote(num_cpus=0, max_retries=2)(_load_output)
 
 
 def retry_options(task: Task) -> dict[str, Any]:
-    """Ray's retry policy for ``task``. An auto-sized component gets none from Ray: rayflow
-    retries it itself (a worker crash with the same request, an out-of-memory kill with a
-    larger one), since Ray would repeat the same request."""
+    """Ray's retry policy for ``task``. An auto-sized component gets no system-failure
+    retries from Ray beyond its declared ``max_retries``: rayflow retries it itself (a
+    worker crash with the same request, an out-of-memory kill with a larger one), since
+    Ray would repeat the same request."""
     n = task.options.max_retries
     if task.options.sizing == "auto":
-        return {"max_retries": 0, "retry_exceptions": [RetryableFailure] if n else False}
+        return {"max_retries": n, "retry_exceptions": [RetryableFailure] if n else False}
     if n == 0:
         return {"max_retries": RAY_DEFAULT_SYSTEM_RETRIES, "retry_exceptions": False}
     return {"max_retries": n, "retry_exceptions": [RetryableFailure]}
@@ -169,7 +172,8 @@ def retry_options(task: Task) -> dict[str, Any]:
 def options_key(task: Task) -> tuple:
     """What ``resource_options`` and ``retry_options`` depend on, hashable."""
     o = task.options
-    return (o.num_cpus, o.num_gpus, o.memory, tuple(sorted(o.resources.items())), o.max_retries, o.num_outputs)
+    return (o.num_cpus, o.num_gpus, o.memory, tuple(sorted(o.resources.items())), o.max_retries, o.num_outputs,
+            o.sizing == "auto")
 
 
 # Ray remote functions made once per process, shared by runs: exporting a function and

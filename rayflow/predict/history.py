@@ -153,7 +153,8 @@ class OomResizer:
     def __init__(self, model: Any, largest_memory: float) -> None:
         self.model = model
         self.largest = int(largest_memory) if largest_memory else 0
-        self.retries: dict[str, int] = {}
+        self.retries: dict[str, int] = {}   # component id -> larger-memory reruns
+        self.crashes: dict[str, int] = {}   # component id -> same-request reruns
 
     def __call__(self, task: Any, done: Any) -> Any:
         from rayflow.predict.features import is_oom
@@ -161,10 +162,10 @@ class OomResizer:
         from rayflow.predict.sizing import oom_retry_memory
 
         if task.options.sizing == "auto" and not is_oom(done.error) and (done.error or "").startswith(CRASHES):
-            crashes = self.retries.get(f"crash:{task.id}", 0)
+            crashes = self.crashes.get(task.id, 0)
             if crashes >= MAX_CRASH_RETRIES:
                 return None
-            self.retries[f"crash:{task.id}"] = crashes + 1
+            self.crashes[task.id] = crashes + 1
             return task
         if not is_oom(done.error) or self.retries.get(task.id, 0) >= MAX_OOM_RETRIES or not self.largest:
             return None
