@@ -101,9 +101,9 @@ class Service:
         cache = self.cache()
         if not cache.tiers:
             return None
-        urls = self.settings.cache_url or os.environ.get("RAYFLOW_CACHE") or ""
-        shared = [u.strip() for u in urls.split(",") if u.strip() and not u.strip().startswith("memory:")]
-        return RunCache(cache, shared)
+        from rayflow.cache.urls import shared_urls
+
+        return RunCache(cache, shared_urls(self.settings.cache_url))
 
     def checkpoint_store(self) -> CheckpointStore | None:
         """Where runs keep their components' outputs (None when turned off)."""
@@ -299,11 +299,12 @@ class Service:
               background: bool = True) -> RunHandle:
         run = self.record_new_run(plan, run_id)
         if executor == "ray" and background and self.use_tracker():
+            from rayflow.cache.urls import CACHE_ENV_VAR
             from rayflow.execute.ray_tracker import TrackerClient, hand_over
 
             ckpt = self.checkpoint_store()
             actor = hand_over(plan, run, self.store_url_for_others(), ckpt.url if ckpt is not None else None,
-                              self.settings.cache_url or os.environ.get("RAYFLOW_CACHE"))
+                              self.settings.cache_url or os.environ.get(CACHE_ENV_VAR))
             return RunHandle(run.run_id, self, tracker=TrackerClient(actor, run.run_id))
         active = ActiveRun(self, plan, run, self.executor(executor), checkpoints=self.checkpoint_store(),
                            cache=self.run_cache(plan), resize=self.oom_resizer(executor))

@@ -46,12 +46,23 @@ _PYARROW_FS = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
 _DEFAULT: Any = object()      # a URL without ttl_scale: the tier's default applies
 
 
+def cache_urls(urls: str | Sequence[str] | None = None) -> list[str]:
+    """The tier URLs named by ``urls`` (comma-separated, top-down); ``None`` means
+    $RAYFLOW_CACHE, else ``memory://``."""
+    if urls is None:
+        urls = os.environ.get(CACHE_ENV_VAR) or DEFAULT_CACHE_URL
+    return [u.strip() for u in (urls.split(",") if isinstance(urls, str) else urls)]
+
+
+def shared_urls(urls: str | Sequence[str] | None = None) -> list[str]:
+    """The tiers other processes see (all but in-process memory)."""
+    return [u for u in cache_urls(urls) if u and u != OFF and _kind(u) != "memory"]
+
+
 def open_cache(urls: str | Sequence[str] | None = None) -> MultiLevelCache:
     """The cache named by ``urls`` (comma-separated, top-down); ``None`` means
     $RAYFLOW_CACHE, else ``memory://``. ConfigError naming the bad part."""
-    if urls is None:
-        urls = os.environ.get(CACHE_ENV_VAR) or DEFAULT_CACHE_URL
-    parts = [u.strip() for u in (urls.split(",") if isinstance(urls, str) else urls)]
+    parts = cache_urls(urls)
     if parts == [OFF]:
         return MultiLevelCache([])
     if not all(parts):
