@@ -143,6 +143,7 @@ class ComponentOptions:
     num_outputs: int | None = None    # the function returns this many values, each its own output
     init_kwargs: Mapping[str, Any] = field(default_factory=dict)
     version: str | None = None
+    fuse: bool | None = None          # True: may run fused with its neighbours; None: when history says it is tiny
 
     def merged(self, overrides: Mapping[str, Any], *, component: str | None = None) -> ComponentOptions:
         """A copy with ``overrides`` applied and checked (as Ray's ``.options``)."""
@@ -192,6 +193,8 @@ def normalize(opts: ComponentOptions, *, component: str | None) -> ComponentOpti
     if opts.placement not in PLACEMENTS:
         raise SpecError(f"component {cid!r} field 'placement': expected one of "
                         f"{', '.join(p for p in PLACEMENTS if p)}, got {opts.placement!r}", component=cid)
+    if opts.fuse is not None and not isinstance(opts.fuse, bool):
+        raise SpecError(f"component {cid!r} field 'fuse': expected true, false or null, got {opts.fuse!r}", component=cid)
     if not isinstance(opts.checkpoint, bool):
         raise SpecError(f"component {cid!r} field 'checkpoint': expected true or false, got {opts.checkpoint!r}", component=cid)
     if opts.kind not in KINDS:

@@ -62,7 +62,9 @@ def component(fn: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     component is ``fn(batch, **config)`` over every ``pa.RecordBatch`` of its first argument,
     ``batch_size`` rows at most),
     ``concurrency`` (actor pool size), ``init_kwargs`` (actor class constructor),
-    ``id`` and ``version``.
+    ``id``, ``version`` and ``fuse`` (True: may run inside one Ray task with neighbouring tiny
+    components; False: never; None, the default: when its history says it takes under a few
+    milliseconds; see docs/fusion.md).
     """
 
     def wrap(f: Callable[..., Any]) -> Component:

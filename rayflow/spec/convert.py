@@ -147,6 +147,7 @@ def _options(comp: ComponentSpec) -> ComponentOptions:
         buffer_size=comp.buffer_size,
         init_kwargs=dict(comp.init),
         version=comp.version,
+        fuse=comp.fuse,
     )
     return normalize(opts, component=comp.id)
 

@@ -50,6 +50,7 @@ class ComponentSpec(BaseModel):
     num_outputs: int | None = Field(default=None, ge=1)  # returns this many values (a tuple downstream)
     buffer_size: int | None = Field(default=None, ge=1)  # type batch in a stream: batches in flight
     init: dict[str, Any] = Field(default_factory=dict)
+    fuse: bool | None = None                             # run fused with neighbours (docs/fusion.md)
     version: str | None = None
     description: str | None = None
 
