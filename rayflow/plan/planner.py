@@ -1,8 +1,9 @@
 """Blueprint -> Plan: the DAG, its analysis, submission priorities and feasibility.
 
 Owns every decision made before execution: upstream order of each call, the
-critical-path-first priority (HEFT upward rank), actor pool grouping, and the
-check that each resource request fits some node of the cluster. Pure; no Ray.
+critical-path-first priority (HEFT upward rank), actor pool grouping, streams and fused
+groups (rayflow.plan.streams, rayflow.plan.fusion), and the check that each resource
+request fits some node of the cluster. Pure; no Ray.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rayflow.errors import InfeasibleResourceError, SpecError
 from rayflow.graph import Analysis, Dag, analyze, upward_ranks
 from rayflow.options import ComponentOptions
 from rayflow.plan.blueprint import Blueprint, Call, check_signature
+from rayflow.plan.fusion import find_fused
 from rayflow.plan.streams import find_streams
 from rayflow.plan.template import collect_inputs, expand_outputs, to_slots
 
@@ -62,6 +64,7 @@ class Plan:
     target: str = ""
     inputs: dict[str, Any] = field(default_factory=dict)
     streams: tuple[tuple[str, ...], ...] = ()   # chains of batch components run as pipelines
+    fused: tuple[tuple[str, ...], ...] = ()     # groups run as one Ray task each (rayflow.plan.fusion)
 
     @property
     def levels(self) -> list[list[str]]:
@@ -102,6 +105,7 @@ class Plan:
             resources=self.resources(),
             outputs=list(self.output_ids),
             streams=[list(s) for s in self.streams],
+            fused=[list(g) for g in self.fused],
         )
         return out
 
@@ -147,6 +151,8 @@ def make_plan(
         target=blueprint.target,
         inputs=dict(blueprint.inputs),
         streams=find_streams(blueprint.calls, dag, set(blueprint.output_ids)),
+        # fusion needs every component submitted up front: not under max_concurrency
+        fused=find_fused(tasks, dag, set(blueprint.output_ids), estimates) if blueprint.max_concurrency is None else (),
     )
     if cluster is not None:
         check_cluster(plan, cluster)
