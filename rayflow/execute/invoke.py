@@ -71,6 +71,34 @@ class RetryableFailure(ComponentFailure):
     """A failure the retry policy covers (a timeout, or an exception in ``retry_exceptions``)."""
 
 
+class FailedOutput:
+    """Stands in for the output of a component that failed inside a fused call (see
+    rayflow/execute/fused.py): a call that reads it fails with ``failure``, the failing
+    component's, as when Ray hands a call an upstream's error (so it is UPSTREAM_FAILED)."""
+
+    __slots__ = ("failure",)
+
+    def __init__(self, failure: ComponentFailure) -> None:
+        self.failure = failure
+
+    def __reduce__(self):
+        return (FailedOutput, (self.failure,))
+
+    @classmethod
+    def of(cls, failure: ComponentFailure) -> FailedOutput:
+        """The marker for ``failure``: a plain failure (a consumer does not retry its upstream's
+        error), without the traceback (the failing component's own record has it)."""
+        return cls(ComponentFailure(failure.component, failure.error_type, failure.message, "", {},
+                                    failure.timed_out))
+
+
+def check_inputs(deps: tuple | list) -> None:
+    """Raise the upstream's failure when an input stands for a failed output."""
+    for value in deps:
+        if type(value) is FailedOutput:
+            raise value.failure
+
+
 class _AsyncTimeout(ComponentTimeout):
     """Raised asynchronously in a non-main thread; takes no arguments by necessity."""
 
@@ -80,7 +108,9 @@ class _AsyncTimeout(ComponentTimeout):
 
 def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
            context: Callable[[], dict[str, Any]] | None = None) -> tuple[Any, dict[str, Any]]:
-    """Call ``fn`` for ``info``; return (value, meta) or raise ComponentFailure."""
+    """Call ``fn`` for ``info``; return (value, meta) or raise ComponentFailure (an upstream's,
+    when an input is a FailedOutput)."""
+    check_inputs(deps)
     measured = usage.start()
     started = time.time()
     cpu0 = time.process_time()

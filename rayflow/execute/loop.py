@@ -11,11 +11,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from rayflow.execute.port import CheckpointTarget, Completion, Executor
 from rayflow.execute.state import RunState
 from rayflow.plan import Plan
+from rayflow.plan.fusion import without
 from rayflow.store.checkpoints import Checkpoint
 
 log = logging.getLogger("rayflow")
@@ -52,7 +54,11 @@ def drive(
     ``rayflow.cache.runs.RunCache``; a component with a cache key is looked up before it
     is submitted (a hit is CACHED and runs nothing) and kept after it succeeds. ``resize``:
     given a failed task and its completion, a task to run again instead (a larger memory
-    request after an out-of-memory kill), or None to let the failure stand."""
+    request after an out-of-memory kill), or None to let the failure stand (a member of a
+    fused group is never run again alone)."""
+    if restored and plan.fused:   # a group with a member restored from its checkpoint runs unfused
+        plan = replace(plan, fused=without(plan.fused, restored))
+    fused = {m for group in plan.fused for m in group}
     topo = {node: i for i, node in enumerate(plan.dag.nodes)}
     outputs = set(plan.output_ids)
     consumers = {n: len(plan.dag.children(n)) for n in plan.dag.nodes}
@@ -80,12 +86,15 @@ def drive(
             if state.done:
                 break
             completions = executor.wait(poll_s)
-            completions.sort(key=lambda c: topo[c.id])
+            # successes first: a failure's fail_fast must not cancel what already succeeded
+            # (the members of a fused group come back together)
+            completions.sort(key=lambda c: (not c.ok, topo[c.id]))
             redone: set[str] = set()   # calls replaced in this batch: their old outcomes are stale
             for done in completions:
                 if done.id in redone:
                     continue
-                if not done.ok and resize is not None and not done.upstream and not done.stopped:
+                if (not done.ok and resize is not None and not done.upstream and not done.stopped
+                        and done.id not in fused):
                     again = resize(plan.tasks[done.id], done)
                     if again is not None:   # the same component, asking for more: still RUNNING
                         plan.tasks[done.id] = again

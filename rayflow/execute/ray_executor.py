@@ -42,6 +42,7 @@ from rayflow.execute.invoke import (
     unpack_meta,
 )
 from rayflow.execute.port import CheckpointTarget, Completion, call_fields
+from rayflow.execute.ray_fused import FusedCalls
 from rayflow.execute.ray_streams import (
     STREAM_TASK,
     StreamFailure,
@@ -267,6 +268,7 @@ class RayExecutor:
         self._linger = False
         self._checkpoints: CheckpointTarget | None = None
         self._saves: dict[Any, str] = {}   # save call ref -> component id
+        self._fused: FusedCalls | None = None
 
     def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None) -> None:
         self._plan = plan
@@ -289,6 +291,8 @@ class RayExecutor:
         # Without max_concurrency the loop submits every component up front, so noticing
         # a completion a little later frees nothing: gather them in batches and leave the
         # CPU to Ray. With it, each completion frees a slot: take what is ready at once.
+        # a fused group runs in one call: only when everything is submitted up front
+        self._fused = FusedCalls(plan, checkpoints) if plan.fused and plan.max_concurrency is None else None
         self._batching = plan.max_concurrency is None
         self._linger = len(plan.tasks) >= BIG_RUN
         self._pool_sizes = {}
@@ -301,6 +305,8 @@ class RayExecutor:
         stream = self._stream_of.get(task.id)
         if stream is not None:
             return self._submit_stream(task, deps, stream)
+        if self._fused is not None and task.id in self._fused.group_of:
+            return self._submit_fused(task, deps)
         info = encode_info(task, self._checkpoints is not None)
         if task.pool:
             refs = self._submit_actor(task, info, deps)
@@ -319,7 +325,7 @@ class RayExecutor:
         return value
 
     def output(self, handle: Any, index: int) -> Any:
-        return handle[index]
+        return None if handle is None else handle[index]   # None: a fused member's output nothing outside reads
 
     def place(self, task: Task, value: Any) -> Any:
         """A cache hit: the object reference(s) the memory tier held, or the value put in
@@ -373,6 +379,14 @@ class RayExecutor:
             self._streams[head] = stream
         return self._refs[head][0] if task.id == stream[-1] and head in self._refs else None
 
+    def _submit_fused(self, task: Task, deps: list[Any]) -> Any:
+        """The head starts its group's call; every member's handle is its export's ref (or None)."""
+        if self._fused.head_of(task.id) == task.id:   # type: ignore[union-attr]
+            values, meta = self._fused.start(task, deps)   # type: ignore[union-attr]
+            self._meta[meta] = task.id
+            self._refs[task.id] = (values, meta)
+        return self._fused.handle(task.id)   # type: ignore[union-attr]
+
     def wait(self, timeout: float) -> list[Completion]:
         """Completions, waiting up to ``timeout`` for the first, then gathering what else is ready.
 
@@ -409,7 +423,7 @@ class RayExecutor:
         cancellation is failing it at the same moment, races inside Ray's task manager
         (ray-project/ray#54846, a driver abort).
         """
-        heads = dict.fromkeys(self._stream_of[c][0] if c in self._stream_of else c for c in ids)
+        heads = dict.fromkeys(self._head_of(c) for c in ids)
         pairs = [(cid, self._refs.pop(cid)) for cid in heads if cid in self._refs]
         if not pairs:
             return
@@ -443,6 +457,13 @@ class RayExecutor:
         self._pool_of.clear()
 
     # -- helpers -----------------------------------------------------------------------
+
+    def _head_of(self, cid: str) -> str:
+        """The component whose call runs ``cid``: its stream's or fused group's head, or itself."""
+        if cid in self._stream_of:
+            return self._stream_of[cid][0]
+        head = self._fused.head_of(cid) if self._fused is not None else None
+        return cid if head is None else head
 
     @staticmethod
     def _leading(task: Task) -> tuple:
@@ -512,6 +533,11 @@ class RayExecutor:
         stream = self._streams.pop(cid, None)
         if stream is not None:
             return self._stream_completions(stream, value, value_ref)
+        if self._fused is not None and self._fused.head_of(cid) == cid:
+            if not isinstance(value, BaseException):
+                return self._fused.completions(cid, value)
+            _mark_handled(value_ref)   # the call itself failed (a crash, a kill): each member with its error
+            return [completion_from_error(m, value) for m in self._fused.group_of[cid]]
         if not isinstance(value, BaseException):
             return [Completion(cid, True, unpack_meta(value))]
         _mark_handled(value_ref)

@@ -24,7 +24,7 @@ from ray import cloudpickle
 from ray.exceptions import RayTaskError
 
 from rayflow.data.batches import DEFAULT_BATCH_SIZE, BatchFunction, batches_to_apply, concat_results
-from rayflow.execute.invoke import CallInfo, ComponentFailure, invoke, pack_meta
+from rayflow.execute.invoke import CallInfo, ComponentFailure, check_inputs, invoke, pack_meta
 from rayflow.plan import Task
 from rayflow.plan.template import Slot, fill
 
@@ -113,6 +113,7 @@ def encode_stream(head: Task, stages: list[Stage], buffer: int) -> bytes:
 def run_stream(blob: bytes, *deps: Any) -> tuple[pa.Table, dict[str, bytes]]:
     """The coordinator task: the last stage's output as one table, and each stage's timings."""
     source, stages, buffer = cloudpickle.loads(blob)
+    check_inputs(deps)   # an upstream failed inside a fused call: the stream is upstream-failed
     data = fill(source, deps)
     actors = [_STAGE_ACTOR.options(**s.resources).remote(s) for s in stages]
     in_flight: collections.deque = collections.deque()
