@@ -15,6 +15,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+from rayflow import gcpause
 from rayflow.errors import RayflowError, RunCancelled, RunNotFound, WorkflowFailed
 from rayflow.execute.loop import drive, new_state
 from rayflow.execute.port import CheckpointTarget, Executor
@@ -113,7 +114,8 @@ class ActiveRun:
         self.run.ended_at = time.time()
         self.run.status = self.status
         self.service.writer.write_soon()   # the last component rows, while the summary is computed
-        summary = self.metrics(per_component=False)
+        with gcpause.paused():   # a record per component: collect after
+            summary = self.metrics(per_component=False)
         if self.status == "SUCCEEDED" and _keepable(self.value):
             summary["result"] = self.value
         if self.cache is not None:

@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
+from rayflow import gcpause
 from rayflow.execute.port import CheckpointTarget, Completion, Executor
 from rayflow.execute.state import RunState
 from rayflow.plan import Plan
@@ -55,80 +56,115 @@ def drive(
     is submitted (a hit is CACHED and runs nothing) and kept after it succeeds. ``resize``:
     given a failed task and its completion, a task to run again instead (a larger memory
     request after an out-of-memory kill), or None to let the failure stand (a member of a
-    fused group is never run again alone)."""
+    fused group is never run again alone).
+
+    Submitting and applying completions allocate in bursts (thousands of components at
+    once): the garbage collector is paused for each (gcpause), never across a wait."""
     if restored and plan.fused:   # a group with a member restored from its checkpoint runs unfused
         plan = replace(plan, fused=without(plan.fused, restored))
-    fused = {m for group in plan.fused for m in group}
-    topo = {node: i for i, node in enumerate(plan.dag.nodes)}
-    outputs = set(plan.output_ids)
-    consumers = {n: len(plan.dag.children(n)) for n in plan.dag.nodes}
-    handles: dict[str, Any] = {}
-    released: set[str] = set()
+    run = _Driver(plan, executor, state, checkpoints, cache, resize)
     executor.start(plan, checkpoints)
     try:
-        for cid, checkpoint in (restored or {}).items():
-            if cid in outputs or any(c not in restored for c in plan.dag.children(cid)):
-                handles[cid] = executor.restore(plan.tasks[cid], checkpoint)
+        run.restore(restored or {})
         while not state.done:
             if should_cancel():
                 executor.cancel(state.cancel())
                 break
-            for cid in state.take(clock()):
-                task = plan.tasks[cid]
-                if cache is not None and task.cache_key is not None:
-                    hit, value = cache.lookup(task)
-                    if hit:
-                        handles[cid] = executor.place(task, value)
-                        state.succeeded(cid, {}, cached=True)
-                        continue
-                handles[cid] = executor.submit(task, _deps(task, handles, executor))
-            _notify(state, on_change)
+            with gcpause.paused():
+                run.submit_ready(clock())
+                _notify(state, on_change)
             if state.done:
                 break
             completions = executor.wait(poll_s)
-            # successes first: a failure's fail_fast must not cancel what already succeeded
-            # (the members of a fused group come back together)
-            completions.sort(key=lambda c: (not c.ok, topo[c.id]))
-            redone: set[str] = set()   # calls replaced in this batch: their old outcomes are stale
-            for done in completions:
-                if done.id in redone:
-                    continue
-                if (not done.ok and resize is not None and not done.upstream and not done.stopped
-                        and done.id not in fused):
-                    again = resize(plan.tasks[done.id], done)
-                    if again is not None:   # the same component, asking for more: still RUNNING
-                        plan.tasks[done.id] = again
-                        state.nodes[done.id].resubmitted += 1
-                        handles[done.id] = executor.submit(again, _deps(again, handles, executor))
-                        redone |= _resubmit_downstream(plan, state, executor, handles, done.id, topo)
-                        continue
-                _apply(state, executor, done)
-                if not done.ok or done.id not in handles:
-                    continue
-                task = plan.tasks[done.id]
-                if cache is not None and task.cache_key is not None:
-                    sink = cache.keep(task, done.meta, handles[done.id])
-                    if sink is not None:
-                        executor.save(task, handles[done.id], sink)   # written where the output is
-                if checkpoints is None or not task.options.checkpoint:
-                    state.nodes[done.id].checkpoint = None   # came back for the cache only
-                if checkpoints is not None and task.options.checkpoint and done.meta.get("checkpoint") == b"":
-                    executor.save(task, handles[done.id])   # too large to come back inline
-            for cid in state.changed:
-                if cid not in released and state.state_of(cid) not in ("PENDING", "RUNNING"):
-                    released.add(cid)
-                    _release(plan, cid, handles, consumers, outputs)
-            _notify(state, on_change)
+            with gcpause.paused():
+                run.apply(completions)
+                _notify(state, on_change)
         _notify(state, on_change)
         for problem in executor.settle():
             log.warning("run %s: an output was not saved to its checkpoint or the shared cache "
                         "(a resume or a later run computes it again): %s",
                         checkpoints.run_id if checkpoints else "?", problem)
-        if state.run_status() == "SUCCEEDED" and outputs:
-            return executor.fetch({cid: handles[cid] for cid in outputs})
+        if state.run_status() == "SUCCEEDED" and run.outputs:
+            return executor.fetch({cid: run.handles[cid] for cid in run.outputs})
         return {}
     finally:
         executor.shutdown()
+
+
+class _Driver:
+    """What one run's loop keeps between steps: output handles, consumers left per output."""
+
+    def __init__(self, plan: Plan, executor: Executor, state: RunState, checkpoints: CheckpointTarget | None,
+                 cache: Any, resize: Callable[[Any, Completion], Any] | None) -> None:
+        self.plan, self.executor, self.state = plan, executor, state
+        self.checkpoints, self.cache, self.resize = checkpoints, cache, resize
+        self.fused = {m for group in plan.fused for m in group}
+        self.topo = {node: i for i, node in enumerate(plan.dag.nodes)}
+        self.outputs = set(plan.output_ids)
+        self.consumers = {n: len(plan.dag.children(n)) for n in plan.dag.nodes}
+        self.handles: dict[str, Any] = {}
+        self.released: set[str] = set()
+
+    def restore(self, restored: Mapping[str, Checkpoint]) -> None:
+        for cid, checkpoint in restored.items():
+            if cid in self.outputs or any(c not in restored for c in self.plan.dag.children(cid)):
+                self.handles[cid] = self.executor.restore(self.plan.tasks[cid], checkpoint)
+
+    def submit_ready(self, now: float) -> None:
+        plan, state, executor, handles, cache = self.plan, self.state, self.executor, self.handles, self.cache
+        for cid in state.take(now):
+            task = plan.tasks[cid]
+            if cache is not None and task.cache_key is not None:
+                hit, value = cache.lookup(task)
+                if hit:
+                    handles[cid] = executor.place(task, value)
+                    state.succeeded(cid, {}, cached=True)
+                    continue
+            handles[cid] = executor.submit(task, _deps(task, handles, executor))
+
+    def apply(self, completions: list[Completion]) -> None:
+        # successes first: a failure's fail_fast must not cancel what already succeeded
+        # (the members of a fused group come back together)
+        completions.sort(key=lambda c: (not c.ok, self.topo[c.id]))
+        redone: set[str] = set()   # calls replaced in this batch: their old outcomes are stale
+        for done in completions:
+            if done.id in redone:
+                continue
+            if (not done.ok and self.resize is not None and not done.upstream and not done.stopped
+                    and done.id not in self.fused and self._resized(done, redone)):
+                continue
+            _apply(self.state, self.executor, done)
+            if done.ok and done.id in self.handles:
+                self._keep(done)
+        for cid in self.state.changed:
+            if cid not in self.released and self.state.state_of(cid) not in ("PENDING", "RUNNING"):
+                self.released.add(cid)
+                _release(self.plan, cid, self.handles, self.consumers, self.outputs)
+
+    def _resized(self, done: Completion, redone: set[str]) -> bool:
+        """Run a failed component again with a larger request when ``resize`` gives one."""
+        again = self.resize(self.plan.tasks[done.id], done)   # type: ignore[misc]
+        if again is None:
+            return False
+        plan, executor, handles = self.plan, self.executor, self.handles
+        plan.tasks[done.id] = again   # the same component, asking for more: still RUNNING
+        self.state.nodes[done.id].resubmitted += 1
+        handles[done.id] = executor.submit(again, _deps(again, handles, executor))
+        redone |= _resubmit_downstream(plan, self.state, executor, handles, done.id, self.topo)
+        return True
+
+    def _keep(self, done: Completion) -> None:
+        """A success: its output to the cache and the checkpoints, where they want it."""
+        task, executor, checkpoints = self.plan.tasks[done.id], self.executor, self.checkpoints
+        handle = self.handles[done.id]
+        if self.cache is not None and task.cache_key is not None:
+            sink = self.cache.keep(task, done.meta, handle)
+            if sink is not None:
+                executor.save(task, handle, sink)   # written where the output is
+        if checkpoints is None or not task.options.checkpoint:
+            self.state.nodes[done.id].checkpoint = None   # came back for the cache only
+        if checkpoints is not None and task.options.checkpoint and done.meta.get("checkpoint") == b"":
+            executor.save(task, handle)   # too large to come back inline
 
 
 def _resubmit_downstream(plan: Plan, state: RunState, executor: Executor, handles: dict[str, Any],

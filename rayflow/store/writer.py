@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from rayflow import gcpause
 from rayflow.store.memory import check_run_fields
 from rayflow.store.port import ComponentRecord, EventRecord, RunStore
 
@@ -250,7 +251,8 @@ class StoreWriter:
     def _write_parts(self, batch: _Batch) -> None:
         """Components, then events, then run updates, in chunks of ``max_batch``."""
         while batch.sources:
-            batch.components.extend(batch.sources[-1].drain())   # newer than any queued copy
+            with gcpause.paused():   # thousands of records at once: collect after, not during
+                batch.components.extend(batch.sources[-1].drain())   # newer than any queued copy
             batch.sources.pop()
         n = self.max_batch
         write_all = getattr(self.store, "write_batch", None)   # a store that writes a cycle at once
