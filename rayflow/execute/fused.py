@@ -32,9 +32,11 @@ from rayflow.execute.invoke import (
     RetryableFailure,
     invoke,
     pack_meta,
+    pack_timings,
     unpack_meta,
+    unpack_timings,
 )
-from rayflow.execute.port import Completion, call_info
+from rayflow.execute.port import Completion, call_fields
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,14 +49,17 @@ class Member:
     max_retries: int
     export: int                                     # objects the call returns for it (0: not exported)
 
-    def __reduce__(self):
-        return (Member, (self.info, self.fn, self.reads, self.max_retries, self.export))
+    @classmethod
+    def of(cls, wire: tuple) -> Member:
+        """A member from its wire form (plain tuples pickle several times faster than objects)."""
+        return cls(CallInfo(*wire[0]), *wire[1:])
 
 
 def members_of(plan: Any, group: tuple[str, ...], exported: set[str],
-               checkpoints: bool = False) -> tuple[list[Any], tuple[Member, ...]]:
+               checkpoints: bool = False) -> tuple[list[Any], tuple[tuple, ...]]:
     """The function table (each distinct function, or its "module:callable") and the members
-    of ``group``; the head reads the call's arguments (its upstream outputs, in its order)."""
+    of ``group`` in wire form (see ``Member.of``); the head reads the call's arguments (its
+    upstream outputs, in its order)."""
     table: list[Any] = []
     index: dict[Any, int] = {}
     pos = {cid: i for i, cid in enumerate(group)}
@@ -62,21 +67,24 @@ def members_of(plan: Any, group: tuple[str, ...], exported: set[str],
     for i, cid in enumerate(group):
         task = plan.tasks[cid]
         key = id(task.fn) if task.fn is not None else task.fn_ref
-        if key not in index:
-            index[key] = len(table)
+        fn = index.get(key)
+        if fn is None:
+            fn = index[key] = len(table)
             table.append(task.fn if task.fn is not None else task.fn_ref)
-        reads = None if i == 0 else tuple((pos[d], out) for d, out in task.inputs)
-        export = (task.options.num_outputs or 1) if cid in exported else 0
-        members.append(Member(call_info(task, checkpoints), index[key], reads, task.options.max_retries, export))
+        o = task.options
+        reads = None if i == 0 else tuple([(pos[d], out) for d, out in task.inputs])
+        members.append((call_fields(task, checkpoints), fn, reads, o.max_retries,
+                        (o.num_outputs or 1) if cid in exported else 0))
     return table, tuple(members)
 
 
 Save = Callable[[str, Any], None]
 
 
-def run_members(fns: list[Callable[..., Any]], members: tuple[Member, ...], deps: tuple | list,
+def run_members(fns: list[Callable[..., Any]], wire: tuple[tuple, ...], deps: tuple | list,
                 context: Callable[[], dict[str, Any]], save: Save | None = None) -> tuple[list[Any], bytes]:
     """Run every member; return the exports' objects and the outcomes blob (see ``completions``)."""
+    members = tuple(Member.of(w) for w in wire)
     base = dict(context())   # the worker's place and the call's attempt: the same for every member
     values: list[Any] = [None] * len(members)
     failures: list[ComponentFailure | None] = [None] * len(members)   # what a member's output stands for
@@ -101,7 +109,8 @@ def run_members(fns: list[Callable[..., Any]], members: tuple[Member, ...], deps
         for j in (i, *(j for j, _ in m.reads or ())):
             if last[j] <= i:
                 values[j] = None   # nothing later in the group reads it: free it early
-    return returned, pickle.dumps(outcomes, protocol=pickle.HIGHEST_PROTOCOL)
+    place = {k: base[k] for k in ("node_id", "worker_id") if base.get(k)}
+    return returned, pickle.dumps((place, outcomes), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def _last_readers(members: tuple[Member, ...]) -> list[int]:
@@ -131,7 +140,7 @@ def _run_one(fn: Callable[..., Any], m: Member, args: Any, base: dict[str, Any],
             return _failed(m, failure), None, failure
         if meta.get("checkpoint") == b"":
             _save_large(m, value, meta, save)
-        return pack_meta(meta), value, None
+        return pack_timings(meta), value, None
 
 
 def _failed(m: Member, failure: ComponentFailure) -> Any:
@@ -156,11 +165,12 @@ def _save_large(m: Member, value: Any, meta: dict[str, Any], save: Save | None) 
 
 def completions(group: tuple[str, ...], blob: bytes) -> list[Completion]:
     """One Completion per member from a fused call's outcomes blob."""
+    place, outcomes = pickle.loads(blob)
     out = []
-    for cid, o in zip(group, pickle.loads(blob), strict=True):
+    for cid, o in zip(group, outcomes, strict=True):
         kind = type(o)
         if kind is bytes:
-            out.append(Completion(cid, True, unpack_meta(o)))
+            out.append(Completion(cid, True, unpack_timings(o, place)))
         elif kind is str:
             out.append(Completion(cid, False, {}, f"upstream {o!r} failed", upstream=o))
         else:

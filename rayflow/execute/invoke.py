@@ -174,16 +174,39 @@ _PACKED = struct.Struct("<dddqiqq")
 def pack_meta(meta: Mapping[str, Any]) -> bytes:
     """A call's meta as compact bytes: what the driver reads for every call, so it must
     be cheap to ship and to decode (a fixed struct, then "node_id\0worker_id")."""
-    peak = meta.get("peak_rss_bytes")
-    head = _PACKED.pack(meta["started_at"], meta["ended_at"], meta["cpu_s"],
-                        -1 if peak is None else peak, meta.get("attempt", 0),
-                        meta.get("input_bytes", 0), meta.get("input_rows", -1))
+    head = _head(meta)
     place = (meta.get("node_id"), meta.get("worker_id"))
     tail = _TAILS.get(place)
     if tail is None:   # a worker has one place for its life: encoded once
         tail = _TAILS[place] = f"{place[0] or ''}\0{place[1] or ''}".encode()
     checkpoint = meta.get("checkpoint")
     return head + tail if checkpoint is None else head + tail + b"\0" + checkpoint
+
+
+def _head(meta: Mapping[str, Any]) -> bytes:
+    peak = meta.get("peak_rss_bytes")
+    return _PACKED.pack(meta["started_at"], meta["ended_at"], meta["cpu_s"], -1 if peak is None else peak,
+                        meta.get("attempt", 0), meta.get("input_bytes", 0), meta.get("input_rows", -1))
+
+
+def pack_timings(meta: Mapping[str, Any]) -> bytes:
+    """``pack_meta`` without the node and worker ids: the calls of one worker process (the
+    members of a fused call) share them, so they travel once (see ``unpack_timings``)."""
+    head = _head(meta)
+    checkpoint = meta.get("checkpoint")   # b"": too large to travel inline, still to be saved
+    return head if checkpoint is None else head + b"\0" + checkpoint
+
+
+def unpack_timings(blob: bytes, place: Mapping[str, Any]) -> dict[str, Any]:
+    """The meta ``pack_timings`` packed, with the node and worker ids of ``place``."""
+    started, ended, cpu_s, peak, attempt, input_bytes, input_rows = _PACKED.unpack_from(blob)
+    meta: dict[str, Any] = {"started_at": started, "ended_at": ended, "cpu_s": cpu_s, "attempt": attempt,
+                            "input_bytes": input_bytes, "input_rows": input_rows, **place}
+    if peak >= 0:
+        meta["peak_rss_bytes"] = peak
+    if len(blob) > _PACKED.size:
+        meta["checkpoint"] = blob[_PACKED.size + 1:]
+    return meta
 
 
 def unpack_meta(blob: bytes) -> dict[str, Any]:

@@ -563,12 +563,13 @@ class RayExecutor:
 
 def _mark_handled(value_ref: Any) -> None:
     """Read a failed call's value once, so Ray does not log it later as an unhandled error."""
-    if value_ref is None:
-        return
-    try:
-        ray.get(value_ref, timeout=0)
-    except Exception:  # noqa: BLE001 - the error is already reported through the metadata
-        pass
+    for ref in value_ref if isinstance(value_ref, list) else [value_ref]:   # a list: each output, each export
+        if ref is None:
+            continue
+        try:
+            ray.get(ref, timeout=0)
+        except Exception:  # noqa: BLE001 - the error is already reported through the metadata
+            pass
 
 
 def completion_from_error(cid: str, err: BaseException) -> Completion:

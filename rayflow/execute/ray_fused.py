@@ -59,7 +59,7 @@ def run_fused(blob: bytes, *deps: Any) -> Any:
     from rayflow.execute.ray_executor import _worker_context
 
     table, members, target = pickle.loads(blob)
-    fns = [_loaded(entry, members[0].info.id) for entry in table]
+    fns = [_loaded(entry, members[0][0][0]) for entry in table]   # the head's id names an import error
     values, outcomes = run_members(fns, members, deps, _worker_context, target.save if target else None)
     return (*values, outcomes) if values else outcomes
 
@@ -111,19 +111,20 @@ class FusedCalls:
         group = self.group_of[head.id]
         exported = set(exports(group, self._plan.dag, self._outputs))
         table, members = members_of(self._plan, group, exported, self._target is not None)
-        n = sum(m.export for m in members)
+        n = sum(m[-1] for m in members)
         retries = max(t.options.max_retries or RAY_DEFAULT_SYSTEM_RETRIES
                       for t in (self._plan.tasks[c] for c in group))
         refs = _remote(head, n + 1, retries).remote(_encode(table, members, self._target), *deps)
         refs = list(refs) if n else [refs]
         values = iter(refs[:-1])
         for cid, m in zip(group, members, strict=True):
-            if not m.export:
+            export = m[-1]
+            if not export:
                 self._handles[cid] = None
             elif self._plan.tasks[cid].options.num_outputs is None:
                 self._handles[cid] = next(values)
             else:
-                self._handles[cid] = [next(values) for _ in range(m.export)]
+                self._handles[cid] = [next(values) for _ in range(export)]
         return refs[:-1], refs[-1]
 
     def handle(self, cid: str) -> Any:

@@ -77,10 +77,14 @@ def _trees(tasks: Mapping[str, Any], dag: Dag, ok: set[str]) -> list[list[str]]:
     group_of: dict[str, int] = {}
     groups: list[list[str]] = []
     sigs: list[tuple] = []
+    by_options: dict[int, tuple] = {}   # components mostly share a few option objects
     for cid in dag.nodes:
         if cid not in ok:
             continue
-        sig = signature(tasks[cid])
+        options = tasks[cid].options
+        sig = by_options.get(id(options))
+        if sig is None:
+            sig = by_options[id(options)] = signature(tasks[cid])
         deps = dag.deps(cid)
         g = group_of.get(deps[0]) if deps else None
         if (g is not None and sigs[g] == sig and len(groups[g]) < FUSE_MAX
