@@ -32,6 +32,7 @@ import ray
 from ray import cloudpickle
 from ray.exceptions import RayError, TaskCancelledError
 
+from rayflow import gcpause
 from rayflow.data import codec
 from rayflow.execute.invoke import (
     CallInfo,
@@ -413,7 +414,8 @@ class RayExecutor:
             ready = self._sweep(window) if first else []
         if not ready and len(self._meta) > len(window):
             ready = self._sweep(list(self._meta)[len(window):])
-        return [done for ref, value in self._get(ready) for done in self._complete(ref, value)]
+        with gcpause.paused():   # a fused call's members come back at once: collect after
+            return [done for ref, value in self._get(ready) for done in self._complete(ref, value)]
 
     def cancel(self, ids: Iterable[str]) -> None:
         """Cancel calls still running, in the order given (the loop gives downstream first).

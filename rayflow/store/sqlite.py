@@ -19,6 +19,7 @@ from dataclasses import fields as dc_fields
 from pathlib import Path
 from typing import Any
 
+from rayflow import gcpause
 from rayflow.store.memory import check_run_fields
 from rayflow.store.port import ComponentRecord, EventRecord, RunRecord
 
@@ -307,7 +308,9 @@ class SqliteStore:
 
     def upsert_components(self, records: list[ComponentRecord]) -> None:
         if records:
-            self._write(_UPSERT_COMPONENT, [COMPONENTS.encode(r) for r in records])
+            with gcpause.paused():   # a row per component at once: collect after, not during
+                rows = [COMPONENTS.encode(r) for r in records]
+            self._write(_UPSERT_COMPONENT, rows)
 
     def append_events(self, events: list[EventRecord]) -> None:
         if events:
