@@ -53,6 +53,7 @@ def print_plan(out: Console, plan: Plan) -> None:
               f"(widest {plan.analysis.max_parallelism} components)")
     for stream in plan.streams:
         out.print(f"Stream (pipelined on Ray): {' -> '.join(stream)}")
+    print_fused(out, plan)
     path = plan.critical_path
     shown = " -> ".join(path[:20]) + (f" -> ... ({len(path)} in all)" if len(path) > 20 else "")
     out.print(f"Critical path ({plan.critical_path_length:g} estimated units): {shown}")
@@ -63,6 +64,23 @@ def print_plan(out: Console, plan: Plan) -> None:
         for b in plan.bottlenecks:
             bt.add_row(b.id, b.reason, f"{b.share:.0%}" if b.share else "-", str(b.fan_in), str(b.fan_out))
         out.print(bt)
+
+
+FUSED_SHOWN = 5
+
+
+def print_fused(out: Console, plan: Plan) -> None:
+    """One line for the fused groups (one Ray task each on Ray), then the first few."""
+    if not plan.fused:
+        return
+    members = sum(len(g) for g in plan.fused)
+    out.print(f"Fused (each group one Ray task): {len(plan.fused):,} groups, {members:,} components; "
+              f"largest {max(len(g) for g in plan.fused):,}")
+    for group in plan.fused[:FUSED_SHOWN]:
+        shown = ", ".join(group[:6]) + (f", ... ({len(group)} in all)" if len(group) > 6 else "")
+        out.print(f"  {shown}")
+    if len(plan.fused) > FUSED_SHOWN:
+        out.print(f"  ... {len(plan.fused) - FUSED_SHOWN:,} more groups")
 
 
 def print_run(out: Console, run: RunRecord) -> None:
