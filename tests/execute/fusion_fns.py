@@ -150,3 +150,11 @@ def ledgered(folder: str, retries: int = 0):
 def big_inside():
     blob = big.options(id="blob")(1)
     return size.options(id="size")(blob)
+
+
+@rf.workflow
+def slow_group(folder: str):
+    """A group whose second member sleeps long, then a reader outside."""
+    first = tick.options(id="first")(folder, "first")
+    slow = sleepy.options(id="slow")(60, first)
+    return add.options(id="end", fuse=False)(inc.options(id="last")(slow))

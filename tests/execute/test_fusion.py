@@ -4,6 +4,7 @@ must give the same results and states), and what only Ray shows: one call per gr
 from __future__ import annotations
 
 import io
+import time
 
 import pytest
 
@@ -138,3 +139,18 @@ def test_explain_prints_the_groups():
     text = out.getvalue()
     assert "Fused (each group one Ray task): 5 groups, 18 components; largest 7" in text
     assert "h, fan0, fan1, fan2, join, split, ... (7 in all)" in text
+
+
+def test_cancel_stops_a_group_in_flight(service, ray_session, tmp_path):
+    """(The local executor runs a call in the driver's thread: a cancel is seen between calls.)"""
+    handle = rf.submit(ff.slow_group, executor="ray", folder=str(tmp_path))
+    deadline = time.monotonic() + 60
+    while not ff.ledger(tmp_path) and time.monotonic() < deadline:   # the group is running
+        time.sleep(0.05)
+    started = time.monotonic()
+    handle.cancel()
+    assert handle.wait(timeout=30) == "CANCELLED"
+    assert time.monotonic() - started < 20   # the sleeping member was interrupted, not waited for
+    st = states(handle)
+    assert st["slow"] == "CANCELLED" and st["last"] == "CANCELLED" and st["end"] == "CANCELLED"
+    assert st["first"] in {"CANCELLED", "SUCCEEDED"}
