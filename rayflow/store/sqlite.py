@@ -136,6 +136,14 @@ def _json_text(value: Any) -> str:
     return text
 
 
+def _as_int(value: Any) -> int:
+    return int(bool(value))
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
 class _Codec:
     """Maps one record dataclass to the columns of its table and back."""
 
@@ -149,19 +157,24 @@ class _Codec:
         self.bool_fields = bool_fields
         self.select = f"SELECT {', '.join(self.columns)} FROM {table}"
         self._row = operator.attrgetter(*self.columns)
-        self._fixes = [(i, name) for i, name in enumerate(self.columns) if name in json_fields or name in bool_fields]
+        self._fixes = [(i, self._encoder(name)) for i, name in enumerate(self.columns)
+                       if name in json_fields or name in bool_fields]
 
     def encode_value(self, name: str, value: Any) -> Any:
+        return self._encoder(name)(value)
+
+    def _encoder(self, name: str) -> Any:
+        """How a column's value is stored: JSON text, 0/1, or as it is."""
         if name in self.json_fields:
-            return _json_text(value) if name in self.stable_fields else _SORTED.encode(value)
+            return _json_text if name in self.stable_fields else _SORTED.encode
         if name in self.bool_fields:
-            return int(bool(value))
-        return value
+            return _as_int
+        return _as_is
 
     def encode(self, rec: Any) -> list[Any]:
         row = list(self._row(rec))
-        for i, name in self._fixes:
-            row[i] = self.encode_value(name, row[i])
+        for i, encode in self._fixes:   # a row per component: the column encoders are looked up once
+            row[i] = encode(row[i])
         return row
 
     def decode(self, row: Sequence[Any]) -> Any:
