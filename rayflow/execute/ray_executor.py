@@ -13,8 +13,9 @@ An auto-sized component (``sizing="auto"``) gets only its declared N from Ray; r
 retries its worker crashes and out-of-memory kills itself (rayflow.predict.history.OomResizer).
 
 Per-component cost on the driver (benchmarks/overhead.py measures it against raw Ray):
-remote functions are configured once per process per function and resource signature,
-the CallInfo travels as pre-pickled bytes, and completions are gathered in batches from
+remote functions are configured once per process per function and resource signature
+and then submitted through the core-worker call ``.remote()`` ends in
+(rayflow.execute.ray_submit), the CallInfo travels as pre-pickled bytes, and completions are gathered in batches from
 a bounded window of the oldest calls, so no step is linear in the calls in flight.
 """
 
@@ -49,6 +50,7 @@ from rayflow.execute.ray_streams import (
     fits_together,
     stage_of,
 )
+from rayflow.execute.ray_submit import Configured
 from rayflow.plan import Plan, Task
 from rayflow.plan.streams import DEFAULT_BUFFER
 from rayflow.spec.resolve import import_callable
@@ -190,8 +192,8 @@ def task_remote(task: Task, placed: dict[str, Any] | None = None) -> Any:
         return _runner(task.fn).options(num_returns=_num_returns(task), **resource_options(task),
                                         **retry_options(task), **placed)
     key = (id(task.fn), options_key(task))
-    return _cached(_CONFIGURED, key, task.fn, lambda: _runner(task.fn).options(
-        num_returns=_num_returns(task), **resource_options(task), **retry_options(task)))
+    return _cached(_CONFIGURED, key, task.fn, lambda: Configured(_runner(task.fn), dict(
+        num_returns=_num_returns(task), **resource_options(task), **retry_options(task))))
 
 
 def _num_returns(task: Task) -> int:
@@ -267,6 +269,7 @@ class RayExecutor:
         self._linger = False
         self._checkpoints: CheckpointTarget | None = None
         self._saves: dict[Any, str] = {}   # save call ref -> component id
+        self._free: set[Any] = set()
 
     def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None) -> None:
         self._plan = plan
@@ -293,6 +296,7 @@ class RayExecutor:
         self._linger = len(plan.tasks) >= BIG_RUN
         self._pool_sizes = {}
         self._remotes: dict[tuple[int, int], Any] = {}
+        self._free: set[Any] = set()   # meta refs of calls that had no upstream in flight when submitted
         for task in plan.tasks.values():
             if task.pool:
                 self._pool_sizes[task.pool] = self._pool_sizes.get(task.pool, 0) + 1
@@ -314,6 +318,8 @@ class RayExecutor:
                 remote = task_remote(task, placed) if placed else remote
             refs = remote.remote(*self._leading(task), info, *deps)
         value, meta = (refs[0] if task.options.num_outputs is None else refs[:-1]), refs[-1]
+        if self._linger and not any(d in self._refs for d in task.deps):
+            self._free.add(meta)
         self._meta[meta] = task.id
         self._refs[task.id] = (value, meta)
         return value
@@ -392,7 +398,7 @@ class RayExecutor:
         if self._batching:
             ray.wait(window[:WAIT_HEAD], num_returns=1, timeout=timeout)
             if self._linger:   # a big run: let a batch finish (or the whole window)
-                ray.wait(window[-1:], num_returns=1, timeout=LINGER_S)
+                ray.wait([self._linger_target(window)], num_returns=1, timeout=LINGER_S)
             ready = self._sweep_oldest(window)
         else:
             first, _ = ray.wait(window, num_returns=1, timeout=timeout)
@@ -400,6 +406,16 @@ class RayExecutor:
         if not ready and len(self._meta) > len(window):
             ready = self._sweep(list(self._meta)[len(window):])
         return [done for ref, value in self._get(ready) for done in self._complete(ref, value)]
+
+    def _linger_target(self, window: list[Any]) -> Any:
+        """The newest call in the window that could start as soon as it was submitted: a
+        call waiting on others finishes after them, so lingering on it would hold back
+        their completions (a fan-in's would hold the last batch of its fan-out until it
+        ran) -- or the newest call when none could."""
+        for ref in reversed(window):
+            if ref in self._free:
+                return ref
+        return window[-1]
 
     def cancel(self, ids: Iterable[str]) -> None:
         """Cancel calls still running, in the order given (the loop gives downstream first).
@@ -417,6 +433,7 @@ class RayExecutor:
         finished = set(ray.wait(metas, num_returns=len(metas), timeout=0)[0])
         for cid, (value_ref, meta_ref) in pairs:
             self._meta.pop(meta_ref, None)
+            self._free.discard(meta_ref)
             if meta_ref not in finished:
                 try:
                     ray.cancel(meta_ref, force=False, recursive=False)   # cancels the call
@@ -439,6 +456,7 @@ class RayExecutor:
             pool.kill()
         self._pools.clear()
         self._meta.clear()
+        self._free.clear()
         self._refs.clear()
         self._pool_of.clear()
 
@@ -507,6 +525,7 @@ class RayExecutor:
 
     def _complete(self, ref: Any, value: Any) -> list[Completion]:
         cid = self._meta.pop(ref)
+        self._free.discard(ref)
         value_ref = self._refs.pop(cid, (None,))[0]
         self._call_done(cid)
         stream = self._streams.pop(cid, None)
