@@ -35,7 +35,11 @@ from typing import Any
 
 import ray
 from ray import remote_function
-from ray._common.signature import DUMMY_TYPE
+
+try:   # private: a Ray without it keeps the public path
+    from ray._common.signature import DUMMY_TYPE
+except ImportError:  # pragma: no cover - depends on the installed Ray
+    DUMMY_TYPE = None
 
 ENV_VAR = "RAYFLOW_FAST_SUBMIT"
 # The options rayflow sets; a configured function with any other goes through .remote().
@@ -57,6 +61,8 @@ def enabled() -> bool:
 @functools.cache
 def matches_ray() -> bool:
     """The installed Ray submits tasks with exactly the call this module makes."""
+    if DUMMY_TYPE is None:
+        return False
     try:
         source = inspect.getsource(remote_function.RemoteFunction._remote)
     except (OSError, TypeError):
