@@ -2,6 +2,7 @@
 
 from rayflow.api import explain, get_run, init, list_runs, resume, run, shutdown, stats, submit
 from rayflow.dsl import Component, Workflow, component, workflow
+from rayflow.dsl.groups import fan_out, group
 from rayflow.dsl.patterns import map_reduce, scatter_gather
 from rayflow.errors import (
     ComponentTimeout,
@@ -34,6 +35,7 @@ __all__ = [
     "FunctionImportError", "InfeasibleResourceError", "Plan", "RayflowError", "ResourceError",
     "RunBusy", "RunCancelled", "RunHandle", "RunNotFound", "RunRecord", "SelfLoopError", "SignatureError",
     "SpecError", "UnknownComponentError", "Workflow", "WorkflowFailed", "WorkflowSpec",
-    "component", "explain", "get_run", "init", "list_runs", "map_reduce", "resume", "run", "scatter_gather",
+    "component", "explain", "fan_out", "get_run", "group", "init", "list_runs", "map_reduce",
+    "resume", "run", "scatter_gather",
     "shutdown", "stats", "submit", "workflow",
 ]

@@ -292,7 +292,8 @@ class RayExecutor:
         # Without max_concurrency the loop submits every component up front, so noticing
         # a completion a little later frees nothing: gather them in batches and leave the
         # CPU to Ray. With it, each completion frees a slot: take what is ready at once.
-        self._batching = plan.max_concurrency is None
+        # A group's bound frees a slot at each of its members' completions likewise.
+        self._batching = plan.max_concurrency is None and not any(g.max_concurrency for g in plan.groups)
         self._linger = len(plan.tasks) >= BIG_RUN
         self._pool_sizes = {}
         self._remotes: dict[tuple[int, int], Any] = {}

@@ -16,6 +16,7 @@ from rayflow.errors import InfeasibleResourceError, SpecError
 from rayflow.graph import Analysis, Dag, analyze, upward_ranks
 from rayflow.options import ComponentOptions
 from rayflow.plan.blueprint import Blueprint, Call, check_signature
+from rayflow.plan.groups import Group
 from rayflow.plan.streams import find_streams
 from rayflow.plan.template import collect_inputs, expand_outputs, to_slots
 
@@ -62,6 +63,7 @@ class Plan:
     target: str = ""
     inputs: dict[str, Any] = field(default_factory=dict)
     streams: tuple[tuple[str, ...], ...] = ()   # chains of batch components run as pipelines
+    groups: tuple[Group, ...] = ()              # members with their own max_concurrency / failure strategy
 
     @property
     def levels(self) -> list[list[str]]:
@@ -102,6 +104,7 @@ class Plan:
             resources=self.resources(),
             outputs=list(self.output_ids),
             streams=[list(s) for s in self.streams],
+            groups=[g.to_dict() for g in self.groups],
         )
         return out
 
@@ -146,11 +149,19 @@ def make_plan(
         max_concurrency=blueprint.max_concurrency,
         target=blueprint.target,
         inputs=dict(blueprint.inputs),
-        streams=find_streams(blueprint.calls, dag, set(blueprint.output_ids)),
+        streams=_unbounded(find_streams(blueprint.calls, dag, set(blueprint.output_ids)), blueprint.groups),
+        groups=blueprint.groups,
     )
     if cluster is not None:
         check_cluster(plan, cluster)
     return plan
+
+
+def _unbounded(streams: tuple[tuple[str, ...], ...], groups: tuple[Group, ...]) -> tuple[tuple[str, ...], ...]:
+    """The streams none of whose members is in a group with ``max_concurrency``: a stream's
+    members run all at once, which such a bound forbids (they run one after another)."""
+    bounded = {m for g in groups if g.max_concurrency is not None for m in g.members}
+    return tuple(s for s in streams if not bounded.intersection(s))
 
 
 def _task(call: Call, priority: float, multi: Mapping[str, int]) -> Task:
