@@ -69,6 +69,7 @@ class NodeStatus:
     checkpoint: bytes | None = None   # a small output's blob, until the recorder saves it
     restored: bool = False            # its output came from a checkpoint (resume); it did not run
     resubmitted: int = 0              # times rayflow itself ran it again (a larger request after an OOM kill)
+    outcome: dict[str, Any] | None = None   # what the call reported beyond timings (a dynamic map's items)
 
     def apply_meta(self, meta: Mapping[str, Any]) -> None:
         self.started_at = meta.get("started_at", self.started_at)
@@ -81,6 +82,8 @@ class NodeStatus:
         self.checkpoint = meta.get("checkpoint") or None
         self.input_bytes = meta.get("input_bytes", self.input_bytes)
         self.input_rows = meta.get("input_rows", self.input_rows)
+        if "outcome" in meta:
+            self.outcome = meta["outcome"]
 
 
 _RESTORED_FIELDS = frozenset({"attempts", "submitted_at", "started_at", "ended_at", "node_id", "worker_id",
