@@ -34,6 +34,7 @@ from ray import cloudpickle
 from ray.exceptions import RayError, TaskCancelledError
 
 from rayflow.data import codec
+from rayflow.execute.dynamic import DynamicMap
 from rayflow.execute.invoke import (
     CallInfo,
     ComponentFailure,
@@ -307,7 +308,11 @@ class RayExecutor:
         if stream is not None:
             return self._submit_stream(task, deps, stream)
         info = encode_info(task, self._checkpoints is not None)
-        if task.pool:
+        if isinstance(task.fn, DynamicMap):   # rf.map: a coordinator task fans out one task per item
+            from rayflow.execute.ray_dynamic import submit_map
+
+            refs = submit_map(task, info, deps)
+        elif task.pool:
             refs = self._submit_actor(task, info, deps)
         else:
             key = (id(task.fn), id(task.options))   # this run's plan holds both for its lifetime
