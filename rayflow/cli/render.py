@@ -53,6 +53,10 @@ def print_plan(out: Console, plan: Plan) -> None:
               f"(widest {plan.analysis.max_parallelism} components)")
     for stream in plan.streams:
         out.print(f"Stream (pipelined on Ray): {' -> '.join(stream)}")
+    for group in plan.groups:
+        members = ", ".join(group.members[:12]) + (f", ... (+{len(group.members) - 12})" if len(group.members) > 12 else "")
+        out.print(f"Group {group.name}: max_concurrency={group.max_concurrency or 'unbounded'}, "
+                  f"failure_strategy={group.failure_strategy or plan.failure_strategy}: {members}")
     path = plan.critical_path
     shown = " -> ".join(path[:20]) + (f" -> ... ({len(path)} in all)" if len(path) > 20 else "")
     out.print(f"Critical path ({plan.critical_path_length:g} estimated units): {shown}")

@@ -241,3 +241,27 @@ def test_a_stream_with_a_member_in_a_bounded_group_does_not_stream():
 
     assert rf.explain(free_chain).streams == (("scale", "keep_key"),)
     assert rf.explain(chain).streams == ()
+
+
+def test_a_spec_declares_groups_in_a_groups_block():
+    from rayflow.spec import WorkflowSpec
+
+    spec = WorkflowSpec.from_text("""
+name: grouped
+failure_strategy: continue_on_error
+components:
+  - {id: a, function: "tests.execute.fns:const", config: {x: 1}}
+  - {id: b, function: "tests.execute.fns:const", config: {x: 2}}
+  - {id: c, function: "tests.execute.fns:const", config: {x: 3}}
+groups:
+  - {name: consts, members: [a, b], max_concurrency: 1, failure_strategy: fail_fast}
+""")
+    plan = rf.explain(spec)
+    assert plan.groups == (Group("consts", ("a", "b"), 1, "fail_fast"),)
+    bad = spec.model_dump(by_alias=True)
+    bad["groups"][0]["members"] = ["a", "zz"]
+    with pytest.raises(UnknownComponentError, match="group 'consts' names unknown component 'zz'"):
+        rf.explain(WorkflowSpec.model_validate(bad))
+    bad["groups"][0].update(members=["a"], max_concurrency=0)
+    with pytest.raises(SpecError, match="groups.0.max_concurrency"):
+        WorkflowSpec.model_validate(bad)
