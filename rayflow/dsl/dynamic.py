@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from rayflow.cache.keys import code_fingerprint
 from rayflow.dsl.component import Component
 from rayflow.dsl.workflow import current_builder
 from rayflow.errors import SpecError
@@ -49,11 +50,20 @@ def dynamic_map(fn: Component, items: Any, *, max_concurrency: int | None = None
     if builder is None:
         return mapper(items, **kw).value
     node_id = name or builder._auto_id(f"map_{fn.base_name}")
-    version = f"{item.version or ''}+map({failure_strategy},{batch_size})"   # the settings are in its cache key
     options = ComponentOptions().merged(
         {"num_cpus": 0, "sizing": "static", "placement": "ray", "cache": item.cache, "checkpoint": item.checkpoint,
-         "version": version}, component=node_id)
+         "version": _version(fn, failure_strategy, batch_size)}, component=node_id)
     return builder.add(Component(mapper, options), (items,), kw, node_id=node_id)
+
+
+def _version(fn: Component, failure_strategy: str, batch_size: int | None) -> str | None:
+    """A cached map's key covers the mapped code (or its declared version) and the settings
+    that change its value; an uncached map keeps the component's version."""
+    item = fn.default_options
+    if item.cache is None:
+        return item.version
+    code = item.version if item.version is not None else code_fingerprint(fn.fn)
+    return f"{code}+map({failure_strategy},{batch_size})"
 
 
 def _check_bound(who: str, field: str, value: Any) -> None:

@@ -190,3 +190,16 @@ def test_options_are_checked_while_tracing_and_a_plain_call_maps_in_process():
         rf.map(fns.Offset, [1])
     assert rf.map(pf.square, [1, 2, 3], kwargs={"offset": 1}) == [2, 5, 10]
     assert rf.map(pf.square_or_fail, [2, 3], failure_strategy="continue_on_error") == [4, None]
+
+
+@rf.workflow
+def cached_map(n: int = 3, batch_size: int | None = None):
+    return rf.map(pf.square.options(cache=True), pf.numbers.options(cache=True)(n), batch_size=batch_size)
+
+
+def test_a_cached_maps_key_covers_its_settings():
+    def key(**inputs):
+        return rf.explain(cached_map, **inputs).tasks["map_square"].cache_key
+
+    assert key(n=3) is not None and key(n=3) == key(n=3)
+    assert key(n=3, batch_size=2) != key(n=3)
