@@ -20,7 +20,8 @@ Each item keeps the mapped component's ``timeout_s``, ``max_retries`` and
 ``retry_exceptions``. The outcome (``meta["outcome"]``, then ``ComponentRecord.outcome``
 and ``h.metrics()["components"][id]["outcome"]``) holds ``items``, ``succeeded``,
 ``failed``, ``cancelled``, ``retries``, ``item_s`` (p50, p95, max, total seconds of the
-items that ended), ``durations_s`` (per item in order, None where it did not end; only
+items that ended), ``peak_rss_bytes`` (the largest peak memory of an item's worker during
+its call; None where not measured), ``durations_s`` (per item in order, None where it did not end; only
 for maps of at most ``LISTED_ITEMS`` items) and ``errors`` (``{"item": i, "error": ...}``,
 the first ``LISTED_ERRORS``).
 
@@ -145,6 +146,7 @@ class Tally:
         self.durations: list[float | None] = [None] * n
         self.errors: list[dict[str, Any]] = []
         self.succeeded = self.failed = self.retries = 0
+        self.peak_rss_bytes: int | None = None
 
     def ok(self, index: int, meta: Mapping[str, Any]) -> None:
         self.succeeded += 1
@@ -161,6 +163,9 @@ class Tally:
         if started is not None and ended is not None:
             self.durations[index] = max(0.0, ended - started)
         self.retries += int(meta.get("attempt", 0) or 0)
+        peak = meta.get("peak_rss_bytes")
+        if peak is not None and (self.peak_rss_bytes is None or peak > self.peak_rss_bytes):
+            self.peak_rss_bytes = peak
 
     def failure(self, index: int, error: str, detail: str | None = None) -> MapItemFailed:
         """The error that fails a fail_fast map at item ``index``."""
@@ -175,7 +180,7 @@ class Tally:
             "failure_strategy": self.strategy, "max_concurrency": self.max_concurrency,
             "item_s": {"p50": _at(ended, 0.5), "p95": _at(ended, 0.95), "max": ended[-1] if ended else None,
                        "total": sum(ended)},
-            "errors": list(self.errors),
+            "errors": list(self.errors), "peak_rss_bytes": self.peak_rss_bytes,
         }
         if self.n <= LISTED_ITEMS:
             out["durations_s"] = list(self.durations)

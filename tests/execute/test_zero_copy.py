@@ -29,3 +29,31 @@ def test_a_batch_stage_reading_a_1_gib_table_does_not_double_the_workers_memory(
     # Both map the same 1 GiB input from the object store; a copy would add another GiB.
     print(f"peak RSS MiB: read_all {whole / MIB:.0f}, batch_sums {batches / MIB:.0f}")
     assert batches < whole + 256 * MIB, (batches / MIB, whole / MIB)
+
+
+@rf.workflow
+def mapped_wf(mib: int = 512):
+    table = z.big_table(mib)
+    return {"whole": z.read_all(table), "parts": rf.map(z.batch_sum, table, batch_size=1 << 21)}
+
+
+@pytest.mark.slow
+def test_a_dynamic_map_over_a_large_table_copies_none_of_it(ray_session, service):
+    handle = rf.submit(mapped_wf, mib=512)
+    out = handle.result(timeout=300)
+    assert len(out["parts"]) == 512 // 16                # 32 batches of 2 Mi rows (16 MiB each)
+    assert sum(out["parts"]) == pytest.approx(out["whole"])
+    comps = handle.metrics()["components"]
+    whole = comps["read_all"]["peak_rss_bytes"]
+    coordinator = comps["map_batch_sum"]["peak_rss_bytes"]
+    items = comps["map_batch_sum"]["outcome"]["peak_rss_bytes"]
+    if whole is None or coordinator is None or items is None:
+        pytest.skip("peak memory is not measured on this platform")
+    print(f"peak RSS MiB: read_all {whole / MIB:.0f}, map coordinator {coordinator / MIB:.0f}, "
+          f"largest item worker {items / MIB:.0f}")
+    # read_all touches the whole table. The coordinator only cuts spans: it touches none of
+    # it. Each item maps the shared table and touches its own batch; a worker that ran
+    # several items counts the shared pages of each in its RSS, so at most the table, never
+    # a copy on top of it (that would add another 512 MiB)
+    assert coordinator < whole - 256 * MIB, (coordinator / MIB, whole / MIB)
+    assert items < whole + 128 * MIB, (items / MIB, whole / MIB)

@@ -26,3 +26,10 @@ def batch_sums(batch):
     import pyarrow.compute as pc
 
     return pa.record_batch({"s": [pc.sum(batch["x"]).as_py()]})
+
+
+@rf.component(num_cpus=0.5)
+def batch_sum(batch):
+    import pyarrow.compute as pc
+
+    return pc.sum(batch["x"]).as_py()     # touches every page of its batch only
