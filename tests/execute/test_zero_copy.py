@@ -41,19 +41,16 @@ def mapped_wf(mib: int = 512):
 def test_a_dynamic_map_over_a_large_table_copies_none_of_it(ray_session, service):
     handle = rf.submit(mapped_wf, mib=512)
     out = handle.result(timeout=300)
-    assert len(out["parts"]) == 512 // 16                # 32 batches of 2 Mi rows (16 MiB each)
-    assert sum(out["parts"]) == pytest.approx(out["whole"])
-    comps = handle.metrics()["components"]
-    whole = comps["read_all"]["peak_rss_bytes"]
-    coordinator = comps["map_batch_sum"]["peak_rss_bytes"]
-    items = comps["map_batch_sum"]["outcome"]["peak_rss_bytes"]
-    if whole is None or coordinator is None or items is None:
-        pytest.skip("peak memory is not measured on this platform")
-    print(f"peak RSS MiB: read_all {whole / MIB:.0f}, map coordinator {coordinator / MIB:.0f}, "
-          f"largest item worker {items / MIB:.0f}")
-    # read_all touches the whole table. The coordinator only cuts spans: it touches none of
-    # it. Each item maps the shared table and touches its own batch; a worker that ran
-    # several items counts the shared pages of each in its RSS, so at most the table, never
-    # a copy on top of it (that would add another 512 MiB)
-    assert coordinator < whole - 256 * MIB, (coordinator / MIB, whole / MIB)
-    assert items < whole + 128 * MIB, (items / MIB, whole / MIB)
+    parts = out["parts"]
+    assert len(parts) == 512 // 16                       # 32 batches of 2 Mi rows (16 MiB each)
+    assert sum(p["sum"] for p in parts) == pytest.approx(out["whole"])
+    anon = [p["rss_anon"] for p in parts]
+    if None in anon:
+        pytest.skip("RssAnon is not reported on this platform")
+    coordinator = handle.metrics()["components"]["map_batch_sum"]["peak_rss_bytes"]
+    print(f"largest private memory of an item's worker {max(anon) / MIB:.0f} MiB; "
+          f"map coordinator peak RSS {(coordinator or 0) / MIB:.0f} MiB")
+    # Each item reads its batch from the shared table in the object store (shared pages,
+    # not RssAnon), so a worker's private memory stays far below the table's 512 MiB. (Peak
+    # RSS would count the shared pages every earlier call of a reused worker touched.)
+    assert max(anon) < 256 * MIB, max(anon) / MIB
