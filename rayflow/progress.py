@@ -4,8 +4,11 @@ Owns following a run with tqdm (``tqdm.auto``: a widget in Jupyter, text in a
 terminal): a bar of finished components, and, while a stream (a chain of batch
 components run as a pipeline) runs, one bar per stream of the input rows whose
 batches left its last stage, with rows/s and the total when the input tells it
-(``RunHandle.stream_progress()``). ``progress=None`` means: show it in a notebook or
-when stderr is a terminal. The CLI draws its own bars with rich. Must not import ray.
+(``RunHandle.stream_progress()``). Where several bars cannot be drawn at once (plain
+text that is not a terminal: a notebook without ipywidgets, a log file), the streams'
+rows go in the component bar's postfix instead. ``progress=None`` means: show it in a
+notebook or when stderr is a terminal. The CLI draws its own bars with rich. Must not
+import ray.
 """
 
 from __future__ import annotations
@@ -50,6 +53,12 @@ def _tqdm_class():
     return tqdm
 
 
+def _nested_ok(tqdm: Any) -> bool:
+    """Several bars at once: notebook widgets or a terminal. Text elsewhere would fill with
+    cursor-movement codes."""
+    return getattr(tqdm, "__module__", "").startswith("tqdm.notebook") or sys.stderr.isatty()
+
+
 def follow(handle: RunHandle, timeout: float | None = None, *, poll_s: float = 0.2) -> str:
     """Wait for ``handle`` with a bar of finished/total components (and one per stream);
     return the run status."""
@@ -60,7 +69,7 @@ def follow(handle: RunHandle, timeout: float | None = None, *, poll_s: float = 0
     deadline = None if timeout is None else time.monotonic() + timeout
     counts = handle.progress()
     total = sum(counts.values())
-    streams = StreamBars(tqdm)
+    streams = StreamBars(tqdm) if _nested_ok(tqdm) else None
     with tqdm(total=total, desc=handle.run_id, unit="comp", dynamic_ncols=True, leave=True) as bar:
         try:
             while True:
@@ -71,21 +80,40 @@ def follow(handle: RunHandle, timeout: float | None = None, *, poll_s: float = 0
                     status = None
                 counts = handle.progress()
                 done = sum(v for k, v in counts.items() if k in FINAL)
-                bar.set_postfix(running=counts.get("RUNNING", 0),
-                                failed=sum(v for k, v in counts.items() if k in BAD), refresh=False)
+                postfix = {"running": counts.get("RUNNING", 0),
+                           "failed": sum(v for k, v in counts.items() if k in BAD)}
+                snapshots = _stream_progress(handle)
+                if streams is not None:
+                    streams.update(snapshots)
+                else:
+                    postfix.update(stream_postfix(snapshots))
+                bar.set_postfix(refresh=False, **postfix)
                 bar.update(done - bar.n)
-                streams.update(_stream_progress(handle))
                 if status is not None:
                     return status
                 if deadline is not None and time.monotonic() >= deadline:
                     raise TimeoutError(f"run {handle.run_id} still running after {timeout}s")
         finally:
-            streams.close()
+            if streams is not None:
+                streams.close()
 
 
 def _stream_progress(handle: Any) -> dict[str, dict[str, Any]]:
     read = getattr(handle, "stream_progress", None)
     return read() if read is not None else {}
+
+
+def stream_postfix(snapshots: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """Each stream's rows as one postfix entry: ``{"aggregate": "12.3M/33.6M rows @ 2.71M/s (96 batches)"}``."""
+    from tqdm.std import tqdm
+
+    out = {}
+    for last, snap in snapshots.items():
+        rows, total = tqdm.format_sizeof(snap.get("rows", 0)), snap.get("total_rows")
+        done = f"{rows}/{tqdm.format_sizeof(total)}" if total is not None else rows
+        out[last] = (f"{done} rows @ {tqdm.format_sizeof(snap.get('rows_per_s') or 0)}/s "
+                     f"({snap.get('batches', 0)} batches)")
+    return out
 
 
 def stream_label(snapshot: dict[str, Any]) -> str:

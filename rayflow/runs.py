@@ -199,7 +199,8 @@ class RunHandle:
         by the stream's last stage: ``{"aggregate": {"stages": [...], "batches": 120, "rows":
         7_864_320, "rows_out": 120, "total_rows": 33_554_432, "elapsed_s": 2.1, "rows_per_s":
         3.7e6, "done": False}}``. ``rows`` counts input rows whose batch left the last stage;
-        ``total_rows`` is None when the input does not tell its length (a generator).
+        ``total_rows`` is None when the input does not tell its length (a generator);
+        ``rows_per_s`` counts from the first batch out (the stages' start-up excluded).
         Known to the process driving the run (or the cluster's tracker): empty elsewhere,
         and with the local executor."""
         if self._active is not None:

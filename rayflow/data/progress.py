@@ -9,8 +9,9 @@ iterable with an integer ``num_rows`` attribute; a plain generator does not).
 A snapshot is a plain dict (it travels through Ray and into JSON):
 ``stages`` (the stream's members, in order), ``batches`` and ``rows`` (batches and
 input rows that went through the last stage), ``rows_out`` (rows the last stage
-returned), ``total_rows`` (the input's rows, None when unknown), ``elapsed_s``,
-``rows_per_s`` and ``done``. Pure: pyarrow only; must not import ray.
+returned), ``total_rows`` (the input's rows, None when unknown), ``elapsed_s`` (since
+the stream started), ``rows_per_s`` (since the first batch left the last stage, so the
+stages' start-up does not count) and ``done``. Pure: pyarrow only; must not import ray.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class StreamCounter:
         self._clock = clock
         self._started = clock()
         self._next = self._started   # the first report is due at once
+        self._first: tuple[float, int] | None = None   # when the first batch came out, and its rows
 
     def add(self, rows_in: int, rows_out: int) -> bool:
         """Count one batch (its input rows and the last stage's output rows); True when a
@@ -78,6 +80,8 @@ class StreamCounter:
         self.batches += 1
         self.rows += rows_in
         self.rows_out += rows_out
+        if self._first is None:
+            self._first = (self._clock(), rows_in)
         return self.due()
 
     def due(self) -> bool:
@@ -86,6 +90,14 @@ class StreamCounter:
             return False
         self._next = now + self.every_s
         return True
+
+    def rows_per_s(self) -> float:
+        """Rows per second since the first batch came out (0.0 until a second one has)."""
+        if self._first is None:
+            return 0.0
+        since, first_rows = self._first
+        seconds = self._clock() - since
+        return (self.rows - first_rows) / seconds if seconds > 0 else 0.0
 
     def snapshot(self, *, done: bool = False) -> dict[str, Any]:
         elapsed = max(0.0, self._clock() - self._started)
@@ -96,6 +108,6 @@ class StreamCounter:
             "rows_out": self.rows_out,
             "total_rows": self.total_rows,
             "elapsed_s": elapsed,
-            "rows_per_s": self.rows / elapsed if elapsed > 0 else 0.0,
+            "rows_per_s": self.rows_per_s(),
             "done": done,
         }

@@ -81,15 +81,18 @@ def test_the_first_report_is_due_at_once_then_at_most_every_interval():
     assert c.add(100, 1)
 
 
-def test_a_snapshot_counts_batches_rows_and_rate():
+def test_a_snapshot_counts_batches_rows_and_the_rate_after_start_up():
     clock = Clock()
     c = StreamCounter(["parse", "transform", "aggregate"], 400, clock=clock)
-    for _ in range(4):
+    clock.t += 5.0                     # the stages' actors start: no batch out yet
+    c.add(100, 1)
+    assert c.rows_per_s() == 0.0       # one batch out: no rate yet
+    for _ in range(3):
         clock.t += 0.5
         c.add(100, 1)
     snap = c.snapshot(done=True)
     assert snap == {"stages": ["parse", "transform", "aggregate"], "batches": 4, "rows": 400, "rows_out": 4,
-                    "total_rows": 400, "elapsed_s": 2.0, "rows_per_s": 200.0, "done": True}
+                    "total_rows": 400, "elapsed_s": 6.5, "rows_per_s": 200.0, "done": True}
 
 
 def test_a_snapshot_before_any_time_passed_has_no_rate():
@@ -129,6 +132,7 @@ class FakeBar:
 def fake_tqdm(monkeypatch):
     FakeBar.made = []
     monkeypatch.setattr(progress, "_tqdm_class", lambda: FakeBar)
+    monkeypatch.setattr(progress, "_nested_ok", lambda tqdm: True)   # widgets or a terminal
     return FakeBar
 
 
@@ -187,3 +191,23 @@ def test_follow_draws_the_component_bar_and_the_stream_bar(fake_tqdm):
     components, stream = FakeBar.made
     assert components.n == 3 and components.kw["unit"] == "comp"
     assert stream.n == 1000 == stream.total and stream.closed
+
+
+def test_where_bars_cannot_nest_the_rows_go_in_the_component_bars_postfix(fake_tqdm, monkeypatch):
+    monkeypatch.setattr(progress, "_nested_ok", lambda tqdm: False)   # text, not a terminal
+    assert progress.follow(FakeHandle(), poll_s=0) == "SUCCEEDED"
+    (components,) = FakeBar.made
+    assert components.postfix["aggregate"] == "1.00k/1.00k rows @ 1.00k/s (4 batches)"
+    assert components.postfix["running"] == 0 and components.n == 3
+
+
+def test_a_postfix_without_a_total_shows_rows_only():
+    got = progress.stream_postfix({"aggregate": snap(2_500_000, 25, None)})
+    assert got == {"aggregate": "2.50M rows @ 2.50M/s (25 batches)"}
+
+
+def test_text_bars_nest_only_in_a_terminal(monkeypatch):
+    from tqdm.std import tqdm
+
+    monkeypatch.setattr("sys.stderr.isatty", lambda: False, raising=False)
+    assert not progress._nested_ok(tqdm)
