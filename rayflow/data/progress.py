@@ -42,7 +42,10 @@ def source_rows(source: Any) -> int | None:
         if all(isinstance(item, (pa.Table, pa.RecordBatch)) for item in source):
             return sum(item.num_rows for item in source)
         return None
-    declared = getattr(source, "num_rows", None)
+    try:
+        declared = getattr(source, "num_rows", None)
+    except Exception:  # noqa: BLE001 - a property that fails: progress without a total
+        return None
     if isinstance(declared, int) and not isinstance(declared, bool) and declared >= 0:
         return declared
     return None

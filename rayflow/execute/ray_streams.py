@@ -122,11 +122,11 @@ def run_stream(blob: bytes, *deps: Any) -> tuple[pa.Table, dict[str, Any]]:
     (with the last progress snapshot under ``FINAL_KEY`` when progress is reported)."""
     source, stages, buffer, channel = cloudpickle.loads(blob)
     data = fill(source, deps)
-    progress = _Progress(channel, [s.id for s in stages], data)
     actors = [_STAGE_ACTOR.options(**s.resources).remote(s) for s in stages]
     in_flight: collections.deque = collections.deque()
     parts: list[pa.Table] = []
     try:
+        progress = _Progress(channel, [s.id for s in stages], data)   # counts rows while the actors start
         try:
             for batch in batches_to_apply(data, stages[0].batch_size):
                 ref = ray.put(_for_put(batch))
