@@ -890,7 +890,8 @@ total (from `Readings.num_rows`). With `ipywidgets` installed they are two widge
 plain text (no `ipywidgets`) the rows go in the component bar's postfix:
 `partials=12.3M/33.6M rows @ 4.51M/s (96 batches)`. The stream's coordinator reports at
 most twice a second, fire and forget, to a small progress actor; the driver reads it
-without blocking, so progress costs the pipeline nothing measurable.
+without blocking, so progress costs the pipeline nothing measurable. For the first
+seconds the rows stay at 0: the three stage actors are new worker processes, starting.
 
 To see how much memory the run takes we sample, twice a second, the memory of this
 kernel and of every process it started (Ray's daemons, its workers and actors, the
