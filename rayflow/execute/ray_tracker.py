@@ -149,7 +149,11 @@ class TrackerClient:
         return ray.get(self._actor.metrics.remote(self._run_id))
 
     def stream_progress(self) -> dict[str, dict[str, Any]] | None:
-        return ray.get(self._actor.stream_progress.remote(self._run_id))
+        try:
+            method = self._actor.stream_progress
+        except AttributeError:   # a tracker started by an older rayflow: no stream progress
+            return None
+        return ray.get(method.remote(self._run_id))
 
     def cancel(self) -> bool:
         return ray.get(self._actor.cancel.remote(self._run_id))

@@ -52,7 +52,13 @@ def test_unknown_rows_are_none():
     class Odd:
         num_rows = "many"
 
+    class Failing:
+        @property
+        def num_rows(self):
+            raise RuntimeError("cannot tell")
+
     assert source_rows(Odd()) is None
+    assert source_rows(Failing()) is None   # progress without a total, the stream goes on
     assert source_rows(42) is None
 
 
