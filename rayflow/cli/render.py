@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rayflow.plan import Plan
+from rayflow.progress import stream_postfix
 from rayflow.runs import RunHandle
 from rayflow.store.port import RunRecord
 
@@ -119,7 +120,8 @@ def print_metrics_summary(out: Console, metrics: dict[str, Any]) -> None:
 
 
 def follow(handle: RunHandle, total: int, *, show: bool, poll_s: float = 0.1) -> str:
-    """Wait for the run, with a live bar (done/total, failures, elapsed) when ``show``."""
+    """Wait for the run, with a live bar (done/total, failures, elapsed, and each stream's
+    rows through its last stage) when ``show``."""
     if not show:
         return handle.wait()
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -135,7 +137,8 @@ def follow(handle: RunHandle, total: int, *, show: bool, poll_s: float = 0.1) ->
             counts = handle.progress()
             done = sum(v for k, v in counts.items() if k in FINAL)
             failed = sum(v for k, v in counts.items() if k in BAD)
-            bar.update(task, completed=done, detail=f"running {counts.get('RUNNING', 0)}  failed {failed}")
+            streams = "".join(f"  {k}: {v}" for k, v in stream_postfix(handle.stream_progress()).items())
+            bar.update(task, completed=done, detail=f"running {counts.get('RUNNING', 0)}  failed {failed}{streams}")
         return status
 
 

@@ -44,6 +44,7 @@ from rayflow.execute.invoke import (
     unpack_meta,
 )
 from rayflow.execute.port import CheckpointTarget, Completion, call_fields
+from rayflow.execute.ray_progress import StreamWatch
 from rayflow.execute.ray_streams import (
     STREAM_TASK,
     StreamFailure,
@@ -271,6 +272,7 @@ class RayExecutor:
         self._checkpoints: CheckpointTarget | None = None
         self._saves: dict[Any, str] = {}   # save call ref -> component id
         self._free: set[Any] = set()
+        self._watch = StreamWatch()   # the streams' batch progress
 
     def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None) -> None:
         self._plan = plan
@@ -378,12 +380,16 @@ class RayExecutor:
         if task.id == head:
             tasks = [self._plan.tasks[m] for m in stream]
             buffer = min(t.options.buffer_size or DEFAULT_BUFFER for t in tasks)
-            blob = encode_stream(task, [stage_of(t) for t in tasks], buffer)
+            blob = encode_stream(task, [stage_of(t) for t in tasks], buffer, self._watch.channel(stream))
             value, meta = STREAM_TASK.remote(blob, *deps)
             self._meta[meta] = head
             self._refs[head] = (value, meta)
             self._streams[head] = stream
         return self._refs[head][0] if task.id == stream[-1] and head in self._refs else None
+
+    def stream_progress(self) -> dict[str, dict[str, Any]]:
+        """Batch progress of this run's streams, by last stage (rayflow/data/progress.py)."""
+        return self._watch.latest()
 
     def wait(self, timeout: float) -> list[Completion]:
         """Completions, waiting up to ``timeout`` for the first, then gathering what else is ready.
@@ -536,6 +542,7 @@ class RayExecutor:
         self._call_done(cid)
         stream = self._streams.pop(cid, None)
         if stream is not None:
+            self._watch.finished(stream, value)
             return self._stream_completions(stream, value, value_ref)
         if not isinstance(value, BaseException):
             return [Completion(cid, True, unpack_meta(value))]

@@ -6,7 +6,10 @@ working on batch j-1 while stage i works on batch j; at most ``buffer`` batches 
 flight through the stream at once, so memory is bounded by the buffer, not the data.
 Each stage call goes through ``invoke`` (timeout per batch, failures as
 ComponentFailure), and each actor reports its stage's timings at the end: first
-start, last end, CPU time and peak memory summed or maxed over its batches. See
+start, last end, CPU time and peak memory summed or maxed over its batches. While it
+runs, the coordinator counts the batches (and input rows) leaving the last stage and
+reports them to the run's progress channel at most every half second, fire and forget
+(rayflow/execute/ray_progress.py); its last count comes back with the timings. See
 rayflow/plan/streams.py for which chains become streams. One of the modules
 importing ray.
 """
@@ -24,7 +27,9 @@ from ray import cloudpickle
 from ray.exceptions import RayTaskError
 
 from rayflow.data.batches import DEFAULT_BATCH_SIZE, BatchFunction, batches_to_apply, concat_results
+from rayflow.data.progress import StreamCounter, source_rows
 from rayflow.execute.invoke import CallInfo, ComponentFailure, invoke, pack_meta
+from rayflow.execute.ray_progress import FINAL_KEY, Channel
 from rayflow.plan import Task
 from rayflow.plan.template import Slot, fill
 
@@ -106,28 +111,32 @@ def fits_together(tasks: list[Task]) -> bool:
     return all(have.get(name, 0.0) >= amount for name, amount in need.items() if amount > 0)
 
 
-def encode_stream(head: Task, stages: list[Stage], buffer: int) -> bytes:
-    return cloudpickle.dumps((head.args[0], stages, buffer))
+def encode_stream(head: Task, stages: list[Stage], buffer: int, channel: Channel | None = None) -> bytes:
+    """What the coordinator needs: the head's input, the stages, the buffer, and where to
+    report progress (None: nowhere)."""
+    return cloudpickle.dumps((head.args[0], stages, buffer, channel))
 
 
-def run_stream(blob: bytes, *deps: Any) -> tuple[pa.Table, dict[str, bytes]]:
-    """The coordinator task: the last stage's output as one table, and each stage's timings."""
-    source, stages, buffer = cloudpickle.loads(blob)
+def run_stream(blob: bytes, *deps: Any) -> tuple[pa.Table, dict[str, Any]]:
+    """The coordinator task: the last stage's output as one table, and each stage's timings
+    (with the last progress snapshot under ``FINAL_KEY`` when progress is reported)."""
+    source, stages, buffer, channel = cloudpickle.loads(blob)
     data = fill(source, deps)
     actors = [_STAGE_ACTOR.options(**s.resources).remote(s) for s in stages]
     in_flight: collections.deque = collections.deque()
     parts: list[pa.Table] = []
     try:
+        progress = _Progress(channel, [s.id for s in stages], data)   # counts rows while the actors start
         try:
             for batch in batches_to_apply(data, stages[0].batch_size):
                 ref = ray.put(_for_put(batch))
                 for actor in actors:
                     ref = actor.apply.remote(ref)
-                in_flight.append(ref)
+                in_flight.append((ref, batch.num_rows))
                 if len(in_flight) >= buffer:
-                    parts.append(ray.get(in_flight.popleft()))
+                    parts.append(progress.through(*in_flight.popleft()))
             while in_flight:
-                parts.append(ray.get(in_flight.popleft()))
+                parts.append(progress.through(*in_flight.popleft()))
         except RayTaskError as err:
             cause = getattr(err, "cause", None)
             if not isinstance(cause, ComponentFailure):
@@ -139,7 +148,28 @@ def run_stream(blob: bytes, *deps: Any) -> tuple[pa.Table, dict[str, bytes]]:
     finally:
         for actor in actors:
             ray.kill(actor, no_restart=True)
-    return concat_results(parts, f"stage {stages[-1].id!r}"), timings
+    return concat_results(parts, f"stage {stages[-1].id!r}"), {**timings, **progress.final()}
+
+
+class _Progress:
+    """The coordinator's count of what left the last stage, reported through ``channel``
+    (a report at most every REPORT_EVERY_S, the first at once with the input's row count)."""
+
+    def __init__(self, channel: Channel | None, stages: list[str], data: Any) -> None:
+        self._channel = channel
+        self._counter = StreamCounter(stages, source_rows(data)) if channel is not None else None
+        if self._counter is not None and self._counter.due():
+            channel.send(self._counter.snapshot())
+
+    def through(self, ref: Any, rows_in: int) -> pa.Table:
+        """The last stage's output for a batch of ``rows_in`` input rows, counted."""
+        out = ray.get(ref)
+        if self._counter is not None and self._counter.add(rows_in, out.num_rows):
+            self._channel.send(self._counter.snapshot())
+        return out
+
+    def final(self) -> dict[str, Any]:
+        return {} if self._counter is None else {FINAL_KEY: self._counter.snapshot(done=True)}
 
 
 def _for_put(batch: pa.RecordBatch) -> pa.Table | pa.RecordBatch:
