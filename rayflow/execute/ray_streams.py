@@ -1,7 +1,11 @@
 """Streams on Ray: a chain of batch components run as a pipeline of actors.
 
-A coordinator task (no CPU of its own) reads the head's input batch by batch; each
-batch goes through one actor per stage (each with its stage's resources), stage i+1
+A coordinator task (no CPU of its own) feeds the head's input batch by batch: an
+upstream's table (already in the object store) it slices into zero-copy views and puts;
+a literal source (Parquet files, a dataset, an iterable of batches) the head stage's
+actor reads itself, ``buffer`` pulls ahead, so no input batch is put in the object
+store before the first stage's output (one copy of the data fewer). Each batch goes
+through one actor per stage (each with its stage's resources), stage i+1
 working on batch j-1 while stage i works on batch j; at most ``buffer`` batches are in
 flight through the stream at once, so memory is bounded by the buffer, not the data.
 Each stage call goes through ``invoke`` (timeout per batch, failures as
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 import collections
 import os
+import traceback
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,7 +78,26 @@ class _StageActor:
         self._peak: int | None = None
         self._place: dict[str, Any] = {}
 
-    def apply(self, batch: Any) -> pa.Table:
+    def open(self, data: Any) -> None:
+        """Read ``data`` (a literal source: a Parquet path or dataset, an iterable of
+        batches) here, batch by batch, for ``pull``: the head stage decodes its own input,
+        so no batch is put in the object store before the first stage's output."""
+        self._source = batches_to_apply(data, self._fn.batch_size)
+
+    def pull(self) -> tuple[pa.Table | None, int]:
+        """The next batch through this stage, and its input rows; (None, 0) at the end."""
+        try:
+            batch = next(self._source, None)
+        except Exception as exc:  # reading the input failed: the head stage's failure
+            detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+            raise ComponentFailure(self._info.id, type(exc).__name__, str(exc), detail, {}) from None
+        if batch is None:
+            return None, 0
+        return self.apply(batch), batch.num_rows
+
+    def apply(self, batch: Any) -> pa.Table | None:
+        if batch is None:   # the end of a head-read input passes through
+            return None
         value, meta = invoke(self._fn, self._info, (batch,), self._context)
         self._first = meta["started_at"] if self._first is None else self._first
         self._last, self._cpu = meta["ended_at"], self._cpu + meta["cpu_s"]
@@ -123,20 +148,13 @@ def run_stream(blob: bytes, *deps: Any) -> tuple[pa.Table, dict[str, Any]]:
     source, stages, buffer, channel = cloudpickle.loads(blob)
     data = fill(source, deps)
     actors = [_STAGE_ACTOR.options(**s.resources).remote(s) for s in stages]
-    in_flight: collections.deque = collections.deque()
     parts: list[pa.Table] = []
     try:
         progress = _Progress(channel, [s.id for s in stages], data)   # counts rows while the actors start
         try:
-            for batch in batches_to_apply(data, stages[0].batch_size):
-                ref = ray.put(_for_put(batch))
-                for actor in actors:
-                    ref = actor.apply.remote(ref)
-                in_flight.append((ref, batch.num_rows))
-                if len(in_flight) >= buffer:
-                    parts.append(progress.through(*in_flight.popleft()))
-            while in_flight:
-                parts.append(progress.through(*in_flight.popleft()))
+            feed = _pulled if not deps else _put
+            for out in feed(data, actors, stages[0].batch_size, buffer, progress):
+                parts.append(out)
         except RayTaskError as err:
             cause = getattr(err, "cause", None)
             if not isinstance(cause, ComponentFailure):
@@ -151,6 +169,42 @@ def run_stream(blob: bytes, *deps: Any) -> tuple[pa.Table, dict[str, Any]]:
     return concat_results(parts, f"stage {stages[-1].id!r}"), {**timings, **progress.final()}
 
 
+def _put(data: Any, actors: list, batch_size: int, buffer: int, progress: _Progress) -> Iterator[pa.Table]:
+    """An upstream's table (already in the object store): the coordinator slices it into
+    batches, zero-copy, and puts each view for the first stage."""
+    in_flight: collections.deque = collections.deque()
+    for batch in batches_to_apply(data, batch_size):
+        ref = ray.put(_for_put(batch))
+        for actor in actors:
+            ref = actor.apply.remote(ref)
+        in_flight.append((ref, batch.num_rows))
+        if len(in_flight) >= buffer:
+            yield progress.through(*in_flight.popleft())
+    while in_flight:
+        yield progress.through(*in_flight.popleft())
+
+
+def _pulled(data: Any, actors: list, batch_size: int, buffer: int, progress: _Progress) -> Iterator[pa.Table]:
+    """A literal source (files, a dataset, a generator object): the head stage reads it
+    itself, ``buffer`` pulls ahead; a pull past the end yields None through every stage."""
+    head, rest = actors[0], actors[1:]
+    head.open.remote(data)
+    in_flight: collections.deque = collections.deque()
+    ended = False
+    while not ended or in_flight:
+        while not ended and len(in_flight) < buffer:
+            ref, rows = head.pull.options(num_returns=2).remote()
+            for actor in rest:
+                ref = actor.apply.remote(ref)
+            in_flight.append((ref, rows))
+        ref, rows = in_flight.popleft()
+        out = progress.through(ref, rows)
+        if out is None:
+            ended = True
+            continue
+        yield out
+
+
 class _Progress:
     """The coordinator's count of what left the last stage, reported through ``channel``
     (a report at most every REPORT_EVERY_S, the first at once with the input's row count)."""
@@ -161,9 +215,15 @@ class _Progress:
         if self._counter is not None and self._counter.due():
             channel.send(self._counter.snapshot())
 
-    def through(self, ref: Any, rows_in: int) -> pa.Table:
-        """The last stage's output for a batch of ``rows_in`` input rows, counted."""
-        out = ray.get(ref)
+    def through(self, ref: Any, rows_in: Any) -> pa.Table | None:
+        """The last stage's output for a batch of ``rows_in`` input rows (or the ref of
+        that count), counted; None past the end of a head-read input."""
+        if isinstance(rows_in, ray.ObjectRef):
+            out, rows_in = ray.get([ref, rows_in])
+        else:
+            out = ray.get(ref)
+        if out is None:
+            return None
         if self._counter is not None and self._counter.add(rows_in, out.num_rows):
             self._channel.send(self._counter.snapshot())
         return out
