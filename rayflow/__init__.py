@@ -2,6 +2,8 @@
 
 from rayflow.api import explain, get_run, init, list_runs, resume, run, shutdown, stats, submit
 from rayflow.dsl import Component, Workflow, component, workflow
+from rayflow.dsl.dynamic import dynamic_map
+from rayflow.dsl.groups import fan_out, group
 from rayflow.dsl.patterns import map_reduce, scatter_gather
 from rayflow.errors import (
     ComponentTimeout,
@@ -27,6 +29,8 @@ from rayflow.runs import RunHandle
 from rayflow.spec import WorkflowSpec
 from rayflow.store.port import RunRecord
 
+map = dynamic_map   # rf.map (not in __all__: a star import must not shadow the builtin)
+
 __version__ = "0.1.0"
 
 __all__ = [
@@ -34,6 +38,7 @@ __all__ = [
     "FunctionImportError", "InfeasibleResourceError", "Plan", "RayflowError", "ResourceError",
     "RunBusy", "RunCancelled", "RunHandle", "RunNotFound", "RunRecord", "SelfLoopError", "SignatureError",
     "SpecError", "UnknownComponentError", "Workflow", "WorkflowFailed", "WorkflowSpec",
-    "component", "explain", "get_run", "init", "list_runs", "map_reduce", "resume", "run", "scatter_gather",
+    "component", "dynamic_map", "explain", "fan_out", "get_run", "group", "init", "list_runs", "map_reduce",
+    "resume", "run", "scatter_gather",
     "shutdown", "stats", "submit", "workflow",
 ]

@@ -142,6 +142,11 @@ class ActiveRun:
                 log.warning("could not poll the store for cancellation of %s", self.run.run_id)
         return self.cancel_event.is_set()
 
+    def stream_progress(self) -> dict[str, dict[str, Any]]:
+        """The batch progress of the run's streams, by last stage (executors without streams: none)."""
+        read = getattr(self.executor, "stream_progress", None)
+        return read() if read is not None else {}
+
     def metrics(self, *, per_component: bool = True) -> dict[str, Any]:
         run = RunRecord(**{**self.run.to_dict(), "status": self.status})
         return run_metrics(run, self.recorder.records(features=False), dag=self.plan.dag, per_component=per_component)
@@ -191,10 +196,25 @@ class RunHandle:
             out[c.state] = out.get(c.state, 0) + 1
         return out
 
+    def stream_progress(self) -> dict[str, dict[str, Any]]:
+        """Batch progress of the run's streams (chains of batch components run as pipelines),
+        by the stream's last stage: ``{"aggregate": {"stages": [...], "batches": 120, "rows":
+        7_864_320, "rows_out": 120, "total_rows": 33_554_432, "elapsed_s": 2.1, "rows_per_s":
+        3.7e6, "done": False}}``. ``rows`` counts input rows whose batch left the last stage;
+        ``total_rows`` is None when the input does not tell its length (a generator);
+        ``rows_per_s`` counts from the first batch out (the stages' start-up excluded).
+        Known to the process driving the run (or the cluster's tracker): empty elsewhere,
+        and with the local executor."""
+        if self._active is not None:
+            return self._active.stream_progress()
+        live = self._tracker.stream_progress() if self._tracker is not None else None
+        return live or {}
+
     def wait(self, timeout: float | None = None, *, progress: bool = False) -> str:
         """Block until the run is final; return its status. TimeoutError if ``timeout`` passes.
 
-        ``progress=True`` shows a bar of finished components (a widget in notebooks).
+        ``progress=True`` shows a bar of finished components (a widget in notebooks), and
+        one of rows per stream while it runs.
         """
         if progress:
             from rayflow.progress import follow

@@ -10,6 +10,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rayflow.plan import Plan
+from rayflow.progress import stream_postfix
 from rayflow.runs import RunHandle
 from rayflow.store.port import RunRecord
 
@@ -53,6 +54,10 @@ def print_plan(out: Console, plan: Plan) -> None:
               f"(widest {plan.analysis.max_parallelism} components)")
     for stream in plan.streams:
         out.print(f"Stream (pipelined on Ray): {' -> '.join(stream)}")
+    for group in plan.groups:
+        members = ", ".join(group.members[:12]) + (f", ... (+{len(group.members) - 12})" if len(group.members) > 12 else "")
+        out.print(f"Group {group.name}: max_concurrency={group.max_concurrency or 'unbounded'}, "
+                  f"failure_strategy={group.failure_strategy or plan.failure_strategy}: {members}")
     print_fused(out, plan)
     path = plan.critical_path
     shown = " -> ".join(path[:20]) + (f" -> ... ({len(path)} in all)" if len(path) > 20 else "")
@@ -133,7 +138,8 @@ def print_metrics_summary(out: Console, metrics: dict[str, Any]) -> None:
 
 
 def follow(handle: RunHandle, total: int, *, show: bool, poll_s: float = 0.1) -> str:
-    """Wait for the run, with a live bar (done/total, failures, elapsed) when ``show``."""
+    """Wait for the run, with a live bar (done/total, failures, elapsed, and each stream's
+    rows through its last stage) when ``show``."""
     if not show:
         return handle.wait()
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
@@ -149,7 +155,8 @@ def follow(handle: RunHandle, total: int, *, show: bool, poll_s: float = 0.1) ->
             counts = handle.progress()
             done = sum(v for k, v in counts.items() if k in FINAL)
             failed = sum(v for k, v in counts.items() if k in BAD)
-            bar.update(task, completed=done, detail=f"running {counts.get('RUNNING', 0)}  failed {failed}")
+            streams = "".join(f"  {k}: {v}" for k, v in stream_postfix(handle.stream_progress()).items())
+            bar.update(task, completed=done, detail=f"running {counts.get('RUNNING', 0)}  failed {failed}{streams}")
         return status
 
 

@@ -12,12 +12,14 @@ import contextvars
 import functools
 import inspect
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from rayflow.dsl.component import Component
 from rayflow.errors import DuplicateIdError, SpecError
 from rayflow.options import FAILURE_STRATEGIES, with_sizing
 from rayflow.plan.blueprint import Blueprint, Call, check_signature
+from rayflow.plan.groups import Group
 from rayflow.plan.template import NodeRef
 
 _BUILDER: contextvars.ContextVar[_Builder | None] = contextvars.ContextVar("rayflow_builder", default=None)
@@ -77,15 +79,18 @@ _CALL_TYPES = {"task": "python", "actor": "actor", "batch": "batch"}   # option 
 
 
 class _Builder:
-    """Collects the calls of one workflow trace."""
+    """Collects the calls of one workflow trace, and the groups they were made in."""
 
     def __init__(self) -> None:
         self.calls: dict[str, Call] = {}
         self._next_suffix: dict[str, int] = {}
+        self.groups: dict[str, Group] = {}        # name -> options (members filled at the end)
+        self.members: dict[str, list[str]] = {}
+        self.group: str | None = None             # the group calls are made in now
 
-    def add(self, comp: Component, args: tuple, kwargs: dict) -> NodeHandle:
+    def add(self, comp: Component, args: tuple, kwargs: dict, node_id: str | None = None) -> NodeHandle:
         opts = comp.default_options
-        node_id = opts.id or self._auto_id(comp.base_name)
+        node_id = node_id or opts.id or self._auto_id(comp.base_name)
         if node_id in self.calls:
             raise DuplicateIdError(f"two components share the id {node_id!r}; give one another id with .options(id=...)", component=node_id)
         convert = self._convert
@@ -100,7 +105,27 @@ class _Builder:
         check_signature(call)
         object.__setattr__(call, "checked", True)  # frozen; set once, before anyone else sees it
         self.calls[node_id] = call
+        if self.group is not None:
+            self.members[self.group].append(node_id)
         return NodeHandle(node_id, self)
+
+    def enter_group(self, group: Group) -> None:
+        """Calls made from now on are members of ``group`` (see rayflow.dsl.groups)."""
+        if self.group is not None:
+            raise SpecError(f"group {group.name!r} is opened inside group {self.group!r}; groups do not nest")
+        known = self.groups.setdefault(group.name, group)
+        if known != group:
+            raise SpecError(f"group {group.name!r} is opened again with other options "
+                            f"(max_concurrency={group.max_concurrency!r}, failure_strategy={group.failure_strategy!r}; "
+                            f"first: {known.max_concurrency!r}, {known.failure_strategy!r})")
+        self.members.setdefault(group.name, [])
+        self.group = group.name
+
+    def exit_group(self) -> None:
+        self.group = None
+
+    def built_groups(self) -> tuple[Group, ...]:
+        return tuple(replace(g, members=tuple(self.members[name])) for name, g in self.groups.items())
 
     def _auto_id(self, base: str) -> str:
         if base not in self.calls and base not in self._next_suffix:
@@ -161,6 +186,7 @@ class Workflow:
             max_concurrency=self.max_concurrency,
             target=self.target,
             inputs={k: v for k, v in bound.arguments.items()},
+            groups=builder.built_groups(),
         )
 
     def _bind(self, inputs: dict[str, Any]) -> inspect.BoundArguments:

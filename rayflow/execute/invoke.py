@@ -46,6 +46,16 @@ class CallInfo:
         return (CallInfo, self.fields())
 
 
+@dataclass(frozen=True, slots=True)
+class Reported:
+    """What a call returns to report more than its value: ``value`` is the output, and
+    ``outcome`` (JSON-friendly) goes into the call's meta as ``meta["outcome"]`` (a dynamic
+    map's per-item counts). An exception with an ``outcome`` attribute reports it likewise."""
+
+    value: Any
+    outcome: dict[str, Any]
+
+
 class ComponentFailure(Exception):
     """A component's final or retryable error, carrying its timings (picklable)."""
 
@@ -120,11 +130,16 @@ def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
         else:
             args, kwargs = info.args, info.kwargs
         value = call_with_timeout(fn, args, kwargs, info.timeout_s, info.id)
+        outcome = None
+        if type(value) is Reported:
+            value, outcome = value.value, value.outcome
         if info.num_outputs is not None:
             value = _outputs(value, info.num_outputs)
     except Exception as exc:  # KeyboardInterrupt (cancellation) passes through
         raise _failure(info, exc, started, cpu0, context, measured) from None
     meta = _meta(started, cpu0, context, measured)
+    if outcome is not None:
+        meta["outcome"] = outcome
     meta["input_bytes"], meta["input_rows"] = input_size(deps)
     if info.checkpoint:
         meta["checkpoint"] = _checkpoint_blob(value, info.id)
@@ -209,7 +224,9 @@ def unpack_timings(blob: bytes, place: Mapping[str, Any]) -> dict[str, Any]:
     return meta
 
 
-def unpack_meta(blob: bytes) -> dict[str, Any]:
+def unpack_meta(blob: bytes | dict[str, Any]) -> dict[str, Any]:
+    if type(blob) is dict:   # a call that reported more than timings sends its meta as it is
+        return blob
     started, ended, cpu_s, peak, attempt, input_bytes, input_rows = _PACKED.unpack_from(blob)
     meta: dict[str, Any] = {"started_at": started, "ended_at": ended, "cpu_s": cpu_s, "attempt": attempt,
                             "input_bytes": input_bytes, "input_rows": input_rows}
@@ -247,6 +264,9 @@ def _failure(info: CallInfo, exc: Exception, started: float, cpu0: float,
     )
     cls = RetryableFailure if retryable else ComponentFailure
     detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    outcome = getattr(exc, "outcome", None)
+    if isinstance(outcome, dict):
+        meta["outcome"] = outcome
     return cls(info.id, type(exc).__name__, str(exc), detail, meta, timed_out)
 
 

@@ -29,7 +29,7 @@ OnChange = Callable[[RunState, list[str]], None]
 def new_state(plan: Plan, executor: Executor) -> RunState:
     eager = executor.eager and plan.max_concurrency is None
     return RunState(plan.dag, plan.order, failure_strategy=plan.failure_strategy,
-                    max_concurrency=plan.max_concurrency, eager=eager)
+                    max_concurrency=plan.max_concurrency, eager=eager, groups=plan.groups)
 
 
 def drive(

@@ -13,8 +13,9 @@ An auto-sized component (``sizing="auto"``) gets only its declared N from Ray; r
 retries its worker crashes and out-of-memory kills itself (rayflow.predict.history.OomResizer).
 
 Per-component cost on the driver (benchmarks/overhead.py measures it against raw Ray):
-remote functions are configured once per process per function and resource signature,
-the CallInfo travels as pre-pickled bytes, and completions are gathered in batches from
+remote functions are configured once per process per function and resource signature
+and then submitted through the core-worker call ``.remote()`` ends in
+(rayflow.execute.ray_submit), the CallInfo travels as pre-pickled bytes, and completions are gathered in batches from
 a bounded window of the oldest calls, so no step is linear in the calls in flight.
 """
 
@@ -34,6 +35,7 @@ from ray.exceptions import RayError, TaskCancelledError
 
 from rayflow import gcpause
 from rayflow.data import codec
+from rayflow.execute.dynamic import DynamicMap
 from rayflow.execute.invoke import (
     CallInfo,
     ComponentFailure,
@@ -44,6 +46,7 @@ from rayflow.execute.invoke import (
 )
 from rayflow.execute.port import CheckpointTarget, Completion, call_fields
 from rayflow.execute.ray_fused import FusedCalls
+from rayflow.execute.ray_progress import StreamWatch
 from rayflow.execute.ray_streams import (
     STREAM_TASK,
     StreamFailure,
@@ -51,6 +54,7 @@ from rayflow.execute.ray_streams import (
     fits_together,
     stage_of,
 )
+from rayflow.execute.ray_submit import Configured
 from rayflow.plan import Plan, Task
 from rayflow.plan.streams import DEFAULT_BUFFER
 from rayflow.spec.resolve import import_callable
@@ -192,8 +196,8 @@ def task_remote(task: Task, placed: dict[str, Any] | None = None) -> Any:
         return _runner(task.fn).options(num_returns=_num_returns(task), **resource_options(task),
                                         **retry_options(task), **placed)
     key = (id(task.fn), options_key(task))
-    return _cached(_CONFIGURED, key, task.fn, lambda: _runner(task.fn).options(
-        num_returns=_num_returns(task), **resource_options(task), **retry_options(task)))
+    return _cached(_CONFIGURED, key, task.fn, lambda: Configured(_runner(task.fn), dict(
+        num_returns=_num_returns(task), **resource_options(task), **retry_options(task))))
 
 
 def _num_returns(task: Task) -> int:
@@ -270,6 +274,8 @@ class RayExecutor:
         self._checkpoints: CheckpointTarget | None = None
         self._saves: dict[Any, str] = {}   # save call ref -> component id
         self._fused: FusedCalls | None = None
+        self._free: set[Any] = set()
+        self._watch = StreamWatch()   # the streams' batch progress
 
     def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None) -> None:
         self._plan = plan
@@ -292,12 +298,14 @@ class RayExecutor:
         # Without max_concurrency the loop submits every component up front, so noticing
         # a completion a little later frees nothing: gather them in batches and leave the
         # CPU to Ray. With it, each completion frees a slot: take what is ready at once.
+        # A group's bound frees a slot at each of its members' completions likewise.
+        self._batching = plan.max_concurrency is None and not any(g.max_concurrency for g in plan.groups)
         # a fused group runs in one call: only when everything is submitted up front
         self._fused = FusedCalls(plan, checkpoints) if plan.fused and plan.max_concurrency is None else None
-        self._batching = plan.max_concurrency is None
         self._linger = len(plan.tasks) >= BIG_RUN
         self._pool_sizes = {}
         self._remotes: dict[tuple[int, int], Any] = {}
+        self._free: set[Any] = set()   # meta refs of calls that had no upstream in flight when submitted
         for task in plan.tasks.values():
             if task.pool:
                 self._pool_sizes[task.pool] = self._pool_sizes.get(task.pool, 0) + 1
@@ -309,7 +317,11 @@ class RayExecutor:
         if self._fused is not None and task.id in self._fused.group_of:
             return self._submit_fused(task, deps)
         info = encode_info(task, self._checkpoints is not None)
-        if task.pool:
+        if isinstance(task.fn, DynamicMap):   # rf.map: a coordinator task fans out one task per item
+            from rayflow.execute.ray_dynamic import submit_map
+
+            refs = submit_map(task, info, deps)
+        elif task.pool:
             refs = self._submit_actor(task, info, deps)
         else:
             key = (id(task.fn), id(task.options))   # this run's plan holds both for its lifetime
@@ -321,6 +333,8 @@ class RayExecutor:
                 remote = task_remote(task, placed) if placed else remote
             refs = remote.remote(*self._leading(task), info, *deps)
         value, meta = (refs[0] if task.options.num_outputs is None else refs[:-1]), refs[-1]
+        if self._linger and not any(d in self._refs for d in task.deps):
+            self._free.add(meta)
         self._meta[meta] = task.id
         self._refs[task.id] = (value, meta)
         return value
@@ -373,7 +387,7 @@ class RayExecutor:
         if task.id == head:
             tasks = [self._plan.tasks[m] for m in stream]
             buffer = min(t.options.buffer_size or DEFAULT_BUFFER for t in tasks)
-            blob = encode_stream(task, [stage_of(t) for t in tasks], buffer)
+            blob = encode_stream(task, [stage_of(t) for t in tasks], buffer, self._watch.channel(stream))
             value, meta = STREAM_TASK.remote(blob, *deps)
             self._meta[meta] = head
             self._refs[head] = (value, meta)
@@ -387,6 +401,10 @@ class RayExecutor:
             self._meta[meta] = task.id
             self._refs[task.id] = (values, meta)
         return self._fused.handle(task.id)   # type: ignore[union-attr]
+
+    def stream_progress(self) -> dict[str, dict[str, Any]]:
+        """Batch progress of this run's streams, by last stage (rayflow/data/progress.py)."""
+        return self._watch.latest()
 
     def wait(self, timeout: float) -> list[Completion]:
         """Completions, waiting up to ``timeout`` for the first, then gathering what else is ready.
@@ -407,7 +425,7 @@ class RayExecutor:
         if self._batching:
             ray.wait(window[:WAIT_HEAD], num_returns=1, timeout=timeout)
             if self._linger:   # a big run: let a batch finish (or the whole window)
-                ray.wait(window[-1:], num_returns=1, timeout=LINGER_S)
+                ray.wait([self._linger_target(window)], num_returns=1, timeout=LINGER_S)
             ready = self._sweep_oldest(window)
         else:
             first, _ = ray.wait(window, num_returns=1, timeout=timeout)
@@ -416,6 +434,16 @@ class RayExecutor:
             ready = self._sweep(list(self._meta)[len(window):])
         with gcpause.paused():   # a fused call's members come back at once: collect after
             return [done for ref, value in self._get(ready) for done in self._complete(ref, value)]
+
+    def _linger_target(self, window: list[Any]) -> Any:
+        """The newest call in the window that could start as soon as it was submitted: a
+        call waiting on others finishes after them, so lingering on it would hold back
+        their completions (a fan-in's would hold the last batch of its fan-out until it
+        ran) -- or the newest call when none could."""
+        for ref in reversed(window):
+            if ref in self._free:
+                return ref
+        return window[-1]
 
     def cancel(self, ids: Iterable[str]) -> None:
         """Cancel calls still running, in the order given (the loop gives downstream first).
@@ -433,6 +461,7 @@ class RayExecutor:
         finished = set(ray.wait(metas, num_returns=len(metas), timeout=0)[0])
         for cid, (value_ref, meta_ref) in pairs:
             self._meta.pop(meta_ref, None)
+            self._free.discard(meta_ref)
             if meta_ref not in finished:
                 try:
                     ray.cancel(meta_ref, force=False, recursive=False)   # cancels the call
@@ -455,6 +484,7 @@ class RayExecutor:
             pool.kill()
         self._pools.clear()
         self._meta.clear()
+        self._free.clear()
         self._refs.clear()
         self._pool_of.clear()
 
@@ -530,10 +560,12 @@ class RayExecutor:
 
     def _complete(self, ref: Any, value: Any) -> list[Completion]:
         cid = self._meta.pop(ref)
+        self._free.discard(ref)
         value_ref = self._refs.pop(cid, (None,))[0]
         self._call_done(cid)
         stream = self._streams.pop(cid, None)
         if stream is not None:
+            self._watch.finished(stream, value)
             return self._stream_completions(stream, value, value_ref)
         if self._fused is not None and self._fused.head_of(cid) == cid:
             if not isinstance(value, BaseException):

@@ -63,6 +63,10 @@ class RunTracker:
         active = self._runs.get(run_id)
         return None if active is None else active.recorder.counts()
 
+    def stream_progress(self, run_id: str) -> dict[str, dict[str, Any]] | None:
+        active = self._runs.get(run_id)
+        return None if active is None else active.stream_progress()
+
     def metrics(self, run_id: str) -> dict[str, Any] | None:
         active = self._runs.get(run_id)
         return None if active is None else active.metrics()
@@ -143,6 +147,13 @@ class TrackerClient:
 
     def metrics(self) -> dict[str, Any] | None:
         return ray.get(self._actor.metrics.remote(self._run_id))
+
+    def stream_progress(self) -> dict[str, dict[str, Any]] | None:
+        try:
+            method = self._actor.stream_progress
+        except AttributeError:   # a tracker started by an older rayflow: no stream progress
+            return None
+        return ray.get(method.remote(self._run_id))
 
     def cancel(self) -> bool:
         return ray.get(self._actor.cancel.remote(self._run_id))

@@ -10,6 +10,25 @@ Failure strategies:
   skips what has not started (SKIPPED).
 - ``continue_on_error``: every downstream of the failure becomes UPSTREAM_FAILED
   (cancelled if already in flight); independent branches go on.
+
+Groups (``rayflow.plan.groups.Group``; ``rf.group`` / ``rf.fan_out``):
+- ``max_concurrency``: at most that many of the group's members are in flight (taken
+  and not yet final) at once, in eager mode too: a member is taken only when the
+  group has a free slot, and its downstream is released only when it is taken, so
+  chains through a bounded group stay correct. The members wait in the group's own
+  queue, critical-path first; a member that ends frees its slot for the next one.
+  The run-level ``max_concurrency`` still bounds everything in flight.
+- ``failure_strategy`` (None: the run's) decides what a member's failure does:
+  - ``continue_on_error`` in a ``fail_fast`` run: the failure is contained: the
+    failed member's downstream becomes UPSTREAM_FAILED (cancelled if in flight), the
+    group's other members and every independent component go on. The run still ends
+    FAILED. A failure outside the group still stops the whole run.
+  - ``fail_fast`` in a ``continue_on_error`` run: the group stops: its in-flight
+    members are CANCELLED, its pending members SKIPPED (their error names the failed
+    member), and the downstream of the failed and of every stopped member becomes
+    UPSTREAM_FAILED. Members that already succeeded stay SUCCEEDED; components outside
+    the group that do not depend on a stopped member go on.
+  - the same strategy as the run's: exactly as without the group.
 """
 
 from __future__ import annotations
@@ -20,6 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rayflow.graph import Dag
+from rayflow.plan.groups import Group
 
 PENDING, RUNNING, SUCCEEDED, FAILED, TIMED_OUT = "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT"
 CANCELLED, SKIPPED, UPSTREAM_FAILED, CACHED = "CANCELLED", "SKIPPED", "UPSTREAM_FAILED", "CACHED"
@@ -49,6 +69,7 @@ class NodeStatus:
     checkpoint: bytes | None = None   # a small output's blob, until the recorder saves it
     restored: bool = False            # its output came from a checkpoint (resume); it did not run
     resubmitted: int = 0              # times rayflow itself ran it again (a larger request after an OOM kill)
+    outcome: dict[str, Any] | None = None   # what the call reported beyond timings (a dynamic map's items)
 
     def apply_meta(self, meta: Mapping[str, Any]) -> None:
         self.started_at = meta.get("started_at", self.started_at)
@@ -61,10 +82,26 @@ class NodeStatus:
         self.checkpoint = meta.get("checkpoint") or None
         self.input_bytes = meta.get("input_bytes", self.input_bytes)
         self.input_rows = meta.get("input_rows", self.input_rows)
+        if "outcome" in meta:
+            self.outcome = meta["outcome"]
 
 
 _RESTORED_FIELDS = frozenset({"attempts", "submitted_at", "started_at", "ended_at", "node_id", "worker_id",
                               "cpu_s", "peak_rss_bytes", "input_bytes", "input_rows"})
+
+
+@dataclass(slots=True)
+class _Slots:
+    """The live side of one group: members in flight, and members waiting for a slot."""
+
+    group: Group
+    running: int = 0
+    waiting: list[tuple[int, str]] = field(default_factory=list)   # a heap of (rank, id)
+
+    @property
+    def full(self) -> bool:
+        cap = self.group.max_concurrency
+        return cap is not None and self.running >= cap
 
 
 @dataclass
@@ -76,6 +113,7 @@ class RunState:
     failure_strategy: str = "fail_fast"
     max_concurrency: int | None = None
     eager: bool = False
+    groups: tuple[Group, ...] = ()
     nodes: dict[str, NodeStatus] = field(init=False)
     in_flight: set[str] = field(init=False, default_factory=set)
     cancelled: bool = field(init=False, default=False)
@@ -88,6 +126,10 @@ class RunState:
         self._heap: list[tuple[int, str]] = [(self._rank[n], n) for n in self.dag.nodes if not self._waiting[n]]
         heapq.heapify(self._heap)
         self._terminal = 0
+        self._slots: dict[str, _Slots] = {}   # member id -> its group's slots
+        for group in self.groups:
+            slots = _Slots(group)
+            self._slots.update(dict.fromkeys(group.members, slots))
 
     # -- queries -------------------------------------------------------------------------
 
@@ -125,10 +167,16 @@ class RunState:
         while self._heap and not self.cancelled:
             if self.max_concurrency is not None and len(self.in_flight) >= self.max_concurrency:
                 break
-            _, node = heapq.heappop(self._heap)
+            rank, node = heapq.heappop(self._heap)
             status = self.nodes[node]
             if status.state != PENDING:
                 continue
+            slots = self._slots.get(node)
+            if slots is not None:
+                if slots.full:   # waits in its group's queue until a member ends
+                    heapq.heappush(slots.waiting, (rank, node))
+                    continue
+                slots.running += 1
             status.state = RUNNING
             status.submitted_at = now
             self.in_flight.add(node)
@@ -173,9 +221,13 @@ class RunState:
         status.apply_meta(meta)
         status.error = error
         self._finish(node, TIMED_OUT if timed_out else FAILED)
-        if self.failure_strategy == "fail_fast":
-            return self._stop_everything(in_flight_to=CANCELLED, pending_to=SKIPPED)
-        return self._fail_downstream(node)
+        slots = self._slots.get(node)
+        strategy = (slots.group.failure_strategy if slots is not None else None) or self.failure_strategy
+        if strategy == "continue_on_error":
+            return self._fail_downstream(node)
+        if slots is not None and self.failure_strategy != "fail_fast":
+            return self._stop_group(slots, node)
+        return self._stop_everything(in_flight_to=CANCELLED, pending_to=SKIPPED)
 
     def upstream_failed(self, node: str, cause: str) -> bool:
         """Mark ``node`` UPSTREAM_FAILED (its executor reported an upstream's error)."""
@@ -208,9 +260,22 @@ class RunState:
 
     def _finish(self, node: str, state: str) -> None:
         self.nodes[node].state = state
-        self.in_flight.discard(node)
+        if node in self.in_flight:
+            self.in_flight.discard(node)
+            slots = self._slots.get(node)
+            if slots is not None:
+                slots.running -= 1
+                self._readmit(slots)
         self._terminal += 1
         self.changed.append(node)
+
+    def _readmit(self, slots: _Slots) -> None:
+        """A slot of the group freed: its best waiting member goes back to the ready heap."""
+        while slots.waiting:
+            entry = heapq.heappop(slots.waiting)
+            if self.nodes[entry[1]].state == PENDING:
+                heapq.heappush(self._heap, entry)
+                return
 
     def _release_children(self, node: str) -> None:
         for child in self.dag.children(node):
@@ -226,9 +291,31 @@ class RunState:
             if status.state == PENDING:
                 self._finish(node, pending_to)
         self._heap.clear()
+        for slots in self._slots.values():
+            slots.waiting.clear()
         return to_cancel
 
-    def _fail_downstream(self, node: str) -> list[str]:
+    def _stop_group(self, slots: _Slots, failed: str) -> list[str]:
+        """A fail_fast group in a continue_on_error run: stop the group's members and
+        fail what depends on them; return the in-flight ones to cancel, downstream first."""
+        why = f"stopped: member {failed!r} of group {slots.group.name!r} failed"
+        stopped = [failed]
+        to_cancel: list[str] = []
+        for member in sorted(slots.group.members, key=self._rank.__getitem__):
+            status = self.nodes[member]
+            if status.state not in (PENDING, RUNNING):
+                continue
+            if status.state == RUNNING:
+                to_cancel.append(member)
+            status.error = why
+            self._finish(member, CANCELLED if status.state == RUNNING else SKIPPED)
+            stopped.append(member)
+        slots.waiting.clear()
+        for member in stopped:
+            to_cancel += self._fail_downstream(member, cause=failed)
+        return sorted(set(to_cancel), key=self._rank.__getitem__, reverse=True)
+
+    def _fail_downstream(self, node: str, *, cause: str | None = None) -> list[str]:
         to_cancel = []
         for child in sorted(self.dag.descendants(node), key=self._rank.__getitem__):
             status = self.nodes[child]
@@ -236,7 +323,7 @@ class RunState:
                 continue
             if status.state == RUNNING:
                 to_cancel.append(child)
-            status.error = f"upstream {node!r} failed"
+            status.error = f"upstream {cause or node!r} failed"
             self._finish(child, UPSTREAM_FAILED)
         to_cancel.reverse()  # downstream first
         return to_cancel

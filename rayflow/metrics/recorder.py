@@ -138,7 +138,7 @@ class RunRecorder:
                 features["input_rows"] = s.input_rows
         return ComponentRecord(self.run.run_id, cid, s.state, s.attempts, s.submitted_at, started, ended,
                                queued, duration, s.node_id, s.worker_id, resources, s.error, s.cached,
-                               upstream, s.cpu_s, s.peak_rss_bytes, features)
+                               upstream, s.cpu_s, s.peak_rss_bytes, features, s.outcome or {})
 
     def _features(self, task: Any) -> dict[str, Any]:
         """What the resource model learns from (see ComponentRecord.features)."""

@@ -92,6 +92,7 @@ def _component_view(c: ComponentRecord) -> dict[str, Any]:
         "resources": c.resources,
         "cpu_s": c.cpu_s,
         "peak_rss_bytes": c.peak_rss_bytes,
+        "outcome": c.outcome,
     }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from rayflow.errors import SignatureError, SpecError, UnknownComponentError
 from rayflow.options import FAILURE_STRATEGIES, ComponentOptions
+from rayflow.plan.groups import Group, check_groups
 from rayflow.plan.template import collect_refs
 
 
@@ -55,8 +56,10 @@ class Blueprint:
     max_concurrency: int | None = None
     target: str = ""
     inputs: dict[str, Any] = field(default_factory=dict)
+    groups: tuple[Group, ...] = ()   # named sets of calls with their own bound and failure strategy
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "groups", check_groups(self.groups, self.calls))
         if self.failure_strategy not in FAILURE_STRATEGIES:
             raise SpecError(
                 f"workflow {self.name!r} field 'failure_strategy': expected one of "

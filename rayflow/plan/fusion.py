@@ -26,7 +26,8 @@ longer chain becomes several groups), and at least two. A member whose output is
 outside its group, or is a workflow output, is one of the group's *exports*: the call
 returns its output as its own object. Fusion applies only to runs without
 ``max_concurrency`` (the Ray executor then submits everything up front); the plan of a
-run with a bound has no groups. Pure; no Ray.
+run with a bound has no fused groups, and a member of a concurrency group with its own
+``max_concurrency`` (rayflow.plan.groups) is never fused. Pure; no Ray.
 """
 
 from __future__ import annotations
@@ -58,11 +59,13 @@ def signature(task: Any) -> tuple:
 
 
 def find_fused(tasks: Mapping[str, Any], dag: Dag, outputs: Collection[str],
-               estimates: Mapping[str, float] | None = None) -> tuple[tuple[str, ...], ...]:
+               estimates: Mapping[str, float] | None = None,
+               exclude: Collection[str] = ()) -> tuple[tuple[str, ...], ...]:
     """The fused groups of a plan: tree groups and source groups, each in topological
-    order, ordered by their first member."""
+    order, ordered by their first member. ``exclude``: components never fused (members of
+    a concurrency group with its own ``max_concurrency``)."""
     estimates = estimates or {}
-    ok = {cid for cid in dag.nodes if fusible(tasks[cid], estimates.get(cid))}
+    ok = {cid for cid in dag.nodes if cid not in exclude and fusible(tasks[cid], estimates.get(cid))}
     trees = _trees(tasks, dag, ok)
     alone = [g[0] for g in trees if len(g) == 1 and not dag.deps(g[0])]
     groups = [tuple(g) for g in trees if len(g) > 1] + _sources(tasks, alone)

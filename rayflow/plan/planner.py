@@ -18,6 +18,7 @@ from rayflow.graph import Analysis, Dag, analyze, upward_ranks
 from rayflow.options import ComponentOptions
 from rayflow.plan.blueprint import Blueprint, Call, check_signature
 from rayflow.plan.fusion import find_fused
+from rayflow.plan.groups import Group
 from rayflow.plan.streams import find_streams
 from rayflow.plan.template import collect_inputs, expand_outputs, to_slots
 
@@ -65,6 +66,7 @@ class Plan:
     inputs: dict[str, Any] = field(default_factory=dict)
     streams: tuple[tuple[str, ...], ...] = ()   # chains of batch components run as pipelines
     fused: tuple[tuple[str, ...], ...] = ()     # groups run as one Ray task each (rayflow.plan.fusion)
+    groups: tuple[Group, ...] = ()              # members with their own max_concurrency / failure strategy
 
     @property
     def levels(self) -> list[list[str]]:
@@ -106,6 +108,7 @@ class Plan:
             outputs=list(self.output_ids),
             streams=[list(s) for s in self.streams],
             fused=[list(g) for g in self.fused],
+            groups=[g.to_dict() for g in self.groups],
         )
         return out
 
@@ -150,13 +153,28 @@ def make_plan(
         max_concurrency=blueprint.max_concurrency,
         target=blueprint.target,
         inputs=dict(blueprint.inputs),
-        streams=find_streams(blueprint.calls, dag, set(blueprint.output_ids)),
-        # fusion needs every component submitted up front: not under max_concurrency
-        fused=find_fused(tasks, dag, set(blueprint.output_ids), estimates) if blueprint.max_concurrency is None else (),
+        streams=_unbounded(find_streams(blueprint.calls, dag, set(blueprint.output_ids)), blueprint.groups),
+        groups=blueprint.groups,
+        # fusion needs every component submitted up front: not under max_concurrency (nor a group's)
+        fused=find_fused(tasks, dag, set(blueprint.output_ids), estimates, exclude=_bounded(blueprint.groups))
+        if blueprint.max_concurrency is None else (),
     )
     if cluster is not None:
         check_cluster(plan, cluster)
     return plan
+
+
+def _unbounded(streams: tuple[tuple[str, ...], ...], groups: tuple[Group, ...]) -> tuple[tuple[str, ...], ...]:
+    """The streams none of whose members is in a group with ``max_concurrency``: a stream's
+    members run all at once, which such a bound forbids (they run one after another)."""
+    bounded = _bounded(groups)
+    return tuple(s for s in streams if not bounded.intersection(s))
+
+
+def _bounded(groups: tuple[Group, ...]) -> set[str]:
+    """The members of the groups with a ``max_concurrency`` of their own (never streamed
+    nor fused: both run members at once, without asking the run state)."""
+    return {m for g in groups if g.max_concurrency is not None for m in g.members}
 
 
 def _task(call: Call, priority: float, multi: Mapping[str, int]) -> Task:

@@ -3,7 +3,7 @@
 Owns the meaning of a spec: ``{$input: name}`` references, connections (ports are
 keyword arguments; several connections to one port make a list; connections with
 no port are positional, in listed order), outputs (default: every sink), types and
-options. Must not import ray.
+options, groups. Must not import ray.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from rayflow.errors import (
 )
 from rayflow.options import ComponentOptions, normalize, with_sizing
 from rayflow.plan.blueprint import Blueprint, Call
+from rayflow.plan.groups import Group
 from rayflow.plan.template import NodeRef
 from rayflow.spec.model import ComponentSpec, WorkflowSpec
 from rayflow.spec.resolve import import_callable, import_exception
@@ -57,6 +58,7 @@ def to_blueprint(spec: WorkflowSpec, inputs: dict[str, Any] | None = None, *, ta
         max_concurrency=spec.max_concurrency,
         target=target,
         inputs=values,
+        groups=tuple(Group(g.name, tuple(g.members), g.max_concurrency, g.failure_strategy) for g in spec.groups),
     )
 
 

@@ -65,6 +65,18 @@ class ConnectionSpec(BaseModel):
     port: str | None = None
 
 
+class GroupSpec(BaseModel):
+    """A fan-out/fan-in group: ``members`` (component ids) with their own ``max_concurrency``
+    and ``failure_strategy`` (unset: the workflow's); see docs/patterns.md."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1)
+    members: list[str] = Field(default_factory=list)
+    max_concurrency: int | None = Field(default=None, ge=1)
+    failure_strategy: Literal["fail_fast", "continue_on_error"] | None = None
+
+
 class WorkflowSpec(BaseModel):
     """A whole workflow as data. Extra top-level keys are kept and ignored."""
 
@@ -80,6 +92,7 @@ class WorkflowSpec(BaseModel):
     components: list[ComponentSpec]
     connections: list[ConnectionSpec] = Field(default_factory=list)
     outputs: str | list[str] | None = None
+    groups: list[GroupSpec] = Field(default_factory=list)
 
     @field_validator("components")
     @classmethod

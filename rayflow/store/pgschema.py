@@ -112,6 +112,12 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "ALTER TABLE components ADD COLUMN features JSONB NOT NULL DEFAULT '{}'",
         ),
     ),
+    (
+        4,
+        (  # what a call reported beyond its timings (a dynamic map's per-item outcomes)
+            "ALTER TABLE components ADD COLUMN outcome JSONB NOT NULL DEFAULT '{}'",
+        ),
+    ),
 ]
 
 SCHEMA_VERSION_TABLE = (

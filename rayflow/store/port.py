@@ -61,6 +61,8 @@ class ComponentRecord:
     features: dict[str, Any] = field(default_factory=dict)   # what the resource model learns from:
     # fn ("module:qualname"), fp (code fingerprint), config (numeric literal arguments),
     # n_up (upstreams), input_bytes and input_rows (measured in the worker), sized (auto sizing)
+    outcome: dict[str, Any] = field(default_factory=dict)   # what the call reported beyond its
+    # timings: a dynamic map's items, succeeded, failed, cancelled, item_s, durations_s, errors
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

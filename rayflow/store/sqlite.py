@@ -114,6 +114,12 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "ALTER TABLE components ADD COLUMN features TEXT NOT NULL DEFAULT '{}'",
         ),
     ),
+    (
+        7,
+        (  # what a call reported beyond its timings (a dynamic map's per-item outcomes)
+            "ALTER TABLE components ADD COLUMN outcome TEXT NOT NULL DEFAULT '{}'",
+        ),
+    ),
 ]
 
 _JSON_MEMO: dict[int, tuple[Any, str]] = {}
@@ -189,7 +195,7 @@ class _Codec:
 
 
 RUNS = _Codec(RunRecord, "runs", {"inputs", "summary"}, {"cancel_requested"})
-COMPONENTS = _Codec(ComponentRecord, "components", {"resources", "upstream", "features"}, {"cached"},
+COMPONENTS = _Codec(ComponentRecord, "components", {"resources", "upstream", "features", "outcome"}, {"cached"},
                     stable_fields=frozenset({"resources", "upstream"}))
 EVENTS = _Codec(EventRecord, "events", {"data"}, set())
 

@@ -26,3 +26,15 @@ def batch_sums(batch):
     import pyarrow.compute as pc
 
     return pa.record_batch({"s": [pc.sum(batch["x"]).as_py()]})
+
+
+@rf.component(num_cpus=0.5)
+def batch_sum(batch):
+    """The sum of its batch (touching every page of it), and this worker's private memory
+    (RssAnon: a copy of the input would be there; shared object-store pages are not)."""
+    import pyarrow.compute as pc
+
+    total = pc.sum(batch["x"]).as_py()
+    with open("/proc/self/status") as f:
+        anon = next((int(line.split()[1]) * 1024 for line in f if line.startswith("RssAnon:")), None)
+    return {"sum": total, "rss_anon": anon}
