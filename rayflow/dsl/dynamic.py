@@ -52,7 +52,8 @@ def dynamic_map(fn: Component, items: Any, *, max_concurrency: int | None = None
     node_id = name or builder._auto_id(f"map_{fn.base_name}")
     options = ComponentOptions().merged(
         {"num_cpus": 0, "sizing": "static", "placement": "ray", "cache": item.cache, "checkpoint": item.checkpoint,
-         "version": _version(fn, failure_strategy, batch_size)}, component=node_id)
+         "version": _version(fn, failure_strategy, batch_size), "fuse": False},   # it fans out: never fused
+        component=node_id)
     return builder.add(Component(mapper, options), (items,), kw, node_id=node_id)
 
 

@@ -124,8 +124,9 @@ def _last_readers(members: tuple[Member, ...]) -> list[int]:
 
 def _run_one(fn: Callable[..., Any], m: Member, args: Any, base: dict[str, Any],
              save: Save | None) -> tuple[Any, Any, ComponentFailure | None]:
-    """(outcome, value, failure) of one member: outcome is its packed meta (succeeded), a
-    tuple (failed) or the id of the upstream whose failure it got (an input of the head)."""
+    """(outcome, value, failure) of one member: outcome is its packed meta (succeeded; its
+    meta dict when it reported an outcome), a tuple (failed) or the id of the upstream whose
+    failure it got (an input of the head)."""
     attempt = 0
     while True:
         ctx = base if not attempt else {**base, "attempt": base.get("attempt", 0) + attempt}
@@ -140,13 +141,14 @@ def _run_one(fn: Callable[..., Any], m: Member, args: Any, base: dict[str, Any],
             return _failed(m, failure), None, failure
         if meta.get("checkpoint") == b"":
             _save_large(m, value, meta, save)
-        return pack_timings(meta), value, None
+        return (meta if "outcome" in meta else pack_timings(meta)), value, None   # a reported outcome: as it is
 
 
 def _failed(m: Member, failure: ComponentFailure) -> Any:
     if failure.component != m.info.id:
         return failure.component   # the head read a FailedOutput: its upstream failed
-    return (failure.one_line(), failure.detail, pack_meta(failure.meta), failure.timed_out)
+    meta = failure.meta if "outcome" in failure.meta else pack_meta(failure.meta)
+    return (failure.one_line(), failure.detail, meta, failure.timed_out)
 
 
 def _save_large(m: Member, value: Any, meta: dict[str, Any], save: Save | None) -> None:
@@ -171,6 +173,8 @@ def completions(group: tuple[str, ...], blob: bytes) -> list[Completion]:
         kind = type(o)
         if kind is bytes:
             out.append(Completion(cid, True, unpack_timings(o, place)))
+        elif kind is dict:   # a member that reported an outcome beyond its timings
+            out.append(Completion(cid, True, o))
         elif kind is str:
             out.append(Completion(cid, False, {}, f"upstream {o!r} failed", upstream=o))
         else:
