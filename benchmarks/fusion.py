@@ -14,7 +14,8 @@ every component in the default SQLite run store and keeping every output as a ch
 After each rayflow run (outside the timing) the store is read back through a second
 connection: the run must be SUCCEEDED with every component recorded SUCCEEDED, with its
 own timings, and checkpointed, else the script exits non-zero. Reported: medians of
-components/s per side and the ratio fused / raw (target >= 10). Writes
+components/s per side, the ratio fused / raw (target >= 10), and the driver process's CPU
+time per component (all its threads, Ray's included). Writes
 ``benchmarks/results/fusion.json`` and the ``fusion_case`` entry of ``dataplane.json``.
 
     python benchmarks/fusion.py                 # 5 repetitions
@@ -79,6 +80,7 @@ class Sample:
     seconds: float
     value: object
     run_id: str | None = None
+    cpu_s: float = 0.0   # CPU time of this whole driver process (every thread, Ray's included)
 
 
 def raw(chains: int, steps: int) -> Sample:
@@ -124,10 +126,19 @@ def verify(store: RunStore, sample: Sample, components: int, chains: int, steps:
                  f"{len(comps)}/{components} recorded, {kept} checkpointed, bad: {bad[:5]}")
 
 
-def run(sides: list[str], reps: int, chains: int, steps: int) -> dict[str, list[float]]:
-    """Warm up, then ``reps`` interleaved rounds; components/s of every sample per side."""
+def timed(side: str, chains: int, steps: int) -> Sample:
+    cpu0 = time.process_time()
+    sample = SIDES[side](chains, steps)
+    sample.cpu_s = time.process_time() - cpu0
+    return sample
+
+
+def run(sides: list[str], reps: int, chains: int, steps: int) -> tuple[dict[str, list[float]], dict[str, list[float]]]:
+    """Warm up, then ``reps`` interleaved rounds; components/s of every sample per side, and
+    the driver's CPU microseconds per component."""
     n = chains * steps
     cps: dict[str, list[float]] = {side: [] for side in sides}
+    cpu: dict[str, list[float]] = {side: [] for side in sides}
     with tempfile.TemporaryDirectory(prefix="rayflow-bench-") as tmp:
         url = f"sqlite:///{tmp}/bench.db"
         rf.init(store=url, checkpoints=f"{tmp}/checkpoints")
@@ -140,17 +151,19 @@ def run(sides: list[str], reps: int, chains: int, steps: int) -> dict[str, list[
             order = sides if rep % 2 == 0 else list(reversed(sides))
             line = []
             for side in order:
-                sample = SIDES[side](chains, steps)
+                sample = timed(side, chains, steps)
                 verify(store, sample, n, chains, steps)
                 cps[side].append(n / sample.seconds)
+                cpu[side].append(1e6 * sample.cpu_s / n)
                 line.append(f"{side} {n / sample.seconds:9.1f}/s")
             print(f"rep {rep + 1}/{reps}  " + "  ".join(line), flush=True)
         store.close()
         rf.init(store="memory://", checkpoints="")   # release the temporary database before it is removed
-    return cps
+    return cps, cpu
 
 
-def summarize(cps: dict[str, list[float]], chains: int, steps: int, reps: int) -> dict:
+def summarize(cps: dict[str, list[float]], cpu: dict[str, list[float]], chains: int, steps: int,
+              reps: int) -> dict:
     med = {side: statistics.median(v) for side, v in cps.items()}
     ratio = med["fused"] / med["raw"]
     out = {
@@ -162,6 +175,7 @@ def summarize(cps: dict[str, list[float]], chains: int, steps: int, reps: int) -
         "ratio_fused_over_raw": round(ratio, 2),
         "paired_ratio_median": round(statistics.median(f / r for f, r in zip(cps["fused"], cps["raw"],
                                                                                strict=True)), 2),
+        "driver_cpu_us_per_component": {side: round(statistics.median(v), 1) for side, v in cpu.items()},
         "target": f">= {TARGET}",
         "meets_target": ratio >= TARGET,
     }
@@ -180,12 +194,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     sides = ["raw", "fused"] + (["unfused"] if args.unfused else [])
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
-    result = summarize(run(sides, args.reps, args.chains, args.steps), args.chains, args.steps, args.reps)
+    cps, cpu = run(sides, args.reps, args.chains, args.steps)
+    result = summarize(cps, cpu, args.chains, args.steps, args.reps)
     med = result["median_cps"]
     print(f"\nmedians of {args.reps}: raw Ray {med['raw']:.0f} components/s, rayflow fused {med['fused']:.0f}/s"
           + (f", unfused {med['unfused']:.0f}/s" if "unfused" in med else "")
           + f"; fused / raw {result['ratio_fused_over_raw']:.2f}x (target >= {TARGET:g}x: "
           + ("met" if result["meets_target"] else "NOT met") + ")")
+    print("driver CPU per component (us): " + ", ".join(f"{side} {v:.0f}" for side, v in
+                                                          result["driver_cpu_us_per_component"].items()))
     write_report(args.out, {"benchmark": "fusion", **result})
     if args.out == RESULTS and DATAPLANE.exists():   # the issue's third data-plane case lives here
         data = json.loads(DATAPLANE.read_text())

@@ -179,3 +179,34 @@ connections:
     assert plan.tasks["c"].options.fuse is False
     with pytest.raises(SpecError, match="fuse"):
         WorkflowSpec.from_text('components: [{id: a, function: "x:y", fuse: "often"}]')
+
+
+def test_a_concurrency_group_with_a_bound_keeps_its_members_unfused():
+    s = rf.component(step, fuse=True)
+
+    @rf.workflow
+    def bounded():
+        x = s(1)
+        with rf.group("g", max_concurrency=1):
+            y = s(s(x))
+        return s(s(y))
+
+    @rf.workflow
+    def strategy_only():
+        with rf.group("g", failure_strategy="continue_on_error"):
+            return s(s(s(1)))
+
+    assert rf.explain(bounded).fused == (("step_3", "step_4"),)
+    assert rf.explain(strategy_only).fused == (("step", "step_1", "step_2"),)
+
+
+def test_a_dynamic_map_is_never_fused():
+    s = rf.component(step, fuse=True)
+
+    @rf.workflow
+    def mapped():
+        items = rf.component(lambda: [1, 2, 3], fuse=True)()
+        return s(rf.map(s, items))
+
+    plan = rf.explain(mapped)
+    assert all("map_step" not in g for g in plan.fused)
