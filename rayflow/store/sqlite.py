@@ -142,6 +142,11 @@ def _json_text(value: Any) -> str:
     return text
 
 
+def _json_any(value: Any) -> str:
+    """JSON of a value, sorted keys; an empty dict (most rows' outcome) without encoding."""
+    return "{}" if type(value) is dict and not value else _SORTED.encode(value)
+
+
 def _as_int(value: Any) -> int:
     return int(bool(value))
 
@@ -172,7 +177,7 @@ class _Codec:
     def _encoder(self, name: str) -> Any:
         """How a column's value is stored: JSON text, 0/1, or as it is."""
         if name in self.json_fields:
-            return _json_text if name in self.stable_fields else _SORTED.encode
+            return _json_text if name in self.stable_fields else _json_any
         if name in self.bool_fields:
             return _as_int
         return _as_is
