@@ -80,15 +80,19 @@ def drive(
                 run.apply(completions)
                 _notify(state, on_change)
         _notify(state, on_change)
-        for problem in executor.settle():
-            log.warning("run %s: an output was not saved to its checkpoint or the shared cache "
-                        "(a resume or a later run computes it again): %s",
-                        checkpoints.run_id if checkpoints else "?", problem)
+        _settle(executor, checkpoints)
         if state.run_status() == "SUCCEEDED" and run.outputs:
             return executor.fetch({cid: run.handles[cid] for cid in run.outputs})
         return {}
     finally:
         executor.shutdown()
+
+
+def _settle(executor: Executor, checkpoints: CheckpointTarget | None) -> None:
+    for problem in executor.settle():
+        log.warning("run %s: an output was not saved to its checkpoint or the shared cache "
+                    "(a resume or a later run computes it again): %s",
+                    checkpoints.run_id if checkpoints else "?", problem)
 
 
 class _Driver:
