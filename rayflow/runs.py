@@ -86,6 +86,7 @@ class ActiveRun:
     def execute(self) -> None:
         """Drive the run to its end (in the caller's thread); never raises."""
         writer, run_id = self.service.writer, self.run.run_id
+        gcpause.freeze_once()   # the long-lived objects of the process: out of the collector's way
         now = time.time()
         self.run.started_at = self.run.started_at if self.restored else now
         self.status = "RUNNING"

@@ -123,7 +123,7 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
 ]
 
 _JSON_MEMO: dict[int, tuple[Any, str]] = {}
-_JSON_MEMO_MAX = 200_000
+_JSON_MEMO_MAX = 20_000   # holds each value alive: bounded
 _SORTED = json.JSONEncoder(sort_keys=True)   # json.dumps(..., sort_keys=True) builds one per call: half its cost
 
 
