@@ -188,6 +188,18 @@ def tail_stage(batch, pause: float = 0.0, fail_at_key_sum: int | None = None):
     return batch
 
 
+def ledger_peak(path: str) -> tuple[int, int]:
+    """From a ledger of ``ledger_first``/``ledger_last`` lines: the batches that entered
+    the stream, and the most that were inside it at once."""
+    with open(path) as f:
+        events = sorted((float(t), kind) for kind, _, t in (line.split() for line in f.read().splitlines()))
+    in_flight = peak = 0
+    for _, kind in events:
+        in_flight += 1 if kind == "in" else -1
+        peak = max(peak, in_flight)
+    return sum(1 for _, k in events if k == "in"), peak
+
+
 @rf.component(num_cpus=0.1, kind="batch", batch_size=100, buffer_size=3)
 def ledger_first(batch, path: str):
     import time

@@ -290,3 +290,48 @@ def test_rows_drained_before_a_failed_write_are_written_on_the_retry():
     assert writer.flush(10)
     assert [(c.component_id, c.state) for c in store.get_components("r1")] == [("a", "SUCCEEDED")]
     writer.close()
+
+
+class FinishingSource(Source):
+    """A source that can hand over its final rows apart (as the run recorder does)."""
+
+    def drain_finished(self) -> list[ComponentRecord]:
+        done = {c for c in self.dirty if self.states[c] in ("SUCCEEDED", "FAILED")}
+        self.dirty -= done
+        return [comp(cid, self.states[cid], self.source_key) for cid in sorted(done)]
+
+
+def test_final_rows_are_written_early_and_each_row_once():
+    store = RecordingStore()
+    store.create_run(RunRecord("r1", "wf"), [])
+    writer = StoreWriter(store, flush_interval_s=60.0, early_s=0.05)
+    source = FinishingSource()
+    source.set("a", "SUCCEEDED")
+    source.set("b", "RUNNING")
+    writer.changed(source)
+    deadline = time.monotonic() + 5
+    while not [c for name, w in store.calls if name == "upsert_components" for c in w]:
+        assert time.monotonic() < deadline, "the final row was not written early"
+        time.sleep(0.01)
+    written = [(c.component_id, c.state) for name, w in store.calls if name == "upsert_components" for c in w]
+    assert written == [("a", "SUCCEEDED")]          # the running one waits for the full write
+    source.set("b", "SUCCEEDED")
+    writer.changed(source)
+    assert writer.flush(5)
+    written = [(c.component_id, c.state) for name, w in store.calls if name == "upsert_components" for c in w]
+    assert sorted(written) == [("a", "SUCCEEDED"), ("b", "SUCCEEDED")]   # each once
+    assert source.drains == 1
+    writer.close()
+
+
+def test_without_early_writes_nothing_is_written_before_the_interval():
+    store = RecordingStore()
+    store.create_run(RunRecord("r1", "wf"), [])
+    writer = StoreWriter(store, flush_interval_s=60.0)
+    source = FinishingSource()
+    source.set("a", "SUCCEEDED")
+    writer.changed(source)
+    time.sleep(0.2)
+    assert not [w for name, w in store.calls if name == "upsert_components"]
+    assert writer.flush(5)
+    writer.close()
