@@ -39,7 +39,6 @@ CLUSTER_TTL_S = 5.0
 REFIT_EVERY_RUNS = 20      # the resource model is retrained in the background after this many runs ...
 YOUNG_MODEL_SAMPLES = 200  # ... and after every run while it learned from fewer samples than this
 WRITE_INTERVAL_S = 1.0   # how stale another process's view of a live run may be
-EARLY_WRITE_S = 0.25     # final rows are written this often in between (StoreWriter.early_s)
 
 
 @dataclass
@@ -81,7 +80,7 @@ class Service:
     def writer(self) -> StoreWriter:
         with self._lock:
             if self._writer is None:
-                self._writer = StoreWriter(self.store, flush_interval_s=WRITE_INTERVAL_S, early_s=EARLY_WRITE_S)
+                self._writer = StoreWriter(self.store, flush_interval_s=WRITE_INTERVAL_S)
             return self._writer
 
     def cache(self) -> Any:

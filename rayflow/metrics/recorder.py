@@ -54,7 +54,6 @@ class RunRecorder:
         self._last = dict.fromkeys(plan.tasks, "PENDING")   # state last counted, per component
         self._counts: dict[str, int] = {"PENDING": len(plan.tasks)}
         self._dirty: set[str] = set(plan.tasks)   # every row is written once, PENDING or later
-        self._final: set[str] = set()   # dirty rows the loop reported final (they may be written early)
 
     def start(self) -> None:
         """Queue the first write of every component's row."""
@@ -72,8 +71,6 @@ class RunRecorder:
                 if new == old:
                     continue
                 last[cid] = new
-                if new in FINAL_STATES:
-                    self._final.add(cid)
                 counts[old] -= 1
                 counts[new] = counts.get(new, 0) + 1
                 if new in NOTABLE_STATES or (new == "SUCCEEDED" and status.attempts > 1):
@@ -88,24 +85,8 @@ class RunRecorder:
         """The rows changed since the last drain, as of now (called by the writer thread)."""
         with self._lock:
             dirty, self._dirty = self._dirty, set()
-            self._final.clear()
             records = [self._record(cid) for cid in dirty]
             outputs = self._take_outputs(dirty)
-        if outputs:
-            self._save_outputs(outputs)
-        return records
-
-    def drain_finished(self) -> list[ComponentRecord]:
-        """The changed rows of components the loop has reported final (a final row does not
-        change again), as of now; the others stay for ``drain``."""
-        with self._lock:
-            done = self._final & self._dirty
-            self._final = set()
-            if not done:
-                return []
-            self._dirty -= done
-            records = [self._record(cid) for cid in done]
-            outputs = self._take_outputs(done)
         if outputs:
             self._save_outputs(outputs)
         return records

@@ -39,9 +39,6 @@ class RecordSource(Protocol):
     def drain(self) -> list[ComponentRecord]:
         """The records changed since the last drain (the writer owns them)."""
 
-    # Optionally, ``drain_finished() -> list[ComponentRecord]``: only the changed records
-    # that are final, leaving the rest for the next ``drain`` (early writes, see StoreWriter).
-
 
 @dataclass
 class _Batch:
@@ -52,7 +49,6 @@ class _Batch:
     events: list[EventRecord] = field(default_factory=list)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     sources: list[RecordSource] = field(default_factory=list)
-    early: bool = False   # only the sources' final rows; the sources stay pending
 
     def size(self) -> int:
         return len(self.components) + len(self.events) + len(self.runs)
@@ -60,23 +56,14 @@ class _Batch:
 
 class StoreWriter:
     """Queues writes and applies them to ``store`` every ``flush_interval_s`` seconds,
-    or sooner when ``max_batch`` items are pending or ``flush()`` is called.
+    or sooner when ``max_batch`` items are pending or ``flush()`` is called."""
 
-    With ``early_s``, between those writes the rows of components that are final (and
-    only those: a final row is never rewritten, so nothing is written twice) are written
-    every ``early_s`` seconds from the sources that can hand them over apart
-    (``drain_finished``): a run's last write then holds its last moments, not everything
-    since the last full write, and other processes see finished components sooner."""
-
-    def __init__(self, store: RunStore, *, flush_interval_s: float = 0.2, max_batch: int = 2000,
-                 early_s: float | None = None) -> None:
+    def __init__(self, store: RunStore, *, flush_interval_s: float = 0.2, max_batch: int = 2000) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
         self.store = store
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
-        self.early_s = early_s
-        self._early_at: float | None = None   # when the next early write of final rows is due
         self._cond = threading.Condition(threading.Lock())
         self._components: dict[tuple[str, str], ComponentRecord] = {}
         self._events: list[EventRecord] = []
@@ -119,8 +106,6 @@ class StoreWriter:
         with self._cond:
             self._check_open()
             self._sources[source.source_key] = source
-            if self.early_s and self._early_at is None:
-                self._early_at = time.monotonic() + self.early_s
             self._enqueued_one()
 
     def run(self, run_id: str, **fields: Any) -> None:
@@ -229,12 +214,8 @@ class StoreWriter:
                     self._cond.wait(self._retry_at - now)
                 elif self._flush_now or self._due_by_size() or now >= self._since + self.flush_interval_s:
                     return self._take()
-                elif self._early_at is not None and now >= self._early_at:
-                    self._early_at = now + self.early_s
-                    return _Batch(-1, sources=list(self._sources.values()), early=True)
                 else:
-                    due = self._since + self.flush_interval_s
-                    self._cond.wait(min(due, self._early_at or due) - now)
+                    self._cond.wait(self._since + self.flush_interval_s - now)
             self._thread_done = True
             self._cond.notify_all()  # wake any flush() still waiting: nothing more will be written
             return None
@@ -245,7 +226,6 @@ class StoreWriter:
         self._components, self._events, self._runs, self._sources = {}, [], {}, {}
         self._flush_now = False
         self._since = None
-        self._early_at = None
         return batch
 
     def _write_batch(self, batch: _Batch) -> None:
@@ -270,15 +250,6 @@ class StoreWriter:
 
     def _write_parts(self, batch: _Batch) -> None:
         """Components, then events, then run updates, in chunks of ``max_batch``."""
-        if batch.early:   # the sources stay registered: what is not final is drained later
-            for source in batch.sources:
-                finished = getattr(source, "drain_finished", None)
-                if finished is not None:
-                    with gcpause.paused():
-                        batch.components.extend(finished())
-            batch.sources.clear()
-            if not batch.components:
-                return
         while batch.sources:
             with gcpause.paused():   # thousands of records at once: collect after, not during
                 batch.components.extend(batch.sources[-1].drain())   # newer than any queued copy

@@ -86,20 +86,3 @@ def test_only_notable_outcomes_become_events():
         ("run_state", None, "RUNNING"), ("component_state", "c", "FAILED"), ("component_state", "b", "SUCCEEDED")]
     assert [e.seq for e in store.get_events("r1")] == [1, 2, 3]
     writer.close()
-
-
-def test_drain_finished_hands_over_only_rows_the_loop_reported_final():
-    _, _, writer, recorder, state = setup()
-    recorder.start()
-    for cid in state.take(10.0):
-        recorder.on_change(state, [cid])
-    assert recorder.drain_finished() == []            # a is RUNNING; b, c PENDING
-    state.succeeded("a", meta(11.0))
-    assert recorder.drain_finished() == []            # final in the state, not yet reported by the loop
-    recorder.on_change(state, state.drain_changed())
-    early = recorder.drain_finished()
-    assert [(r.component_id, r.state) for r in early] == [("a", "SUCCEEDED")]
-    assert recorder.drain_finished() == []            # handed over once
-    rest = sorted((r.component_id, r.state) for r in recorder.drain())
-    assert rest == [("b", "PENDING"), ("c", "PENDING")]   # a is not written again
-    writer.close()
