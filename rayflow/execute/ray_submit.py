@@ -88,25 +88,28 @@ class Configured:
         self.base = base
         self.options = options
         self.wrapper = base.options(**options)
-        self._call: tuple | None = None    # (head, tail) of the learned submit_task call
-        self._worker: Any = None           # the core worker it was learned with
+        self._call: tuple | None = None    # (head, tail) of the learned submit_task call; None: .remote()
+        self._worker: Any = None           # the core worker that decision was made with
 
     def remote(self, *args: Any) -> Any:
-        call = self._call
-        if call is not None:
-            worker = ray._private.worker.global_worker
-            if worker.core_worker is self._worker and not worker.debugger_breakpoint:
+        worker = ray._private.worker.global_worker
+        if self._worker is not None and self._worker is getattr(worker, "core_worker", None):
+            call = self._call   # decided for this core worker: the learned call, or .remote() for good
+            if (call is not None and not worker.debugger_breakpoint
+                    and not worker.should_capture_child_tasks_in_placement_group):
                 refs = worker.core_worker.submit_task(*call[0], flat_args(args), *call[1])
                 return refs[0] if len(refs) == 1 else refs
+            return self.wrapper.remote(*args)
         refs = self.wrapper.remote(*args)
         self._learn()
         return refs
 
     def _learn(self) -> None:
-        self._call = self._worker = None
+        """Decide, once per core worker, between the learned call and ``.remote()``."""
+        worker = ray._private.worker.global_worker
+        self._call, self._worker = None, getattr(worker, "core_worker", None)
         if not (enabled() and matches_ray()):
             return
-        worker = ray._private.worker.global_worker
         base = self.base
         options = {**getattr(base, "_default_options", {}), **self.options}
         if (set(options) - PLAIN_OPTIONS or base._is_cross_language or base._is_generator
@@ -126,7 +129,7 @@ class Configured:
         tail = ("", num_returns, ray._common.utils.resources_from_ray_options(task_options), task_options["max_retries"],
                 True if allowlist is not None else bool(retry), allowlist, "DEFAULT", b"",
                 base._serialized_base_runtime_env_info or "{}", -1, 1, None, None, None, None)
-        self._call, self._worker = (head, tail), worker.core_worker
+        self._call = (head, tail)
 
 
 def _with_defaults(options: dict[str, Any]) -> dict[str, Any]:

@@ -43,8 +43,15 @@ def test_a_retry_allowlist_is_kept(ray_session):
 def test_options_it_does_not_handle_keep_the_public_path(ray_session):
     remote = Configured(_PAIR, {"num_returns": 2, "name": "named"})
     assert ray.get(list(remote.remote(b"d", 1))) == [b"d", 1]
-    assert remote._call is None
-    assert ray.get(list(remote.remote(b"e", 2))) == [b"e", 2]
+    assert remote._call is None and remote._worker is not None   # decided once for this core worker
+    learn_calls = []
+    original = Configured._learn
+    Configured._learn = lambda self: learn_calls.append(self) or original(self)
+    try:
+        assert ray.get(list(remote.remote(b"e", 2))) == [b"e", 2]
+    finally:
+        Configured._learn = original
+    assert learn_calls == []   # not worked out again on every call
 
 
 def test_turned_off_by_the_environment(ray_session, monkeypatch):

@@ -49,11 +49,15 @@ def test_auto_sizing_keeps_declared_until_history_then_follows_the_model(svc, ra
     assert rec.resources["num_cpus"] < 1.0 and rec.features["sized"] == "auto"
 
 
-def test_a_tampered_saved_model_is_refused_and_retrained(svc):
+def _train_on_two_runs(svc) -> None:
     for _ in range(2):
         svc.submit(autofns.declared, {"n": 3}, executor="local", background=False)
     svc.flush()
     history.train(svc.store)
+
+
+def test_a_tampered_saved_model_is_refused_and_retrained(svc):
+    _train_on_two_runs(svc)
     path = history.model_path()
     data = bytearray(path.read_bytes())
     data[-1] ^= 1
@@ -66,10 +70,7 @@ def test_a_tampered_saved_model_is_refused_and_retrained(svc):
 def test_the_model_is_retrained_in_the_background_after_runs(svc):
     import time
 
-    for _ in range(2):
-        svc.submit(autofns.declared, {"n": 3}, executor="local", background=False)
-    svc.flush()
-    history.train(svc.store)
+    _train_on_two_runs(svc)
     first = svc.resource_model()
     assert first is not None and first.n_samples == 8
     before = history.model_path().stat().st_mtime_ns
