@@ -78,6 +78,9 @@ def test_sigkill_of_the_driver_then_resume(svc, ledger, cluster, tmp_path):
         done = {"source", "source_1", "source_2", "source_3", "source_4", "square", "square_1", "square_2", "square_3"}
         store = CheckpointStore(str(ckpt_dir))
         _until(lambda: done <= set(store.index(run_id)), 60, "the finished components' checkpoints")
+        # the store's rows are batched off the hot path; the crash should find the run recorded as started
+        _until(lambda: getattr(svc.store.get_run(run_id), "status", None) == "RUNNING", 60,
+               "the store to record the run as RUNNING")
         kept = set(store.index(run_id))
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
