@@ -31,9 +31,8 @@ import pickle
 import secrets
 import sys
 import threading
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from rayflow.errors import RayflowError
 
@@ -50,8 +49,7 @@ class UntrustedData(RayflowError):
     that are malformed): they are refused, never loaded."""
 
 
-@dataclass(frozen=True)
-class Encoded:
+class Encoded(NamedTuple):   # a named tuple: small outputs are encoded once per call
     fmt: str
     data: bytes
 

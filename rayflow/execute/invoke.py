@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from rayflow.data.codec import inline_blob
 from rayflow.errors import ComponentTimeout
@@ -24,12 +24,12 @@ from rayflow.execute import usage
 from rayflow.plan.template import fill
 
 
-@dataclass(frozen=True, slots=True)
-class CallInfo:
-    """Plain data sent with each call (never the plan)."""
+class CallInfo(NamedTuple):
+    """Plain data sent with each call (never the plan). A named tuple: a call decodes one
+    in every worker, and a tuple is built several times faster than a frozen dataclass."""
 
     id: str
-    args: tuple
+    args: tuple | None   # None: the call's inputs, in order, are its positional arguments
     kwargs: dict
     timeout_s: float | None = None
     retry_on: bool | tuple[type[BaseException], ...] = False
@@ -39,11 +39,7 @@ class CallInfo:
 
     def fields(self) -> tuple:
         """The fields in order: ``CallInfo(*info.fields())`` is a copy (the wire format)."""
-        return (self.id, self.args, self.kwargs, self.timeout_s, self.retry_on, self.has_slots, self.num_outputs,
-                self.checkpoint)
-
-    def __reduce__(self):  # a flat tuple: several times faster both ways than slots' getstate
-        return (CallInfo, self.fields())
+        return tuple(self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +121,9 @@ def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
     started = time.time()
     cpu0 = time.process_time()
     try:
-        if info.has_slots:
+        if info.args is None:
+            args, kwargs = deps, info.kwargs
+        elif info.has_slots:
             args, kwargs = fill(info.args, deps), fill(info.kwargs, deps)
         else:
             args, kwargs = info.args, info.kwargs

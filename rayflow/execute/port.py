@@ -14,6 +14,7 @@ from typing import Any, Protocol
 
 from rayflow.execute.invoke import CallInfo
 from rayflow.plan import Plan, Task
+from rayflow.plan.template import inputs_in_order
 from rayflow.store.checkpoints import Checkpoint, CheckpointStore
 
 
@@ -86,9 +87,11 @@ class Executor(Protocol):
 def call_fields(task: Task, checkpoints: bool = False) -> tuple:
     """The plain data a worker needs for ``task``, as ``CallInfo``'s fields in order (its
     templates hold Slots only when it has deps); ``checkpoints``: the run keeps outputs
-    (a small output comes back as bytes for its checkpoint, and for the cache)."""
+    (a small output comes back as bytes for its checkpoint, and for the cache). Arguments
+    that are just the inputs in order travel as None (the worker passes the inputs)."""
     o = task.options
-    return (task.id, task.args, task.kwargs, o.timeout_s, o.retry_exceptions, bool(task.deps), o.num_outputs,
+    args = None if not task.kwargs and inputs_in_order(task.args, len(task.inputs)) else task.args
+    return (task.id, args, task.kwargs, o.timeout_s, o.retry_exceptions, bool(task.deps), o.num_outputs,
             (checkpoints and o.checkpoint) or task.cache_key is not None)
 
 

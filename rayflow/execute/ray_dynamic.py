@@ -108,6 +108,8 @@ class _FanOut:
     def _source_of(self, items: Any) -> Any:
         """The ref the children read the table from: the upstream's own object when the items
         are an upstream output as it is, else one new object."""
+        if self.info.args is None:   # the inputs in order: the items are the first
+            return self.deps[0]
         first = self.info.args[0] if self.info.args else None
         if self.info.has_slots and isinstance(first, Slot):
             return self.deps[first.index]

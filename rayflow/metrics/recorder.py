@@ -51,6 +51,8 @@ class RunRecorder:
         self._state: RunState | None = None
         self._described: dict[int, dict[str, Any]] = {}   # one dict per distinct options (shared, never mutated)
         self._function: dict[int, dict[str, str]] = {}    # per function: its name and code fingerprint
+        self._upstream: dict[str, list[str]] = {}         # per component, one list (shared, never mutated):
+                                                          # the store encodes it once, by identity
         self._last = dict.fromkeys(plan.tasks, "PENDING")   # state last counted, per component
         self._counts: dict[str, int] = {"PENDING": len(plan.tasks)}
         self._dirty: set[str] = set(plan.tasks)   # every row is written once, PENDING or later
@@ -122,7 +124,9 @@ class RunRecorder:
         resources = self._described.get(id(task.options))
         if resources is None:
             resources = self._described[id(task.options)] = task.options.describe()
-        upstream = list(task.deps)
+        upstream = self._upstream.get(cid)
+        if upstream is None:
+            upstream = self._upstream[cid] = list(task.deps)
         state = self._state
         if state is None:   # the first row: features come with the row of an attempt
             return ComponentRecord(self.run.run_id, cid, resources=resources, upstream=upstream)

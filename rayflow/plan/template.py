@@ -107,6 +107,11 @@ def to_slots(template: Any, index: Mapping[tuple[str, int | None], int]) -> Any:
     return template
 
 
+def inputs_in_order(args: tuple, n: int) -> bool:
+    """``args`` are Slots 0 to ``n - 1`` in order (n >= 1): the call's inputs as they are."""
+    return n > 0 and len(args) == n and all(type(a) is Slot and a.index == i for i, a in enumerate(args))
+
+
 def fill(template: Any, values: tuple | list) -> Any:
     """Replace each Slot by its value (in workers, per call: kept as one tight function)."""
     if isinstance(template, Slot):

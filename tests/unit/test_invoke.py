@@ -10,7 +10,7 @@ import pytest
 
 from rayflow.errors import ComponentTimeout
 from rayflow.execute.invoke import CallInfo, ComponentFailure, RetryableFailure, invoke
-from rayflow.plan.template import Slot
+from rayflow.plan.template import Slot, inputs_in_order
 
 
 def boom(message: str = "bad value") -> None:
@@ -37,6 +37,51 @@ def test_invoke_without_slots_passes_arguments_as_they_are():
     info = CallInfo(id="f", args=(Slot(0),), kwargs={}, has_slots=False)
     value, _ = invoke(lambda x: x, info, ("ignored",))
     assert value == Slot(0)
+
+
+def test_args_none_passes_the_inputs_in_order():
+    info = CallInfo(id="f", args=None, kwargs={"scale": 10})
+    value, _ = invoke(lambda a, b, *, scale: (a + b) * scale, info, (1, 2))
+    assert value == 30
+
+
+@pytest.mark.parametrize(("args", "n", "direct"), [
+    ((Slot(0),), 1, True),
+    ((Slot(0), Slot(1)), 2, True),
+    ((Slot(1), Slot(0)), 2, False),      # reordered
+    ((Slot(0),), 2, False),              # an input not passed positionally
+    ((Slot(0), 5), 1, False),            # a constant among them
+    ((), 0, False),
+])
+def test_inputs_in_order(args, n, direct):
+    assert inputs_in_order(args, n) is direct
+
+
+def test_call_fields_send_inputs_in_order_as_none():
+    from rayflow import component, workflow
+    from rayflow.execute.port import call_info
+    from rayflow.plan import make_plan
+    from rayflow.targets import blueprint_of
+
+    @component
+    def src() -> int:
+        return 1
+
+    @component
+    def add(a: int, b: int, scale: int = 1) -> int:
+        return (a + b) * scale
+
+    @workflow
+    def wf():
+        x, y = src(), src()
+        return add(x, y), add(y, x), add(x, y, scale=3)
+
+    plan = make_plan(blueprint_of(wf, {}))
+    infos = {cid: call_info(t) for cid, t in plan.tasks.items()}
+    assert infos["add"].args is None                      # (x, y): the inputs in order
+    assert infos["add_1"].args is None                    # (y, x): its inputs are y then x
+    assert infos["add_2"].args == (Slot(0), Slot(1))      # kwargs hold something: the template travels
+    assert infos["src"].args == ()
 
 
 def test_context_is_added_to_meta():
