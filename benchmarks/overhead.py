@@ -15,13 +15,14 @@ unless every component of the run is SUCCEEDED. Reports medians of components/s
 per side and the ratio rayflow/raw (the machine is noisy: ratios hold, absolute
 numbers drift). Run from the repository root::
 
-    python benchmarks/overhead.py            # full run, 5 repetitions
+    python benchmarks/overhead.py            # full run, 9 repetitions
     python benchmarks/overhead.py --quick    # smoke run, small shapes
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import statistics
 import sys
 import tempfile
@@ -43,6 +44,7 @@ QUICK_RESULTS = RESULTS.with_name("overhead-quick.json")   # a smoke run never r
 TARGETS = {"fan": 0.9, "chain": 0.9, "many": None, "fan_pg": 0.85}
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test?schema=rayflow_bench"
 WARM_UP_SIZE = 50
+SETTLE_S = 0.3   # quiet time before each timed sample
 
 
 # -- the work: the same no-op functions on both sides ------------------------------------
@@ -69,9 +71,11 @@ def r_join(*parts: int) -> int:
     return len(parts)
 
 
-leaf = rf.component(_leaf)
-step = rf.component(_step)
-join = rf.component(_join)
+# fuse=False: this benchmark measures what each component costs as its own Ray task (with
+# a resource model saved, fuse=None would run these no-ops fused: benchmarks/fusion.py)
+leaf = rf.component(_leaf, fuse=False)
+step = rf.component(_step, fuse=False)
+join = rf.component(_join, fuse=False)
 
 
 @rf.workflow(name="bench_fan")
@@ -105,7 +109,13 @@ class Sample:
 
 
 def timed(fn: Callable[[int], Sample], size: int) -> Sample:
-    """Run one sample, adding the driver process's CPU time (what rayflow adds lives here)."""
+    """Run one sample, adding the driver process's CPU time (what rayflow adds lives here).
+
+    Each sample starts from a settled cluster: the previous sample's objects freed and
+    Ray's own bookkeeping of its tasks done (both sides alike), so neither pays for the
+    other's tail."""
+    gc.collect()
+    time.sleep(SETTLE_S)
     cpu0 = time.process_time()
     sample = fn(size)
     sample.cpu_s = time.process_time() - cpu0
@@ -283,7 +293,7 @@ def print_table(results: dict[str, dict], reps: int) -> None:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--reps", type=int, default=5, help="repetitions per case and side (default 5)")
+    p.add_argument("--reps", type=int, default=9, help="repetitions per case and side (default 9)")
     p.add_argument("--quick", action="store_true", help="smoke run: small shapes, 2 repetitions")
     p.add_argument("--fan", type=int, default=2000, help="fan-out width of (a)")
     p.add_argument("--chain", type=int, default=300, help="chain length of (b)")
