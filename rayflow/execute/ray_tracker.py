@@ -11,6 +11,10 @@ every run (a thread each); it takes no CPU from the cluster (num_cpus=0).
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import io
+import pickle
 import threading
 from typing import Any
 
@@ -25,6 +29,49 @@ NAME = "tracker"
 NAMESPACE = "rayflow"
 MAX_CALLS = 256          # concurrent method calls the actor serves (status polls, starts)
 KEEP_FINISHED = 1000     # finished runs kept in memory for result(); older ones live in the store
+KEEP_FUNCTIONS = 1024    # distinct component functions the tracker keeps loaded
+
+
+class _PlanPickler(cloudpickle.CloudPickler):
+    """Pickles a plan with its tasks' functions left out, each as its index in the list
+    that travels beside it (see ``encode_plan``)."""
+
+    def __init__(self, file: io.BytesIO, index: dict[int, int]) -> None:
+        super().__init__(file)
+        self._index = index   # id(function) -> position (the plan holds each function alive)
+
+    def persistent_id(self, obj: Any) -> Any:
+        i = self._index.get(id(obj))
+        return None if i is None else ("rayflow-fn", i)
+
+
+class _PlanUnpickler(pickle.Unpickler):
+    def __init__(self, file: io.BytesIO, functions: list[Any]) -> None:
+        super().__init__(file)
+        self._functions = functions
+
+    def persistent_load(self, pid: Any) -> Any:
+        if not (isinstance(pid, tuple) and len(pid) == 2 and pid[0] == "rayflow-fn"):
+            raise pickle.UnpicklingError(f"unexpected reference in a plan: {pid!r}")
+        return self._functions[pid[1]]
+
+
+def encode_plan(plan: Plan) -> tuple[bytes, list[bytes]]:
+    """The plan without its tasks' functions, and each distinct function pickled alone.
+
+    Every run a client hands over pickles its functions again, so a tracker that loaded
+    them with the plan would hold new function objects for every run: each would be
+    exported to the cluster again and its code fingerprinted again (most of the tracker's
+    time with a thousand small runs). Apart, the tracker loads each distinct function
+    once: the same pickled bytes stand for the same function, code, closure and globals."""
+    functions = list({id(t.fn): t.fn for t in plan.tasks.values() if t.fn is not None}.values())
+    out = io.BytesIO()
+    _PlanPickler(out, {id(fn): i for i, fn in enumerate(functions)}).dump(plan)
+    return out.getvalue(), [cloudpickle.dumps(fn) for fn in functions]
+
+
+def decode_plan(blob: bytes, functions: list[Any]) -> Plan:
+    return _PlanUnpickler(io.BytesIO(blob), functions).load()
 
 
 class RunTracker:
@@ -37,14 +84,37 @@ class RunTracker:
         self._services: dict[str, Any] = {}
         self._runs: dict[str, Any] = {}
         self._finished: list[str] = []
+        self._functions: dict[bytes, Any] = {}   # sha256 of a pickled function -> the function
         self._lock = threading.Lock()
 
     def start(self, plan_blob: bytes, run: dict[str, Any], store_url: str, checkpoints_url: str | None = None,
               cache_url: str | None = None) -> str:
+        """Drive a run whose plan was pickled whole (clients before ``start_plan``)."""
+        return self._start(cloudpickle.loads(plan_blob), run, store_url, checkpoints_url, cache_url)
+
+    def start_plan(self, plan_blob: bytes, function_blobs: list[bytes], run: dict[str, Any], store_url: str,
+                   checkpoints_url: str | None = None, cache_url: str | None = None) -> str:
+        """Drive a run handed over by ``encode_plan``: functions already loaded are reused."""
+        plan = decode_plan(plan_blob, [self._function(b) for b in function_blobs])
+        return self._start(plan, run, store_url, checkpoints_url, cache_url)
+
+    def _function(self, blob: bytes) -> Any:
+        key = hashlib.sha256(blob).digest()
+        with self._lock:
+            fn = self._functions.get(key)
+        if fn is not None:
+            return fn
+        fn = cloudpickle.loads(blob)
+        with self._lock:
+            if key not in self._functions and len(self._functions) >= KEEP_FUNCTIONS:
+                self._functions.pop(next(iter(self._functions)))   # the oldest
+            return self._functions.setdefault(key, fn)
+
+    def _start(self, plan: Plan, run: dict[str, Any], store_url: str, checkpoints_url: str | None,
+               cache_url: str | None) -> str:
         from rayflow.runs import ActiveRun
         from rayflow.store.checkpoints import CheckpointStore
 
-        plan: Plan = cloudpickle.loads(plan_blob)
         service = self._service(store_url, cache_url)
         checkpoints = CheckpointStore(checkpoints_url) if checkpoints_url else None
         active = ActiveRun(service, plan, RunRecord(**run), RayExecutor(), checkpoints=checkpoints,
@@ -111,13 +181,18 @@ class RunTracker:
                 self._runs.pop(self._finished.pop(0), None)
 
 
+@functools.cache
+def _tracker_class() -> Any:
+    return ray.remote(RunTracker)   # made once per process, not at every hand-over
+
+
 def tracker() -> Any:
     """The cluster's tracker actor, created on first use (on this driver's node, so a
     SQLite store path means the same file for both)."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
     node = ray.get_runtime_context().get_node_id()
-    return ray.remote(RunTracker).options(
+    return _tracker_class().options(
         name=NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0,
         max_concurrency=MAX_CALLS,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=True),
@@ -128,7 +203,13 @@ def hand_over(plan: Plan, run: RunRecord, store_url: str, checkpoints_url: str |
               cache_url: str | None = None) -> Any:
     """Start ``run`` in the tracker; return the tracker handle."""
     actor = tracker()
-    ray.get(actor.start.remote(cloudpickle.dumps(plan), run.to_dict(), store_url, checkpoints_url, cache_url))
+    try:
+        method = actor.start_plan
+    except AttributeError:   # a tracker started by an older rayflow
+        ray.get(actor.start.remote(cloudpickle.dumps(plan), run.to_dict(), store_url, checkpoints_url, cache_url))
+        return actor
+    plan_blob, function_blobs = encode_plan(plan)
+    ray.get(method.remote(plan_blob, function_blobs, run.to_dict(), store_url, checkpoints_url, cache_url))
     return actor
 
 
