@@ -38,7 +38,7 @@ from reporting import write_report
 
 import rayflow as rf
 from rayflow.data.progress import StreamCounter
-from rayflow.execute.ray_progress import StreamWatch
+from rayflow.execute.ray.progress import StreamWatch
 
 RESULTS = Path(__file__).resolve().parent / "results" / "stream_progress.json"
 MODES = ("off", "reported", "shown")

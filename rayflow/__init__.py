@@ -1,11 +1,7 @@
 """rayflow: a Ray-native workflow orchestrator. Public API (see API.md); re-exports only."""
 
 from rayflow.api import explain, get_run, init, list_runs, resume, run, shutdown, stats, submit
-from rayflow.dsl import Component, Workflow, component, workflow
-from rayflow.dsl.dynamic import dynamic_map
-from rayflow.dsl.groups import fan_out, group
-from rayflow.dsl.patterns import map_reduce, scatter_gather
-from rayflow.errors import (
+from rayflow.core.errors import (
     ComponentTimeout,
     ConfigError,
     CycleError,
@@ -23,9 +19,13 @@ from rayflow.errors import (
     UnknownComponentError,
     WorkflowFailed,
 )
-from rayflow.options import CachePolicy
+from rayflow.core.options import CachePolicy
+from rayflow.dsl import Component, Workflow, component, workflow
+from rayflow.dsl.dynamic import dynamic_map
+from rayflow.dsl.groups import fan_out, group
+from rayflow.dsl.patterns import map_reduce, scatter_gather
 from rayflow.plan import Plan
-from rayflow.runs import RunHandle
+from rayflow.runs.handle import RunHandle
 from rayflow.spec import WorkflowSpec
 from rayflow.store.port import RunRecord
 

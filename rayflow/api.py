@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from rayflow.plan import Plan
-from rayflow.runs import RunHandle
-from rayflow.service import get_service
+from rayflow.runs.handle import RunHandle
+from rayflow.service.operations import get_service
 from rayflow.store.port import RunRecord
 
 
@@ -43,7 +43,7 @@ def run(target: Any, /, *, executor: str = "ray", run_id: str | None = None,
     ``executor="local"`` runs every component in this thread, one at a time (debugging).
     ``progress``: a bar of finished components; default: in notebooks and terminals.
     """
-    from rayflow.progress import wanted
+    from rayflow.runs.progress import wanted
 
     service = get_service()
     local = executor == "local"
@@ -81,7 +81,7 @@ def shutdown() -> None:
 
     get_service().shutdown()
     if "ray" in sys.modules:
-        from rayflow.execute.ray_session import shutdown as ray_shutdown
+        from rayflow.execute.ray.session import shutdown as ray_shutdown
 
         ray_shutdown()
 

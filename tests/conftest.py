@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.store.conftest import postgres_schema, postgres_server, postgres_url  # noqa: F401 - shared fixtures
+from tests.support.ledger import durable_svc, ledger  # noqa: F401 - shared fixtures
+from tests.support.postgres import postgres_schema, postgres_server, postgres_url  # noqa: F401 - shared fixtures
+from tests.support.redis import redis_namespace, redis_url, tier  # noqa: F401 - shared fixtures
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,7 +50,7 @@ def store_url(tmp_path):
 @pytest.fixture
 def service(store_url):
     """The process's Service pointed at a fresh SQLite store for this test."""
-    from rayflow.service import get_service
+    from rayflow.service.operations import get_service
 
     svc = get_service()
     svc.configure(store=store_url)

@@ -1,12 +1,16 @@
 """The result cache: content-addressed keys, tiers behind one port, and their composition.
 
 ``open_cache(urls)`` is the one place URLs become tiers (memory, Redis, files);
-``rayflow.cache.keys`` computes the keys (pure); ``MultiLevelCache`` looks up and
+``rayflow.plan.fingerprints`` computes the keys (pure); ``MultiLevelCache`` looks up and
 stores across tiers and never loads a pickle whose signature does not verify. Importing
 this package does not import redis. See docs/cache.md.
 """
 
-from rayflow.cache.keys import (
+from rayflow.cache.memory import MemoryTier
+from rayflow.cache.port import CacheTier
+from rayflow.cache.tiers import CacheResult, MultiLevelCache
+from rayflow.cache.urls import CACHE_ENV_VAR, DEFAULT_CACHE_URL, open_cache
+from rayflow.plan.fingerprints import (
     call_key,
     code_fingerprint,
     component_key,
@@ -14,10 +18,6 @@ from rayflow.cache.keys import (
     entry_key,
     value_fingerprint,
 )
-from rayflow.cache.memory import MemoryTier
-from rayflow.cache.port import CacheTier
-from rayflow.cache.tiers import CacheResult, MultiLevelCache
-from rayflow.cache.urls import CACHE_ENV_VAR, DEFAULT_CACHE_URL, open_cache
 
 __all__ = [
     "CACHE_ENV_VAR", "DEFAULT_CACHE_URL", "CacheResult", "CacheTier", "MemoryTier", "MultiLevelCache",

@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 
 from rayflow.cache.port import TierCounters, check_ttl
-from rayflow.errors import CacheUnavailable, ConfigError
+from rayflow.core.errors import CacheUnavailable, ConfigError
 
 MAGIC = b"RFC1"
 _HEADER = struct.Struct(">d")

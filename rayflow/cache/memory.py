@@ -25,7 +25,7 @@ from typing import Any, NamedTuple
 
 from rayflow.cache.eviction import make_policy
 from rayflow.cache.port import TierCounters, check_ttl
-from rayflow.errors import ConfigError
+from rayflow.core.errors import ConfigError
 
 DEFAULT_MAX_BYTES = 256 * 1024 * 1024
 DEFAULT_POLICY = "adaptive"

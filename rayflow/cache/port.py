@@ -3,11 +3,11 @@
 Owns the tier protocol, the counters every tier keeps, and the rule for names that
 cross it: a tier stores opaque ``bytes`` under ``str`` keys; it never decodes what it
 stores (decoding, and refusing what does not verify, is ``MultiLevelCache``'s job).
-Keys made by ``rayflow.cache.keys.entry_key`` start with ``"<component>:"`` (the
+Keys made by ``rayflow.plan.fingerprints.entry_key`` start with ``"<component>:"`` (the
 component id percent-encoded, so it holds no ``:``), which is how
 ``clear(prefix=component_prefix(c))`` drops one component's entries.
 
-tests/cache/test_cache_contract.py runs one suite against every tier. Must not import
+tests/contracts/test_cache_tiers.py runs one suite against every tier. Must not import
 any tier's client library (redis, pyarrow.fs) nor the codec.
 """
 
@@ -18,7 +18,7 @@ import threading
 from dataclasses import dataclass, fields
 from typing import Any, Protocol, runtime_checkable
 
-from rayflow.errors import ConfigError
+from rayflow.core.errors import ConfigError
 
 
 @runtime_checkable

@@ -31,7 +31,7 @@ from redis.exceptions import RedisError, ResponseError
 
 from rayflow.cache.breaker import CircuitBreaker
 from rayflow.cache.port import TierCounters, check_ttl
-from rayflow.errors import CacheUnavailable, ConfigError
+from rayflow.core.errors import CacheUnavailable, ConfigError
 
 log = logging.getLogger("rayflow.cache")
 

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from rayflow.cache.port import TierCounters, check_ttl
-from rayflow.errors import CacheUnavailable
+from rayflow.core.errors import CacheUnavailable
 
 log = logging.getLogger("rayflow.cache")
 

@@ -20,7 +20,7 @@ Owns the walk across tiers and the safety rule on the way back:
 - ``clear(component=None)``, ``stats()`` (per tier: hits, misses, ratio, bytes,
   evictions, errors, rejected, breaker state), ``usage()``, ``close()``.
 
-Must not compute keys (``rayflow.cache.keys``) nor know any tier's backend.
+Must not compute keys (``rayflow.plan.fingerprints``) nor know any tier's backend.
 """
 
 from __future__ import annotations
@@ -36,10 +36,10 @@ import numpy as np
 import pyarrow as pa
 
 from rayflow.cache.entry import EntryMeta, pack, unpack
-from rayflow.cache.keys import component_prefix
 from rayflow.cache.memory import MemoryTier
 from rayflow.cache.port import CacheTier, check_ttl
-from rayflow.errors import CacheUnavailable, ConfigError
+from rayflow.core.errors import CacheUnavailable, ConfigError
+from rayflow.plan.fingerprints import component_prefix
 
 log = logging.getLogger("rayflow.cache")
 

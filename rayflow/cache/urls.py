@@ -34,8 +34,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from rayflow.cache.port import CacheTier
 from rayflow.cache.tiers import MultiLevelCache, default_ttl_scale
-from rayflow.errors import ConfigError, SpecError
-from rayflow.options import parse_memory
+from rayflow.core.errors import ConfigError, SpecError
+from rayflow.core.options import parse_memory
 
 CACHE_ENV_VAR = "RAYFLOW_CACHE"
 DEFAULT_CACHE_URL = "memory://"

@@ -19,8 +19,8 @@ import click
 import yaml
 
 from rayflow.cli import render
-from rayflow.errors import ConfigError, RayflowError, RunNotFound, SpecError, WorkflowFailed
-from rayflow.service import EXECUTORS, get_service, new_run_id
+from rayflow.core.errors import ConfigError, RayflowError, RunNotFound, SpecError, WorkflowFailed
+from rayflow.service.operations import EXECUTORS, get_service, new_run_id
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -10,8 +10,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from rayflow.plan import Plan
-from rayflow.progress import stream_postfix
-from rayflow.runs import RunHandle
+from rayflow.runs.handle import RunHandle
+from rayflow.runs.progress import stream_postfix
 from rayflow.store.port import RunRecord
 
 FINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED", "SKIPPED", "UPSTREAM_FAILED", "CACHED"}

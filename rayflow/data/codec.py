@@ -34,7 +34,7 @@ import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from rayflow.errors import RayflowError
+from rayflow.core.errors import RayflowError
 
 FORMATS = ("arrow", "npy", "json", "pickle")
 KEY_ENV_VAR = "RAYFLOW_SIGNING_KEY"

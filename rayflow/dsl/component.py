@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
-from rayflow.options import ComponentOptions, normalize
+from rayflow.core.options import ComponentOptions, normalize
 
 
 class Component:

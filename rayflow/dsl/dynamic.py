@@ -10,7 +10,7 @@ table, is known only at run time: a table is mapped over its record batches (at 
 The map is one component (id ``name``, default ``map_<fn>``) that asks for no CPU; each
 item runs with ``fn``'s declared resources, timeout and retries (on Ray: one task per
 item, at most ``max_concurrency`` at once; on the local executor: one after another).
-``rayflow.execute.dynamic`` documents the failure strategies, the value and the per-item
+``rayflow.execute.worker.dynamic`` documents the failure strategies, the value and the per-item
 outcome that metrics show. The mapped component's ``cache`` and ``checkpoint`` apply to
 the map's whole list. Outside a workflow it is a plain in-process map. Must not import ray.
 """
@@ -20,12 +20,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from rayflow.cache.keys import code_fingerprint
+from rayflow.core.errors import SpecError
+from rayflow.core.options import FAILURE_STRATEGIES, ComponentOptions
 from rayflow.dsl.component import Component
 from rayflow.dsl.workflow import current_builder
-from rayflow.errors import SpecError
-from rayflow.execute.dynamic import DynamicMap
-from rayflow.options import FAILURE_STRATEGIES, ComponentOptions
+from rayflow.execute.worker.dynamic import DynamicMap
+from rayflow.plan.fingerprints import code_fingerprint
 
 
 def dynamic_map(fn: Component, items: Any, *, max_concurrency: int | None = None,

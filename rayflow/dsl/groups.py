@@ -24,10 +24,10 @@ import contextlib
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from rayflow.core.errors import SpecError
+from rayflow.core.groups import Group
 from rayflow.dsl.component import Component
 from rayflow.dsl.workflow import NodeHandle, current_builder
-from rayflow.errors import SpecError
-from rayflow.plan.groups import Group
 
 
 @contextlib.contextmanager

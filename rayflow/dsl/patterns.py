@@ -27,8 +27,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from rayflow.core.errors import SpecError
 from rayflow.dsl.component import Component, component
-from rayflow.errors import SpecError
 
 MODES = ("hash", "range")
 

@@ -15,12 +15,12 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from rayflow.core.blueprint import Blueprint, Call, check_signature
+from rayflow.core.errors import DuplicateIdError, SpecError
+from rayflow.core.groups import Group
+from rayflow.core.options import FAILURE_STRATEGIES, with_sizing
+from rayflow.core.template import NodeRef
 from rayflow.dsl.component import Component
-from rayflow.errors import DuplicateIdError, SpecError
-from rayflow.options import FAILURE_STRATEGIES, with_sizing
-from rayflow.plan.blueprint import Blueprint, Call, check_signature
-from rayflow.plan.groups import Group
-from rayflow.plan.template import NodeRef
 
 _BUILDER: contextvars.ContextVar[_Builder | None] = contextvars.ContextVar("rayflow_builder", default=None)
 

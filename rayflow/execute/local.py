@@ -14,8 +14,8 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
-from rayflow.execute.invoke import ComponentFailure, RetryableFailure, invoke
 from rayflow.execute.port import CheckpointTarget, Completion, call_info
+from rayflow.execute.worker.invoke import ComponentFailure, RetryableFailure, invoke
 from rayflow.plan import Plan, Task
 from rayflow.spec.resolve import import_callable
 from rayflow.store.checkpoints import Checkpoint

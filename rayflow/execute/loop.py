@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import replace
 from typing import Any
 
-from rayflow import gcpause
+from rayflow.core import gcpause
 from rayflow.execute.port import CheckpointTarget, Completion, Executor
 from rayflow.execute.state import RunState
 from rayflow.plan import Plan

@@ -2,7 +2,7 @@
 
 Owns the ``Executor`` protocol and the ``Completion`` value. Adapters: the
 synchronous ``LocalExecutor`` (execute/local.py) and ``RayExecutor``
-(execute/ray_executor.py); tests/execute/test_executor_contract.py runs one suite
+(execute/ray_executor.py); tests/contracts/test_executors.py runs one suite
 against both. Must not import ray.
 """
 
@@ -12,9 +12,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rayflow.execute.invoke import CallInfo
+from rayflow.core.template import inputs_in_order
+from rayflow.execute.worker.invoke import CallInfo
 from rayflow.plan import Plan, Task
-from rayflow.plan.template import inputs_in_order
 from rayflow.store.checkpoints import Checkpoint, CheckpointStore
 
 

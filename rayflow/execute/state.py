@@ -11,7 +11,7 @@ Failure strategies:
 - ``continue_on_error``: every downstream of the failure becomes UPSTREAM_FAILED
   (cancelled if already in flight); independent branches go on.
 
-Groups (``rayflow.plan.groups.Group``; ``rf.group`` / ``rf.fan_out``):
+Groups (``rayflow.core.groups.Group``; ``rf.group`` / ``rf.fan_out``):
 - ``max_concurrency``: at most that many of the group's members are in flight (taken
   and not yet final) at once, in eager mode too: a member is taken only when the
   group has a free slot, and its downstream is released only when it is taken, so
@@ -38,8 +38,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from rayflow.core.groups import Group
 from rayflow.graph import Dag
-from rayflow.plan.groups import Group
 
 PENDING, RUNNING, SUCCEEDED, FAILED, TIMED_OUT = "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT"
 CANCELLED, SKIPPED, UPSTREAM_FAILED, CACHED = "CANCELLED", "SKIPPED", "UPSTREAM_FAILED", "CACHED"

@@ -10,7 +10,7 @@ import graphlib
 from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
-from rayflow.errors import CycleError, SelfLoopError, UnknownComponentError
+from rayflow.core.errors import CycleError, SelfLoopError, UnknownComponentError
 
 
 class Dag:

@@ -3,7 +3,7 @@
 Owns which components get a key and from what: a component with a cache policy, whose
 every upstream has a key too (keys are Merkle-style: a component's key hashes its code,
 its literal arguments and its upstreams' keys, so a change anywhere changes every key
-downstream of it; see ``rayflow.cache.keys``). A component reading an upstream without
+downstream of it; see ``rayflow.plan.fingerprints``). A component reading an upstream without
 a key, or with an argument that cannot be fingerprinted, runs uncached. Pure: no ray,
 no I/O beyond reading files a ``pathlib.Path`` argument names.
 """
@@ -14,8 +14,8 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-from rayflow.cache.keys import call_key, entry_key
 from rayflow.graph import Dag
+from rayflow.plan.fingerprints import call_key, entry_key
 
 log = logging.getLogger("rayflow")
 

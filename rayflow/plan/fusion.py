@@ -27,7 +27,7 @@ outside its group, or is a workflow output, is one of the group's *exports*: the
 returns its output as its own object. Fusion applies only to runs without
 ``max_concurrency`` (the Ray executor then submits everything up front); the plan of a
 run with a bound has no fused groups, and a member of a concurrency group with its own
-``max_concurrency`` (rayflow.plan.groups) is never fused. Pure; no Ray.
+``max_concurrency`` (rayflow.core.groups) is never fused. Pure; no Ray.
 """
 
 from __future__ import annotations

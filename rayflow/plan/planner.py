@@ -12,15 +12,15 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from rayflow.core.blueprint import Blueprint, Call, check_signature
+from rayflow.core.errors import InfeasibleResourceError, SpecError
+from rayflow.core.groups import Group
+from rayflow.core.options import ComponentOptions
+from rayflow.core.template import collect_inputs, expand_outputs, to_slots
 from rayflow.data.batches import DEFAULT_BATCH_SIZE, batch_function
-from rayflow.errors import InfeasibleResourceError, SpecError
 from rayflow.graph import Analysis, Dag, analyze, upward_ranks
-from rayflow.options import ComponentOptions
-from rayflow.plan.blueprint import Blueprint, Call, check_signature
 from rayflow.plan.fusion import find_fused
-from rayflow.plan.groups import Group
 from rayflow.plan.streams import find_streams
-from rayflow.plan.template import collect_inputs, expand_outputs, to_slots
 
 
 @dataclass(frozen=True)
@@ -90,7 +90,7 @@ class Plan:
 
     @property
     def output_ids(self) -> tuple[str, ...]:
-        from rayflow.plan.template import collect_refs
+        from rayflow.core.template import collect_refs
         return tuple(collect_refs(self.output))
 
     def resources(self) -> dict[str, dict[str, Any]]:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from rayflow.core.blueprint import Call
+from rayflow.core.template import NodeRef, collect_refs
 from rayflow.graph import Dag
-from rayflow.plan.blueprint import Call
-from rayflow.plan.template import NodeRef, collect_refs
 
 DEFAULT_BUFFER = 4
 

@@ -181,7 +181,7 @@ def function_features(task: Any) -> dict[str, str]:
     ``module:callable`` reference) and ``fp``, its code fingerprint ("" when it has none)."""
     import inspect
 
-    from rayflow.cache.keys import code_fingerprint
+    from rayflow.plan.fingerprints import code_fingerprint
 
     fn = task.fn
     if fn is None:

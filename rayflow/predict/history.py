@@ -67,8 +67,8 @@ def train(store: Any, *, save: bool = True) -> Any:
 def load() -> Any | None:
     """The saved model; None when there is none, or it does not verify or no longer loads
     (then it is retrained from history the next time)."""
+    from rayflow.core.errors import ModelMismatch
     from rayflow.data.codec import UntrustedData
-    from rayflow.errors import ModelMismatch
     from rayflow.predict.model import ResourceModel
 
     path = model_path()

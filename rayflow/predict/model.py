@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
+from rayflow.core.errors import ModelMismatch
 from rayflow.data import codec
 from rayflow.data.codec import UntrustedData
-from rayflow.errors import ModelMismatch
 from rayflow.predict.features import MAX_CPU_UTIL, Sample, config_keys, to_matrix
 from rayflow.predict.rules import Prediction, memory_from_input, rule_prediction
 

@@ -23,7 +23,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from rayflow.errors import ConfigError
+from rayflow.core.errors import ConfigError
 from rayflow.graph import Dag
 from rayflow.graph import upward_ranks as _dag_upward_ranks
 from rayflow.predict.rules import Prediction

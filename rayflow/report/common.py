@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from rayflow.errors import SpecError
+from rayflow.core.errors import SpecError
 from rayflow.graph import Dag
 from rayflow.graph.analysis import Bottleneck, bottlenecks
 from rayflow.store.port import ComponentRecord

@@ -11,17 +11,17 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
-from rayflow.errors import (
+from rayflow.core.blueprint import Blueprint, Call
+from rayflow.core.errors import (
     DuplicateIdError,
     SelfLoopError,
     SignatureError,
     SpecError,
     UnknownComponentError,
 )
-from rayflow.options import ComponentOptions, normalize, with_sizing
-from rayflow.plan.blueprint import Blueprint, Call
-from rayflow.plan.groups import Group
-from rayflow.plan.template import NodeRef
+from rayflow.core.groups import Group
+from rayflow.core.options import ComponentOptions, normalize, with_sizing
+from rayflow.core.template import NodeRef
 from rayflow.spec.model import ComponentSpec, WorkflowSpec
 from rayflow.spec.resolve import import_callable, import_exception
 

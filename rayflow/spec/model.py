@@ -14,7 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from rayflow.errors import SpecError
+from rayflow.core.errors import SpecError
 
 
 class ResourcesSpec(BaseModel):

@@ -11,7 +11,7 @@ import importlib
 from collections.abc import Callable
 from typing import Any
 
-from rayflow.errors import FunctionImportError, SpecError
+from rayflow.core.errors import FunctionImportError, SpecError
 
 
 def import_object(ref: str, *, component: str, field: str = "function") -> Any:

@@ -30,8 +30,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from rayflow.core.errors import ConfigError
 from rayflow.data import codec
-from rayflow.errors import ConfigError
 
 CHECKPOINTS_ENV_VAR = "RAYFLOW_CHECKPOINTS"
 _INLINE_SCHEMA = pa.schema([("component_id", pa.string()), ("blob", pa.binary())])

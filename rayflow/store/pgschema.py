@@ -3,7 +3,7 @@
 Owns the tables and their indexes (each index says which query it serves), the mapping
 between records and rows (dict/list fields as JSONB; times DOUBLE PRECISION, ints BIGINT, bools BOOLEAN, ids TEXT in the "C"
 collation so that ordering is by code point, as in the other stores) and the SQL text
-PostgresStore runs. tests/store/test_postgres_plans.py EXPLAINs the reads defined here
+PostgresStore runs. tests/integration/store/test_postgres_plans.py EXPLAINs the reads defined here
 against a million component rows. Must not import asyncpg or open a connection.
 """
 

@@ -33,7 +33,7 @@ import re
 from dataclasses import dataclass, fields
 from urllib.parse import parse_qsl, urlsplit
 
-from rayflow.errors import ConfigError
+from rayflow.core.errors import ConfigError
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _SCHEMES = ("postgresql", "postgres")

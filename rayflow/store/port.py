@@ -1,7 +1,7 @@
 """The RunStore port and the plain records that cross it.
 
 Owns the contract every store adapter (memory, SQLite, later PostgreSQL) fulfils;
-tests/store/test_store_contract.py runs the same suite against each. Records are
+tests/contracts/test_run_store.py runs the same suite against each. Records are
 plain dataclasses of JSON-friendly values. Must not import any database driver.
 """
 

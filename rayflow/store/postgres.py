@@ -33,7 +33,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 
-from rayflow.errors import ConfigError, StoreError, StoreUnavailable
+from rayflow.core.errors import ConfigError, StoreError, StoreUnavailable
 from rayflow.store import pgschema as sql
 from rayflow.store.memory import check_run_fields
 from rayflow.store.pgurl import PostgresUrl, parse_postgres_url

@@ -19,7 +19,7 @@ from dataclasses import fields as dc_fields
 from pathlib import Path
 from typing import Any
 
-from rayflow import gcpause
+from rayflow.core import gcpause
 from rayflow.store.memory import check_run_fields
 from rayflow.store.port import ComponentRecord, EventRecord, RunRecord
 

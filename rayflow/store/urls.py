@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 
-from rayflow.errors import ConfigError
+from rayflow.core.errors import ConfigError
 from rayflow.store.port import RunStore
 
 DEFAULT_STORE_URL = "sqlite:///~/.rayflow/rayflow.db"

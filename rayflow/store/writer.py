@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rayflow import gcpause
+from rayflow.core import gcpause
 from rayflow.store.memory import check_run_fields
 from rayflow.store.port import ComponentRecord, EventRecord, RunStore
 

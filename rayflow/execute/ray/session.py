@@ -1,0 +1,86 @@
+"""Connecting to Ray and reading the cluster's shape. One of the few modules importing ray.
+
+Owns ``ensure_ray`` (reuse a session, join ``address``, or start local Ray) and
+``cluster_shape`` (alive nodes' resources for the feasibility check).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+
+from rayflow.core.errors import ConfigError
+from rayflow.plan import ClusterShape
+
+
+def _token_auth_for_clusters() -> None:
+    """Clusters started with `ray start` require token auth; clients find the token in
+    ~/.ray/auth_token but must be told to send it (RAY_AUTH_MODE=token), before ray loads."""
+    if "RAY_AUTH_MODE" not in os.environ and os.path.exists(os.path.expanduser("~/.ray/auth_token")):
+        os.environ["RAY_AUTH_MODE"] = "token"
+
+
+_token_auth_for_clusters()
+
+import ray  # noqa: E402 - after the auth mode is settled
+
+log = logging.getLogger("rayflow")
+_started_here = False   # whether ensure_ray started (or joined) the session, so shutdown may end it
+
+
+def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
+    """Reuse the process's Ray session; else join ``address`` (or RAY_ADDRESS); else start local Ray."""
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict = {"ignore_reinit_error": True, "logging_level": logging.WARNING,
+                    "configure_logging": True}
+    if address is None:
+        kwargs["address"] = "local"   # a new local instance, never a cluster left running on this machine
+        kwargs["include_dashboard"] = False
+        if num_cpus is not None:
+            kwargs["num_cpus"] = num_cpus
+    else:
+        kwargs["address"] = address
+        _check_reachable(address)
+    try:
+        ray.init(**kwargs)
+        global _started_here
+        _started_here = True
+    except (ConnectionError, RuntimeError, TimeoutError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: {first}") from None
+
+
+def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """Fail in seconds, with one line, when host:port does not answer (Ray would retry for minutes)."""
+    target = address.removeprefix("ray://")
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or target in ("auto", "local"):
+        return
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout_s).close()
+    except OSError as exc:
+        raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: {exc.strerror or exc}") from None
+
+
+def cluster_shape() -> ClusterShape:
+    """The resources of every alive node."""
+    nodes = tuple(dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive"))
+    return ClusterShape(nodes)
+
+
+def cluster_outlives_process() -> bool:
+    """Whether this process joined a cluster started elsewhere (so work left there survives
+    the process) rather than running Ray inside itself."""
+    node = getattr(ray._private.worker, "_global_node", None)
+    return node is None or not getattr(node, "all_processes", None)
+
+
+def shutdown() -> None:
+    """Disconnect from Ray if rayflow connected; a session the user started stays."""
+    global _started_here
+    if _started_here and ray.is_initialized():
+        ray.shutdown()
+    _started_here = False

@@ -1,0 +1,81 @@
+"""What can be run: a ``@rf.workflow``, a ``WorkflowSpec``, a dict, a spec file, or "module:attr".
+
+Owns turning any of those plus inputs into a Blueprint, and the text that names the
+target in the run store (so another process can rebuild it). Must not import ray.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from rayflow.core.errors import SpecError
+from rayflow.dsl.workflow import Workflow
+from rayflow.plan import Blueprint
+from rayflow.spec.convert import to_blueprint
+from rayflow.spec.model import WorkflowSpec
+
+SPEC_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def load_target(target: Any) -> tuple[Workflow | WorkflowSpec, str]:
+    """The workflow object and the text naming it (spec path or module:attr)."""
+    if isinstance(target, Workflow):
+        return target, target.target
+    if isinstance(target, WorkflowSpec):
+        return target, ""
+    if isinstance(target, dict):
+        return WorkflowSpec.model_validate(target), ""
+    if isinstance(target, (str, os.PathLike)):
+        text = os.fspath(target)
+        if text.endswith(SPEC_SUFFIXES) or os.path.isfile(text):
+            path = Path(text).expanduser().resolve()
+            return WorkflowSpec.from_file(str(path)), _recorded_path(path)
+        if ":" in text:
+            return _import_target(text), text
+        raise SpecError(f"target {text!r}: expected a spec file (.yaml, .yml, .json) or 'module:workflow'")
+    raise SpecError(f"cannot run a {type(target).__name__}; expected a @rf.workflow, a WorkflowSpec, a dict, a spec path or 'module:workflow'")
+
+
+RAY_JOB_ENV = "RAY_JOB_CONFIG_JSON_ENV_VAR"   # set by Ray for the driver of a submitted job
+
+
+def _recorded_path(path: Path) -> str:
+    """The spec path a run records: absolute, except in a Ray job, whose working directory
+    is a temporary copy of the submitter's: there the path relative to it (as submitted)."""
+    if RAY_JOB_ENV in os.environ:
+        try:
+            return str(path.relative_to(Path.cwd().resolve()))
+        except ValueError:
+            pass
+    return str(path)
+
+
+def _import_target(text: str) -> Workflow | WorkflowSpec:
+    module_name, _, attr = text.partition(":")
+    if "" not in sys.path and os.getcwd() not in sys.path:
+        sys.path.insert(0, os.getcwd())  # as `python -m` does: the current folder's modules
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise SpecError(f"target {text!r}: cannot import module {module_name!r}: {exc}") from None
+    for part in attr.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            raise SpecError(f"target {text!r}: module {module_name!r} has no attribute {attr!r}")
+    if isinstance(obj, (Workflow, WorkflowSpec)):
+        return obj
+    if isinstance(obj, dict):
+        return WorkflowSpec.model_validate(obj)
+    raise SpecError(f"target {text!r} is a {type(obj).__name__}, not a @rf.workflow or a spec")
+
+
+def blueprint_of(target: Any, inputs: dict[str, Any]) -> Blueprint:
+    """Trace or convert ``target`` with ``inputs`` into a Blueprint."""
+    obj, name = load_target(target)
+    if isinstance(obj, Workflow):
+        return obj.build(**inputs)
+    return to_blueprint(obj, inputs, target=name)

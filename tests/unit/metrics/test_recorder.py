@@ -1,0 +1,88 @@
+"""The run recorder: marks changes, hands rows to the writer when drained, keeps counts."""
+
+from __future__ import annotations
+
+from rayflow.core.blueprint import Blueprint, Call
+from rayflow.core.template import NodeRef
+from rayflow.execute.state import RunState
+from rayflow.metrics.recorder import RunRecorder
+from rayflow.plan import make_plan
+from rayflow.store.memory import MemoryStore
+from rayflow.store.port import RunRecord
+from rayflow.store.writer import StoreWriter
+
+
+def ident(x=None):
+    return x
+
+
+def setup():
+    calls = {"a": Call("a", ident, (1,)), "b": Call("b", ident, (NodeRef("a"),)), "c": Call("c", ident, (NodeRef("a"),))}
+    plan = make_plan(Blueprint("wf", calls, output=NodeRef("b")))
+    store = MemoryStore()
+    run = RunRecord("r1", "wf")
+    store.create_run(run, [])
+    writer = StoreWriter(store, flush_interval_s=60.0)
+    recorder = RunRecorder(run, plan, writer)
+    state = RunState(plan.dag, plan.order)
+    return plan, store, writer, recorder, state
+
+
+def meta(t: float) -> dict:
+    return {"started_at": t, "ended_at": t + 1.0, "cpu_s": 0.5, "attempt": 0}
+
+
+def test_rows_are_written_once_per_write_in_their_latest_state():
+    _, store, writer, recorder, state = setup()
+    written: list[tuple[str, str]] = []
+    upsert = store.upsert_components
+    store.upsert_components = lambda recs: (written.extend((r.component_id, r.state) for r in recs), upsert(recs))
+    recorder.start()
+    assert writer.flush(5)
+    assert sorted(written) == [("a", "PENDING"), ("b", "PENDING"), ("c", "PENDING")]
+    written.clear()
+    for cid in state.take(10.0):           # a: RUNNING, then SUCCEEDED, before the next write
+        recorder.on_change(state, [cid])
+    state.succeeded("a", meta(11.0))
+    recorder.on_change(state, state.drain_changed())
+    for cid in state.take(12.0):
+        state.succeeded(cid, meta(13.0))
+    recorder.on_change(state, state.drain_changed())
+    assert writer.flush(5)
+    assert sorted(written) == [("a", "SUCCEEDED"), ("b", "SUCCEEDED"), ("c", "SUCCEEDED")]   # once each
+    rows = {c.component_id: c for c in store.get_components("r1")}
+    assert rows["a"].duration_s == 1.0 and rows["b"].queued_s == 1.0   # ready at 12 (a ended), started 13
+    writer.close()
+
+
+def test_records_and_counts_follow_the_state_without_a_drain():
+    _, _, writer, recorder, state = setup()
+    for cid in state.take(0.0):
+        recorder.on_change(state, [cid])
+    assert recorder.counts() == {"PENDING": 2, "RUNNING": 1}
+    state.failed("a", "ValueError: x", meta(1.0))
+    recorder.on_change(state, state.drain_changed())
+    by_id = {r.component_id: r for r in recorder.records()}
+    assert by_id["a"].state == "FAILED" and by_id["a"].error == "ValueError: x"
+    assert recorder.counts() == {"FAILED": 1, "SKIPPED": 2}
+    writer.close()
+
+
+def test_only_notable_outcomes_become_events():
+    _, store, writer, recorder, state = setup()
+    recorder.run_event("RUNNING")
+    for cid in state.take(0.0):
+        state.succeeded(cid, meta(0.0))
+    for cid in state.take(1.0):
+        if cid == "b":
+            state.succeeded(cid, {**meta(1.0), "attempt": 1})   # a success after a retry
+        else:
+            state.failed(cid, "boom", meta(1.0))
+    recorder.on_change(state, state.drain_changed())
+    assert writer.flush(5)
+    events = [(e.kind, e.component_id, e.data.get("state")) for e in store.get_events("r1")]
+    assert events == [("run_state", None, "RUNNING"), ("component_state", "b", "SUCCEEDED"),
+                      ("component_state", "c", "FAILED")] or events == [
+        ("run_state", None, "RUNNING"), ("component_state", "c", "FAILED"), ("component_state", "b", "SUCCEEDED")]
+    assert [e.seq for e in store.get_events("r1")] == [1, 2, 3]
+    writer.close()
