@@ -36,7 +36,7 @@ import ray
 from reporting import write_report
 
 import rayflow as rf
-from rayflow.service.operations import get_service
+from rayflow.service import get_service
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cache.json"
 TARGETS = {"warm_speedup": 20.0, "sweep_hit_ratio": 0.85, "redis_down_ms_per_component": 50.0}

@@ -37,7 +37,7 @@ import ray
 from reporting import write_report
 
 import rayflow as rf
-from rayflow.service.operations import get_service
+from rayflow.service import get_service
 from rayflow.store import open_store
 from rayflow.store.port import RunStore
 

@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     from reporting import write_report
 
     from rayflow.predict import history
-    from rayflow.service.operations import get_service
+    from rayflow.service import get_service
 
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     rf.init(store=f"sqlite:///{home}/bench.db", checkpoints="off")

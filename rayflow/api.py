@@ -1,7 +1,11 @@
-"""The Python API of API.md: init, run, submit, explain, get_run, list_runs, resume.
+"""The Python API of API.md: init, run, submit, explain, get_run, list_runs, resume;
+and the composition root of a process.
 
 Thin functions over the process's Service; no logic of their own beyond argument
-handling. Must not import ray.
+handling. At import it registers the cluster's run tracker (``rayflow.server.tracker``)
+as the service's ``RunHost``, loaded on the first hand-over only (so ``import rayflow``
+does not import ray); the package ``rayflow`` imports this module, so every process
+using rayflow is wired. Must not import ray itself.
 """
 
 from __future__ import annotations
@@ -10,8 +14,17 @@ from typing import Any
 
 from rayflow.plan import Plan
 from rayflow.runs.handle import RunHandle
-from rayflow.service.operations import get_service
+from rayflow.service import get_service, hosting
 from rayflow.store.port import RunRecord
+
+
+def _tracker_host() -> hosting.RunHost:
+    from rayflow.server.tracker import TrackerHost  # ray loads with the first hand-over
+
+    return TrackerHost()
+
+
+hosting.register_run_host(_tracker_host)
 
 
 def init(address: str | None = None, store: str | None = None, cache: str | None = None, *,

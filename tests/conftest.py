@@ -50,7 +50,7 @@ def store_url(tmp_path):
 @pytest.fixture
 def service(store_url):
     """The process's Service pointed at a fresh SQLite store for this test."""
-    from rayflow.service.operations import get_service
+    from rayflow.service import get_service
 
     svc = get_service()
     svc.configure(store=store_url)

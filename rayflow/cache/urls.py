@@ -27,13 +27,13 @@ defaults in ``rayflow.cache.tiers``. Unset ``RAYFLOW_CACHE`` means ``memory://``
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from rayflow.cache.port import CacheTier
 from rayflow.cache.tiers import MultiLevelCache, default_ttl_scale
+from rayflow.core import config
 from rayflow.core.errors import ConfigError, SpecError
 from rayflow.core.options import parse_memory
 
@@ -50,7 +50,7 @@ def cache_urls(urls: str | Sequence[str] | None = None) -> list[str]:
     """The tier URLs named by ``urls`` (comma-separated, top-down); ``None`` means
     $RAYFLOW_CACHE, else ``memory://``."""
     if urls is None:
-        urls = os.environ.get(CACHE_ENV_VAR) or DEFAULT_CACHE_URL
+        urls = config.cache_url() or DEFAULT_CACHE_URL
     return [u.strip() for u in (urls.split(",") if isinstance(urls, str) else urls)]
 
 

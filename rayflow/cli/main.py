@@ -1,7 +1,9 @@
 """``rayflow`` commands: run, submit, status, runs, cancel, resume, explain, report.
 
-Each command parses its options, calls the service, and formats. Errors in what the
-user gave (an invalid spec, a bad URL, an unknown run) print one line and exit 2;
+Each command parses its options, calls the service, and formats (computing nothing
+of its own: sizing and cache figures come from the service). The ``rayflow`` process
+is one rayflow owns, so ``main`` marks it for garbage-collector tuning
+(``rayflow.core.gcpause``). Errors in what the user gave (an invalid spec, a bad URL, an unknown run) print one line and exit 2;
 a run that fails exits 1; never a bare traceback.
 """
 
@@ -19,8 +21,12 @@ import click
 import yaml
 
 from rayflow.cli import render
+from rayflow.core import config, gcpause
 from rayflow.core.errors import ConfigError, RayflowError, RunNotFound, SpecError, WorkflowFailed
-from rayflow.service.operations import EXECUTORS, get_service, new_run_id
+from rayflow.core.states import RunStatus
+from rayflow.service import get_service
+from rayflow.service.operations import new_run_id
+from rayflow.service.settings import EXECUTORS
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -65,14 +71,13 @@ def _configure(store: str | None, address: str | None) -> None:
 target_arg = click.argument("target", metavar="TARGET")
 input_opt = click.option("-i", "--input", "inputs", multiple=True, metavar="KEY=VALUE",
                          help="A workflow input; VALUE is read as YAML (100, true, [1,2], text). Repeatable.")
-store_opt = click.option("--store", envvar="RAYFLOW_STORE", metavar="URL",
+store_opt = click.option("--store", metavar="URL",   # unset: the service reads $RAYFLOW_STORE
                          help="Run store URL (default $RAYFLOW_STORE or sqlite:///~/.rayflow/rayflow.db).")
 address_opt = click.option("--address", envvar="RAY_ADDRESS", metavar="ADDR",
                            help="Ray cluster to join: 'auto', 'ray://host:10001', host:port (default: local Ray).")
 json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 status_opt = click.option("--status", "status_filter", metavar="STATE",
-                          type=click.Choice(["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED",
-                                             "RESUMABLE"], case_sensitive=False),
+                          type=click.Choice([*(s.value for s in RunStatus), "RESUMABLE"], case_sensitive=False),
                           help="Only runs in this state; RESUMABLE: not finished, and their driver "
                                "stopped heartbeating (it crashed or was killed).")
 
@@ -180,7 +185,7 @@ def _spawn_driver(run_id: str, target: str, store_url: str, address: str | None)
     cmd = [sys.executable, "-m", "rayflow.cli.main", "drive", run_id, target]
     if address:
         cmd += ["--address", address]
-    env = {**os.environ, "RAYFLOW_STORE": store_url}   # not on the command line: it may hold a password
+    env = {**os.environ, config.STORE_VAR: store_url}   # not on the command line: it may hold a password
     with open(logs / f"{run_id}.log", "ab") as log:
         subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                          start_new_session=True, cwd=os.getcwd(), env=env)
@@ -323,9 +328,7 @@ def report(run_id: str, store: str | None, as_json: bool, html_path: str | None)
             raise ConfigError(f"cannot write the report to {html_path}: {exc}") from exc
         click.echo(str(out))
         return
-    from rayflow.predict.sizing import report as allocation_report
-
-    allocations = allocation_report(get_service().store.get_components(run_id))
+    allocations = get_service().allocations(run_id)
     if as_json:
         click.echo(json.dumps({**metrics, "allocations": [a.__dict__ for a in allocations]}, default=str))
         return
@@ -364,7 +367,7 @@ def cache() -> None:
     """The result cache: statistics and clearing (tiers from $RAYFLOW_CACHE or --cache)."""
 
 
-cache_opt = click.option("--cache", "cache_url", envvar="RAYFLOW_CACHE", metavar="URLS",
+cache_opt = click.option("--cache", "cache_url", metavar="URLS",   # unset: the service reads $RAYFLOW_CACHE
                          help="Cache tiers, comma-separated top-down (default $RAYFLOW_CACHE or memory://).")
 
 
@@ -379,22 +382,13 @@ def cache_stats(cache_url: str | None, store: str | None, limit: int, as_json: b
     holds now (entries, bytes; evictions and errors as this process sees them)."""
     service = get_service()
     service.configure(store=store, cache=cache_url)
-    runs = [r for r in service.list_runs(limit=limit) if isinstance(r.summary.get("cache"), dict)]
-    hits = sum(r.summary["cache"].get("hits", 0) for r in runs)
-    misses = sum(r.summary["cache"].get("misses", 0) for r in runs)
-    by_tier: dict[str, int] = {}
-    for r in runs:
-        for tier, n in (r.summary["cache"].get("hits_by_tier") or {}).items():
-            by_tier[tier] = by_tier.get(tier, 0) + n
-    opened = service.cache()
-    tiers = {name: {**opened.stats()["tiers"].get(name, {}), **usage} for name, usage in opened.usage().items()}
-    out = {"runs": len(runs), "hits": hits, "misses": misses,
-           "hit_ratio": hits / (hits + misses) if hits + misses else None, "hits_by_tier": by_tier, "tiers": tiers}
+    out = service.cache_stats(limit)
+    runs, hits, misses, by_tier, tiers = out["runs"], out["hits"], out["misses"], out["hits_by_tier"], out["tiers"]
     if as_json:
         click.echo(json.dumps(out, default=str))
         return
     ratio = "-" if out["hit_ratio"] is None else f"{out['hit_ratio']:.1%}"
-    click.echo(f"{len(runs)} runs with cached components: {hits} hits, {misses} misses, hit ratio {ratio}")
+    click.echo(f"{runs} runs with cached components: {hits} hits, {misses} misses, hit ratio {ratio}")
     table = render.Table(title="Cache tiers")
     for col in ("tier", "hits (runs)", "entries", "bytes", "evictions", "errors", "state"):
         table.add_column(col, no_wrap=True)
@@ -441,32 +435,8 @@ def predict_train(store: str | None) -> None:
 @_guard
 def predict_show(component: str, store: str | None, as_json: bool) -> None:
     """What COMPONENT ("module:function", or a part of it) would request, and why."""
-    from rayflow.predict import history
-    from rayflow.predict.features import Sample
-    from rayflow.predict.sizing import Declared, size
-
     _configure(store, None)
-    service = get_service()
-    model = service.resource_model(required=True)
-    samples = history.samples_from_store(service.store)
-    families = sorted({s.component for s in samples})
-    matches = [f for f in families if f == component] or [f for f in families if component in f]
-    if not matches:
-        raise ConfigError(f"no component matching {component!r} in the run history; known: "
-                          f"{', '.join(families[:20]) or 'none'}")
-    typical = history.typical_inputs(samples)
-    out = []
-    for family in matches:
-        last = [s for s in samples if s.component == family][-1]
-        probe = Sample(component=family, fingerprint=last.fingerprint, config=last.config,
-                       input_bytes=typical.get(family, 0), n_upstreams=last.n_upstreams)
-        p = model.predict(probe)
-        cluster = service.cluster("ray") if service.settings.address else None
-        sizing = size(p, Declared(num_cpus=last.num_cpus, memory=last.memory),
-                      cluster.largest("CPU") if cluster else float(os.cpu_count() or 1),
-                      int(cluster.largest("memory")) if cluster else 2**62)
-        out.append({"component": family, "prediction": p.to_dict(), "request": {"num_cpus": sizing.num_cpus,
-                    "memory": sizing.memory}, "why": sizing.reason})
+    out = get_service().sizing_preview(component)
     if as_json:
         click.echo(json.dumps(out, default=str))
         return
@@ -480,6 +450,7 @@ def predict_show(component: str, store: str | None, as_json: bool) -> None:
 
 
 def main() -> None:
+    gcpause.own_process()   # the rayflow command's own process: the collector is ours to tune
     cli(prog_name="rayflow")
 
 

@@ -1,4 +1,5 @@
-"""Terminal rendering for the CLI: plans, run tables, progress. Formatting only."""
+"""Terminal rendering for the CLI: plans, run tables, progress. Formatting only: the live
+bar is a rich renderer of ``rayflow.runs.progress.poll`` (the one polling loop)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,14 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from rayflow.core.states import FAILED_COMPONENT_STATES, FINAL_COMPONENT_STATES
 from rayflow.plan import Plan
 from rayflow.runs.handle import RunHandle
-from rayflow.runs.progress import stream_postfix
+from rayflow.runs.progress import Snapshot, poll, stream_postfix
 from rayflow.store.port import RunRecord
 
-FINAL = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED", "SKIPPED", "UPSTREAM_FAILED", "CACHED"}
-BAD = {"FAILED", "TIMED_OUT", "UPSTREAM_FAILED"}
+FINAL = FINAL_COMPONENT_STATES
+BAD = FAILED_COMPONENT_STATES
 STATE_STYLE = {"SUCCEEDED": "green", "CACHED": "cyan", "FAILED": "red", "TIMED_OUT": "red",
                "UPSTREAM_FAILED": "yellow", "SKIPPED": "dim", "CANCELLED": "magenta", "RUNNING": "blue"}
 MAX_ROWS = 40
@@ -146,18 +148,12 @@ def follow(handle: RunHandle, total: int, *, show: bool, poll_s: float = 0.1) ->
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
     with Progress(*columns, console=console(err=True), transient=False) as bar:
         task = bar.add_task(handle.run_id, total=total, detail="")
-        status = None
-        while status is None:
-            try:
-                status = handle.wait(timeout=poll_s)
-            except TimeoutError:
-                pass
-            counts = handle.progress()
-            done = sum(v for k, v in counts.items() if k in FINAL)
-            failed = sum(v for k, v in counts.items() if k in BAD)
-            streams = "".join(f"  {k}: {v}" for k, v in stream_postfix(handle.stream_progress()).items())
-            bar.update(task, completed=done, detail=f"running {counts.get('RUNNING', 0)}  failed {failed}{streams}")
-        return status
+
+        def draw(snap: Snapshot) -> None:
+            streams = "".join(f"  {k}: {v}" for k, v in stream_postfix(snap.streams).items())
+            bar.update(task, completed=snap.done, detail=f"running {snap.running}  failed {snap.failed}{streams}")
+
+        return poll(handle, draw, poll_s=poll_s)
 
 
 def _mib(value: float | None) -> str:

@@ -1,4 +1,4 @@
-"""Pausing Python's cyclic garbage collector around short, allocation-heavy steps.
+"""Tuning Python's cyclic garbage collector, in the processes where rayflow may.
 
 Tracing and planning a workflow of thousands of components allocates tens of
 thousands of small objects; each allocation burst can trigger a full collection
@@ -14,26 +14,62 @@ collector's sight with ``gc.freeze()``: a full collection then walks only what w
 since, well under a millisecond instead of 50-150 ms, which on a run of a few hundred
 milliseconds was the largest single stall. Reference counting still frees those
 objects; only a reference cycle among them would no longer be collected (the pattern
-the Python docs give for long-lived servers). ``RAYFLOW_GC_FREEZE=0`` turns it off.
+the Python docs give for long-lived servers).
+
+Both change the whole interpreter, so they apply only where that is rayflow's to
+decide: in processes rayflow owns (the run tracker actor, the ``rayflow`` command,
+the server), which call ``own_process()`` at start, or where the user asks with
+``RAYFLOW_GC=tune``. In any other process (a user's script or notebook importing
+rayflow) the default is off: ``paused()`` is a shared no-op context and
+``freeze_once()`` does nothing. ``RAYFLOW_GC=off`` turns both off everywhere;
+``RAYFLOW_GC_FREEZE=0`` keeps the pauses but never freezes. Owns no other state
+of the interpreter; must not import anything of rayflow but ``rayflow.core.config``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
-import os
 import threading
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
+
+from rayflow.core import config
 
 _lock = threading.Lock()
 _depth = 0
 _was_enabled = False
 _frozen = False
-FREEZE_ENV_VAR = "RAYFLOW_GC_FREEZE"
+_owned = False
+_NOOP = contextlib.nullcontext()
+FREEZE_ENV_VAR = config.GC_FREEZE_VAR
+GC_ENV_VAR = config.GC_VAR
+
+
+def own_process() -> None:
+    """Mark this process as one rayflow owns (tracker, CLI, server): tuning defaults to on."""
+    global _owned
+    _owned = True
+
+
+def owned() -> bool:
+    return _owned
+
+
+def tuning() -> bool:
+    """Whether this process tunes the collector: $RAYFLOW_GC when set, else ownership."""
+    mode = config.gc_mode()
+    return _owned if mode is None else mode == "tune"
+
+
+def paused() -> AbstractContextManager[None]:
+    """Collection off for the ``with`` block where the process tunes the collector; a
+    cheap no-op context elsewhere."""
+    return _paused() if tuning() else _NOOP
 
 
 @contextlib.contextmanager
-def paused() -> Iterator[None]:
+def _paused() -> Iterator[None]:
     global _depth, _was_enabled
     with _lock:
         if _depth == 0:
@@ -50,10 +86,13 @@ def paused() -> Iterator[None]:
 
 
 def freeze_once() -> bool:
-    """``gc.freeze()`` once per process (see the module doc); whether it froze now."""
+    """``gc.freeze()`` once per process where it tunes the collector (see the module doc);
+    whether it froze now."""
     global _frozen
+    if not tuning() or not config.gc_freeze():
+        return False
     with _lock:
-        if _frozen or os.environ.get(FREEZE_ENV_VAR, "1") == "0":
+        if _frozen:
             return False
         _frozen = True
     gc.freeze()

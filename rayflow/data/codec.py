@@ -34,6 +34,7 @@ import threading
 from pathlib import Path
 from typing import Any, NamedTuple
 
+from rayflow.core import config
 from rayflow.core.errors import RayflowError
 
 FORMATS = ("arrow", "npy", "json", "pickle")
@@ -72,7 +73,7 @@ _key: bytes | None = None
 
 
 def rayflow_home() -> Path:
-    return Path(os.environ.get(HOME_ENV_VAR) or "~/.rayflow").expanduser()
+    return config.home()
 
 
 def signing_key() -> bytes:
@@ -80,7 +81,7 @@ def signing_key() -> bytes:
     on first use, readable by its owner only). Every process that reads what another
     wrote needs the same key: on a cluster of several machines, set the variable."""
     global _key
-    env = os.environ.get(KEY_ENV_VAR)
+    env = config.signing_key()
     if env:
         return env.encode()
     with _key_lock:

@@ -13,10 +13,13 @@ from collections.abc import Callable
 from typing import Any
 
 from rayflow.core.options import ComponentOptions, normalize
+from rayflow.dsl.tracing import current_builder
 
 
 class Component:
     """A callable with declared resources, retries, timeout and kind."""
+
+    rayflow_component = True   # how code below the DSL (core.resolve) recognises one
 
     def __init__(self, fn: Callable[..., Any], options: ComponentOptions) -> None:
         self._fn = fn
@@ -40,8 +43,6 @@ class Component:
         return Component(self._fn, self._options.merged(overrides, component=overrides.get("id") or self.base_name))
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from rayflow.dsl.workflow import current_builder
-
         builder = current_builder()
         if builder is not None:
             return builder.add(self, args, kwargs)

@@ -23,7 +23,7 @@ from typing import Any
 from rayflow.core.errors import SpecError
 from rayflow.core.options import FAILURE_STRATEGIES, ComponentOptions
 from rayflow.dsl.component import Component
-from rayflow.dsl.workflow import current_builder
+from rayflow.dsl.tracing import current_builder
 from rayflow.execute.worker.dynamic import DynamicMap
 from rayflow.plan.fingerprints import code_fingerprint
 

@@ -27,7 +27,8 @@ from typing import Any
 from rayflow.core.errors import SpecError
 from rayflow.core.groups import Group
 from rayflow.dsl.component import Component
-from rayflow.dsl.workflow import NodeHandle, current_builder
+from rayflow.dsl.tracing import current_builder
+from rayflow.dsl.workflow import NodeHandle
 
 
 @contextlib.contextmanager

@@ -8,7 +8,6 @@ Must not import ray.
 
 from __future__ import annotations
 
-import contextvars
 import functools
 import inspect
 from collections.abc import Callable
@@ -21,12 +20,7 @@ from rayflow.core.groups import Group
 from rayflow.core.options import FAILURE_STRATEGIES, with_sizing
 from rayflow.core.template import NodeRef
 from rayflow.dsl.component import Component
-
-_BUILDER: contextvars.ContextVar[_Builder | None] = contextvars.ContextVar("rayflow_builder", default=None)
-
-
-def current_builder() -> _Builder | None:
-    return _BUILDER.get()
+from rayflow.dsl.tracing import BUILDER
 
 
 class NodeHandle:
@@ -173,11 +167,11 @@ class Workflow:
     def build(self, **inputs: Any) -> Blueprint:
         bound = self._bind(inputs)
         builder = _Builder()
-        token = _BUILDER.set(builder)
+        token = BUILDER.set(builder)
         try:
             returned = self.fn(*bound.args, **bound.kwargs)
         finally:
-            _BUILDER.reset(token)
+            BUILDER.reset(token)
         return Blueprint(
             name=self.name,
             calls=with_sizing(builder.calls, self.sizing, self.placement),

@@ -1,6 +1,7 @@
 """Execute: pure run state, the one control loop, and executors behind a narrow port.
 
-``state`` (pure transitions), ``invoke`` (the worker-side call), ``loop`` (the control
-loop), ``local`` (synchronous executor), ``ray_executor``/``ray_session`` (the Ray
-adapters: the only modules here that import ray).
+``port`` (the Executor protocol, where outputs go), ``state`` (pure transitions), ``loop``
+(the control loop), ``local`` (the synchronous executor), ``worker/`` (what runs inside a
+worker: no ray), ``ray/`` (the Ray adapter, one strategy per call kind: the only package
+here that imports ray).
 """

@@ -14,11 +14,11 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from rayflow.core.records import Checkpoint
+from rayflow.core.resolve import import_callable
 from rayflow.execute.port import CheckpointTarget, Completion, call_info
 from rayflow.execute.worker.invoke import ComponentFailure, RetryableFailure, invoke
 from rayflow.plan import Plan, Task
-from rayflow.spec.resolve import import_callable
-from rayflow.store.checkpoints import Checkpoint
 
 
 class LocalExecutor:
@@ -49,7 +49,7 @@ class LocalExecutor:
 
     def restore(self, task: Task, checkpoint: Checkpoint) -> Any:
         handle = _LocalHandle()
-        handle.value = self._checkpoints.store.load(checkpoint)   # type: ignore[union-attr]
+        handle.value = self._checkpoints.load(checkpoint)   # type: ignore[union-attr]
         return handle
 
     def save(self, task: Task, handle: Any, target: Any = None) -> None:

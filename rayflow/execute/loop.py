@@ -1,9 +1,21 @@
 """The one control loop: take ready work, submit it, apply completions, until done.
 
 Owns the order of events of a run and nothing else: what to submit comes from
-RunState, how to run it from an Executor, recording from the ``on_change`` hook.
-The driver keeps output handles (never values) and drops each one as soon as every
-consumer finished, so large intermediates are freed early. Must not import ray.
+RunState (``state.task(cid)``: the planned task, or the one it is rerun with), how to
+run it from an Executor, recording from the ``on_change`` hook. The plan is never
+changed. What the loop does beside scheduling is each in a collaborator of its own:
+
+- ``Handles``: the output handles (never values), each dropped as soon as every
+  consumer is final, so large intermediates are freed early; the checkpointed outputs
+  a resumed run still needs are restored into it.
+- ``CacheHits``: before a component with a cache key is submitted, the cache lookup
+  (a hit is CACHED and runs nothing).
+- ``Keeper``: after a success, its output to the cache and the checkpoints.
+- ``Rerunner``: after a failure, the ``Resizer`` hook's task to run instead (a larger
+  memory request after an out-of-memory kill): ``state.rerun``, then the resubmits.
+- ``unfuse``: a fused group with a member restored from its checkpoint runs unfused.
+
+Must not import ray.
 """
 
 from __future__ import annotations
@@ -12,24 +24,31 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import replace
-from typing import Any
+from typing import Any, Protocol
 
 from rayflow.core import gcpause
+from rayflow.core.records import Checkpoint
 from rayflow.execute.port import CheckpointTarget, Completion, Executor
 from rayflow.execute.state import RunState
-from rayflow.plan import Plan
+from rayflow.plan import Plan, Task
 from rayflow.plan.fusion import without
-from rayflow.store.checkpoints import Checkpoint
 
 log = logging.getLogger("rayflow")
 
 OnChange = Callable[[RunState, list[str]], None]
 
 
+class Resizer(Protocol):
+    """Given a failed task and its completion: the task to run instead, or None to let the
+    failure stand (``rayflow.predict.history.OomResizer``)."""
+
+    def __call__(self, task: Task, done: Completion, /) -> Task | None: ...
+
+
 def new_state(plan: Plan, executor: Executor) -> RunState:
     eager = executor.eager and plan.max_concurrency is None
     return RunState(plan.dag, plan.order, failure_strategy=plan.failure_strategy,
-                    max_concurrency=plan.max_concurrency, eager=eager, groups=plan.groups)
+                    max_concurrency=plan.max_concurrency, eager=eager, groups=plan.groups, tasks=plan.tasks)
 
 
 def drive(
@@ -44,7 +63,7 @@ def drive(
     checkpoints: CheckpointTarget | None = None,
     restored: Mapping[str, Checkpoint] | None = None,
     cache: Any = None,
-    resize: Callable[[Any, Completion], Any] | None = None,
+    resize: Resizer | None = None,
 ) -> dict[str, Any]:
     """Run ``plan`` to the end; return the output values (empty unless SUCCEEDED).
 
@@ -58,34 +77,80 @@ def drive(
     request after an out-of-memory kill), or None to let the failure stand (a member of a
     fused group is never run again alone).
 
-    Submitting and applying completions allocate in bursts (thousands of components at
-    once): the garbage collector is paused for each (gcpause), never across a wait."""
-    if restored and plan.fused:   # a group with a member restored from its checkpoint runs unfused
-        plan = replace(plan, fused=without(plan.fused, restored))
-    run = _Driver(plan, executor, state, checkpoints, cache, resize)
+    Each step: cancel if asked; submit what the state hands out; wait for completions;
+    apply them (successes first); tell ``on_change`` what changed. Submitting and
+    applying allocate in bursts (thousands of components at once): the garbage
+    collector is paused for each (gcpause), never across a wait."""
+    plan = unfuse(plan, restored)
+    if not state.tasks:
+        state.tasks = plan.tasks
+    handles = Handles(plan=plan, executor=executor)
+    hits = CacheHits(cache=cache, executor=executor, handles=handles) if cache is not None else None
+    keeper = Keeper(state=state, executor=executor, handles=handles, cache=cache, checkpoints=checkpoints)
+    rerunner = (Rerunner(plan=plan, state=state, executor=executor, handles=handles, resize=resize)
+                if resize is not None else None)
     executor.start(plan, checkpoints)
     try:
-        run.restore(restored or {})
+        handles.restore(restored or {})
         while not state.done:
             if should_cancel():
                 executor.cancel(state.cancel())
                 break
             with gcpause.paused():
-                run.submit_ready(clock())
+                _submit_ready(state, executor, handles, hits, clock())
                 _notify(state, on_change)
             if state.done:
                 break
             completions = executor.wait(poll_s)
             with gcpause.paused():
-                run.apply(completions)
+                _apply_all(completions, state=state, executor=executor, handles=handles, keeper=keeper,
+                           rerunner=rerunner)
                 _notify(state, on_change)
         _notify(state, on_change)
         _settle(executor, checkpoints)
-        if state.run_status() == "SUCCEEDED" and run.outputs:
-            return executor.fetch({cid: run.handles[cid] for cid in run.outputs})
+        if state.run_status() == "SUCCEEDED" and handles.outputs:
+            return executor.fetch(handles.of_outputs())
         return {}
     finally:
         executor.shutdown()
+
+
+def unfuse(plan: Plan, restored: Mapping[str, Checkpoint] | None) -> Plan:
+    """``plan`` without the fused groups that have a member in ``restored`` (a new plan)."""
+    if restored and plan.fused:
+        return replace(plan, fused=without(plan.fused, restored))
+    return plan
+
+
+def _submit_ready(state: RunState, executor: Executor, handles: Handles, hits: CacheHits | None,
+                  now: float) -> None:
+    """Submit what ``state`` hands out now (a cache hit instead runs nothing)."""
+    task_of, submit, out, deps = state.task, executor.submit, handles.by_id, handles.deps
+    for cid in state.take(now):
+        task = task_of(cid)
+        if hits is not None and task.cache_key is not None and hits.placed(task):
+            state.succeeded(cid, {}, cached=True)
+            continue
+        out[cid] = submit(task, deps(task))
+
+
+def _apply_all(completions: list[Completion], *, state: RunState, executor: Executor, handles: Handles,
+               keeper: Keeper, rerunner: Rerunner | None) -> None:
+    """Apply a batch of completions to ``state``: successes first, so a failure's fail_fast
+    does not cancel what already succeeded (the members of a fused group come back
+    together); a failure ``rerunner`` runs again is not applied."""
+    completions.sort(key=lambda c: (not c.ok, handles.topo[c.id]))
+    redone: set[str] = set()   # calls replaced in this batch: their old outcomes are stale
+    by_id = handles.by_id
+    for done in completions:
+        if done.id in redone:
+            continue
+        if not done.ok and rerunner is not None and rerunner.rerun(done, redone=redone):
+            continue
+        _apply(state, executor, done)
+        if done.ok and done.id in by_id:
+            keeper.keep(done)
+    handles.release(state)
 
 
 def _settle(executor: Executor, checkpoints: CheckpointTarget | None) -> None:
@@ -95,72 +160,77 @@ def _settle(executor: Executor, checkpoints: CheckpointTarget | None) -> None:
                     checkpoints.run_id if checkpoints else "?", problem)
 
 
-class _Driver:
-    """What one run's loop keeps between steps: output handles, consumers left per output."""
+class Handles:
+    """One run's output handles and how many consumers of each are not final yet."""
 
-    def __init__(self, plan: Plan, executor: Executor, state: RunState, checkpoints: CheckpointTarget | None,
-                 cache: Any, resize: Callable[[Any, Completion], Any] | None) -> None:
-        self.plan, self.executor, self.state = plan, executor, state
-        self.checkpoints, self.cache, self.resize = checkpoints, cache, resize
-        self.fused = {m for group in plan.fused for m in group}
+    __slots__ = ("by_id", "consumers", "dag", "executor", "outputs", "plan", "released", "topo")
+
+    def __init__(self, *, plan: Plan, executor: Executor) -> None:
+        self.plan, self.dag, self.executor = plan, plan.dag, executor
         self.topo = {node: i for i, node in enumerate(plan.dag.nodes)}
         self.outputs = set(plan.output_ids)
         self.consumers = {n: len(plan.dag.children(n)) for n in plan.dag.nodes}
-        self.handles: dict[str, Any] = {}
+        self.by_id: dict[str, Any] = {}
         self.released: set[str] = set()
 
+    def deps(self, task: Task) -> list[Any]:
+        """The handles ``task`` is submitted with (one output of a call with several, where read)."""
+        by_id, output = self.by_id, self.executor.output
+        return [by_id[d] if i is None else output(by_id[d], i) for d, i in task.inputs]
+
     def restore(self, restored: Mapping[str, Checkpoint]) -> None:
+        """Handles for the checkpointed outputs still read: by a component still to run,
+        or as the workflow's output."""
+        children, tasks = self.dag.children, self.plan.tasks
         for cid, checkpoint in restored.items():
-            if cid in self.outputs or any(c not in restored for c in self.plan.dag.children(cid)):
-                self.handles[cid] = self.executor.restore(self.plan.tasks[cid], checkpoint)
+            if cid in self.outputs or any(c not in restored for c in children(cid)):
+                self.by_id[cid] = self.executor.restore(tasks[cid], checkpoint)
 
-    def submit_ready(self, now: float) -> None:
-        plan, state, executor, handles, cache = self.plan, self.state, self.executor, self.handles, self.cache
-        for cid in state.take(now):
-            task = plan.tasks[cid]
-            if cache is not None and task.cache_key is not None:
-                hit, value = cache.lookup(task)
-                if hit:
-                    handles[cid] = executor.place(task, value)
-                    state.succeeded(cid, {}, cached=True)
-                    continue
-            handles[cid] = executor.submit(task, _deps(task, handles, executor))
+    def release(self, state: RunState) -> None:
+        """Drop the upstream handles of what just became final once every consumer is."""
+        released, consumers, by_id, outputs, deps = self.released, self.consumers, self.by_id, self.outputs, \
+            self.dag.deps
+        for cid in state.changed:
+            if cid not in released and state.state_of(cid) not in ("PENDING", "RUNNING"):
+                released.add(cid)
+                for dep in deps(cid):
+                    consumers[dep] -= 1
+                    if consumers[dep] == 0 and dep not in outputs:
+                        by_id.pop(dep, None)
 
-    def apply(self, completions: list[Completion]) -> None:
-        # successes first: a failure's fail_fast must not cancel what already succeeded
-        # (the members of a fused group come back together)
-        completions.sort(key=lambda c: (not c.ok, self.topo[c.id]))
-        redone: set[str] = set()   # calls replaced in this batch: their old outcomes are stale
-        for done in completions:
-            if done.id in redone:
-                continue
-            if (not done.ok and self.resize is not None and not done.upstream and not done.stopped
-                    and done.id not in self.fused and self._resized(done, redone)):
-                continue
-            _apply(self.state, self.executor, done)
-            if done.ok and done.id in self.handles:
-                self._keep(done)
-        for cid in self.state.changed:
-            if cid not in self.released and self.state.state_of(cid) not in ("PENDING", "RUNNING"):
-                self.released.add(cid)
-                _release(self.plan, cid, self.handles, self.consumers, self.outputs)
+    def of_outputs(self) -> dict[str, Any]:
+        return {cid: self.by_id[cid] for cid in self.outputs}
 
-    def _resized(self, done: Completion, redone: set[str]) -> bool:
-        """Run a failed component again with a larger request when ``resize`` gives one."""
-        again = self.resize(self.plan.tasks[done.id], done)   # type: ignore[misc]
-        if again is None:
-            return False
-        plan, executor, handles = self.plan, self.executor, self.handles
-        plan.tasks[done.id] = again   # the same component, asking for more: still RUNNING
-        self.state.nodes[done.id].resubmitted += 1
-        handles[done.id] = executor.submit(again, _deps(again, handles, executor))
-        redone |= _resubmit_downstream(plan, self.state, executor, handles, done.id, self.topo)
-        return True
 
-    def _keep(self, done: Completion) -> None:
-        """A success: its output to the cache and the checkpoints, where they want it."""
-        task, executor, checkpoints = self.plan.tasks[done.id], self.executor, self.checkpoints
-        handle = self.handles[done.id]
+class CacheHits:
+    """The cache lookup before a component with a cache key is submitted."""
+
+    __slots__ = ("cache", "executor", "handles")
+
+    def __init__(self, *, cache: Any, executor: Executor, handles: Handles) -> None:
+        self.cache, self.executor, self.handles = cache, executor, handles
+
+    def placed(self, task: Task) -> bool:
+        """True when the cache holds ``task``'s output: its handle is placed, nothing runs."""
+        hit, value = self.cache.lookup(task)
+        if hit:
+            self.handles.by_id[task.id] = self.executor.place(task, value)
+        return hit
+
+
+class Keeper:
+    """After a success: its output to the cache and the checkpoints, where they want it."""
+
+    __slots__ = ("cache", "checkpoints", "executor", "handles", "state")
+
+    def __init__(self, *, state: RunState, executor: Executor, handles: Handles, cache: Any,
+                 checkpoints: CheckpointTarget | None) -> None:
+        self.state, self.executor, self.handles = state, executor, handles
+        self.cache, self.checkpoints = cache, checkpoints
+
+    def keep(self, done: Completion) -> None:
+        task, executor, checkpoints = self.state.task(done.id), self.executor, self.checkpoints
+        handle = self.handles.by_id[done.id]
         if self.cache is not None and task.cache_key is not None:
             sink = self.cache.keep(task, done.meta, handle)
             if sink is not None:
@@ -171,20 +241,42 @@ class _Driver:
             executor.save(task, handle)   # too large to come back inline
 
 
-def _resubmit_downstream(plan: Plan, state: RunState, executor: Executor, handles: dict[str, Any],
-                         cid: str, topo: dict[str, int]) -> set[str]:
-    """Components already submitted with ``cid``'s old output as an argument (eagerly) would
-    fail with it: cancel those calls and submit them again with the new handles."""
-    stale = sorted((d for d in plan.dag.descendants(cid) if d in handles and state.state_of(d) == "RUNNING"),
-                   key=topo.__getitem__)
-    executor.cancel(reversed(stale))   # downstream first, as the executor expects
-    for d in stale:
-        handles[d] = executor.submit(plan.tasks[d], _deps(plan.tasks[d], handles, executor))
-    return set(stale)
+class Rerunner:
+    """After a failure: run the component again with the task ``resize`` gives, if any."""
 
+    __slots__ = ("executor", "fused", "handles", "plan", "resize", "state")
 
-def _deps(task: Any, handles: dict[str, Any], executor: Executor) -> list[Any]:
-    return [handles[d] if i is None else executor.output(handles[d], i) for d, i in task.inputs]
+    def __init__(self, *, plan: Plan, state: RunState, executor: Executor, handles: Handles,
+                 resize: Resizer) -> None:
+        self.plan, self.state, self.executor, self.handles, self.resize = plan, state, executor, handles, resize
+        self.fused = {m for group in plan.fused for m in group}
+
+    def rerun(self, done: Completion, *, redone: set[str]) -> bool:
+        """True when ``done``'s component runs again (``state.rerun``) instead of failing;
+        the calls submitted since with its old output are resubmitted too and added to
+        ``redone`` (their outcomes in this batch are stale)."""
+        cid, state = done.id, self.state
+        if done.upstream or done.stopped or cid in self.fused or state.state_of(cid) != "RUNNING":
+            return False
+        again = self.resize(state.task(cid), done)
+        if again is None or not state.rerun(cid, again):
+            return False
+        handles, executor = self.handles, self.executor
+        handles.by_id[cid] = executor.submit(again, handles.deps(again))
+        redone |= self._resubmit_downstream(cid)
+        return True
+
+    def _resubmit_downstream(self, cid: str) -> set[str]:
+        """Components already submitted with ``cid``'s old output as an argument (eagerly) would
+        fail with it: cancel those calls and submit them again with the new handles."""
+        state, executor, handles = self.state, self.executor, self.handles
+        stale = sorted((d for d in self.plan.dag.descendants(cid)
+                        if d in handles.by_id and state.state_of(d) == "RUNNING"), key=handles.topo.__getitem__)
+        executor.cancel(reversed(stale))   # downstream first, as the executor expects
+        for d in stale:
+            task = state.task(d)
+            handles.by_id[d] = executor.submit(task, handles.deps(task))
+        return set(stale)
 
 
 def _apply(state: RunState, executor: Executor, done: Completion) -> None:
@@ -198,15 +290,6 @@ def _apply(state: RunState, executor: Executor, done: Completion) -> None:
         state.upstream_failed(done.id, done.upstream)
         return
     executor.cancel(state.failed(done.id, done.error or "failed", done.meta, timed_out=done.timed_out))
-
-
-def _release(plan: Plan, cid: str, handles: dict[str, Any],
-             consumers: dict[str, int], outputs: set[str]) -> None:
-    """Drop upstream handles once every consumer of them is final."""
-    for dep in plan.dag.deps(cid):
-        consumers[dep] -= 1
-        if consumers[dep] == 0 and dep not in outputs:
-            handles.pop(dep, None)
 
 
 def _notify(state: RunState, on_change: OnChange | None) -> None:

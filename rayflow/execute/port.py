@@ -1,46 +1,38 @@
 """The executor port: how the control loop hands work to a runtime and hears back.
 
-Owns the ``Executor`` protocol and the ``Completion`` value. Adapters: the
-synchronous ``LocalExecutor`` (execute/local.py) and ``RayExecutor``
-(execute/ray_executor.py); tests/contracts/test_executors.py runs one suite
-against both. Must not import ray.
+Owns the ``Executor`` protocol (its ``Completion`` value lives in core.records) and ``CheckpointTarget`` (a
+run's checkpoint sink: any ``rayflow.core.records.CheckpointSink``, never a concrete
+store). Adapters: the synchronous ``LocalExecutor`` (execute/local.py) and
+``RayExecutor`` (execute/ray/executor.py); tests/contracts/test_executors.py runs one
+suite against both, tests/contracts/test_loop.py runs the loop against a scripted
+fake. Must not import ray.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
-from rayflow.core.template import inputs_in_order
-from rayflow.execute.worker.invoke import CallInfo
+from rayflow.core.records import Checkpoint, CheckpointSink, Completion  # noqa: F401 - Completion re-exported
+from rayflow.execute.worker.invoke import call_fields, call_info  # noqa: F401 - re-exported: the executors' call data
 from rayflow.plan import Plan, Task
-from rayflow.store.checkpoints import Checkpoint, CheckpointStore
 
 
 @dataclass(frozen=True)
 class CheckpointTarget:
-    """Where a run keeps its components' outputs (picklable: travels to save tasks)."""
+    """Where a run keeps its components' outputs (picklable: travels to save tasks).
+    ``store``: the checkpoint sink (``CheckpointStore``, or ``MemoryCheckpoints`` in tests)."""
 
-    store: CheckpointStore
+    store: CheckpointSink
     run_id: str
 
     def save(self, component_id: str, value: Any) -> None:
         self.store.write_one(self.run_id, component_id, value)
 
-
-@dataclass(frozen=True, slots=True)
-class Completion:
-    """A component's final outcome as the executor saw it (after its own retries)."""
-
-    id: str
-    ok: bool
-    meta: dict[str, Any] = field(default_factory=dict)
-    error: str | None = None          # one line: "ValueError: bad row"
-    detail: str | None = None         # traceback text, when known
-    timed_out: bool = False
-    upstream: str | None = None       # set when the error is an upstream component's
-    stopped: bool = False             # stopped before finishing (``error`` says why); not a failure
+    def load(self, checkpoint: Checkpoint) -> Any:
+        """The value of one of this run's checkpoints (resume)."""
+        return self.store.load(checkpoint)
 
 
 class Executor(Protocol):
@@ -82,18 +74,3 @@ class Executor(Protocol):
         """The values behind output handles (the only data the driver pulls)."""
 
     def shutdown(self) -> None: ...
-
-
-def call_fields(task: Task, checkpoints: bool = False) -> tuple:
-    """The plain data a worker needs for ``task``, as ``CallInfo``'s fields in order (its
-    templates hold Slots only when it has deps); ``checkpoints``: the run keeps outputs
-    (a small output comes back as bytes for its checkpoint, and for the cache). Arguments
-    that are just the inputs in order travel as None (the worker passes the inputs)."""
-    o = task.options
-    args = None if not task.kwargs and inputs_in_order(task.args, len(task.inputs)) else task.args
-    return (task.id, args, task.kwargs, o.timeout_s, o.retry_exceptions, bool(task.deps), o.num_outputs,
-            (checkpoints and o.checkpoint) or task.cache_key is not None)
-
-
-def call_info(task: Task, checkpoints: bool = False) -> CallInfo:
-    return CallInfo(*call_fields(task, checkpoints))

@@ -1,9 +1,14 @@
-"""The state of one run as pure transitions: take, succeeded, failed, cancel.
+"""The state of one run as pure transitions: take, succeeded, failed, cancel, rerun.
 
 No Ray, no threads, no clocks: times come in as arguments. ``take()`` hands out the
 components to submit next (critical-path first), respecting ``max_concurrency``.
 In eager mode a component may be taken once every upstream has been *taken* (the
 executor chains outputs itself); otherwise only once every upstream SUCCEEDED.
+
+The plan stays as planned: ``rerun(node, task)`` records that an in-flight component
+runs again with another task (a larger memory request after an out-of-memory kill;
+it stays RUNNING), and ``task(node)`` is the task to submit for a node: the last one
+it was rerun with, else the planned one (``tasks``, the plan's).
 
 Failure strategies:
 - ``fail_fast``: the first final failure cancels what is in flight (CANCELLED) and
@@ -39,12 +44,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rayflow.core.groups import Group
+from rayflow.core.states import FINAL_COMPONENT_STATES
+from rayflow.core.states import ComponentState as S
 from rayflow.graph import Dag
 
-PENDING, RUNNING, SUCCEEDED, FAILED, TIMED_OUT = "PENDING", "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT"
-CANCELLED, SKIPPED, UPSTREAM_FAILED, CACHED = "CANCELLED", "SKIPPED", "UPSTREAM_FAILED", "CACHED"
-COMPONENT_STATES = (PENDING, RUNNING, SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, SKIPPED, UPSTREAM_FAILED, CACHED)
-TERMINAL = frozenset({SUCCEEDED, FAILED, TIMED_OUT, CANCELLED, SKIPPED, UPSTREAM_FAILED, CACHED})
+# The names as plain strings (the hot path compares them per transition); defined once in core.states.
+PENDING, RUNNING, SUCCEEDED, FAILED, TIMED_OUT = (S.PENDING.value, S.RUNNING.value, S.SUCCEEDED.value,
+                                                  S.FAILED.value, S.TIMED_OUT.value)
+CANCELLED, SKIPPED, UPSTREAM_FAILED, CACHED = S.CANCELLED.value, S.SKIPPED.value, S.UPSTREAM_FAILED.value, S.CACHED.value
+COMPONENT_STATES = tuple(s.value for s in S)
+TERMINAL = FINAL_COMPONENT_STATES
 OK = frozenset({SUCCEEDED, CACHED})
 FAILURES = frozenset({FAILED, TIMED_OUT})
 
@@ -114,6 +123,7 @@ class RunState:
     max_concurrency: int | None = None
     eager: bool = False
     groups: tuple[Group, ...] = ()
+    tasks: Mapping[str, Any] = field(default_factory=dict)   # the plan's tasks (rayflow.plan.Task)
     nodes: dict[str, NodeStatus] = field(init=False)
     in_flight: set[str] = field(init=False, default_factory=set)
     cancelled: bool = field(init=False, default=False)
@@ -127,6 +137,7 @@ class RunState:
         heapq.heapify(self._heap)
         self._terminal = 0
         self._slots: dict[str, _Slots] = {}   # member id -> its group's slots
+        self.reruns: dict[str, Any] = {}       # node -> the task it runs again with (rerun)
         for group in self.groups:
             slots = _Slots(group)
             self._slots.update(dict.fromkeys(group.members, slots))
@@ -158,6 +169,11 @@ class RunState:
 
     def errors(self) -> dict[str, str]:
         return {n: s.error or s.state for n, s in self.nodes.items() if s.state in FAILURES}
+
+    def task(self, node: str) -> Any:
+        """The task to submit for ``node``: the one of its last ``rerun``, else the planned one."""
+        again = self.reruns.get(node)
+        return self.tasks[node] if again is None else again
 
     # -- transitions ---------------------------------------------------------------------
 
@@ -247,6 +263,18 @@ class RunState:
         status.apply_meta(meta)
         status.error = reason
         self._finish(node, CANCELLED)
+        return True
+
+    def rerun(self, node: str, task: Any) -> bool:
+        """``node`` (in flight, its call just failed) runs again as ``task``: it stays
+        RUNNING, ``task(node)`` is ``task`` from now on and its attempts count one more
+        (``NodeStatus.resubmitted``). False, and nothing changes, when it is not RUNNING
+        (a late completion of a node already final)."""
+        status = self.nodes[node]
+        if status.state != RUNNING:
+            return False
+        self.reruns[node] = task
+        status.resubmitted += 1
         return True
 
     def cancel(self) -> list[str]:

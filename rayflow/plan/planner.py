@@ -2,8 +2,14 @@
 
 Owns every decision made before execution: upstream order of each call, the
 critical-path-first priority (HEFT upward rank), actor pool grouping, streams and fused
-groups (rayflow.plan.streams, rayflow.plan.fusion), and the check that each resource
-request fits some node of the cluster. Pure; no Ray.
+groups (rayflow.plan.streams, rayflow.plan.fusion), the predicted durations and
+resource requests a ``PlanSizing`` gives (rayflow.plan.sizing; one pass), and the check
+that each resource request fits some node of the cluster. Pure; no Ray.
+
+A Plan is a value: its mappings (``tasks``, ``inputs``, each Task's ``kwargs``) are
+read-only (rayflow.plan.frozen), and a changed plan is a new one (``Plan.with_task``,
+``Plan.with_tasks``, ``dataclasses.replace``). What changes while a run goes on (a task
+run again with a larger request) is kept in the run state, never in the plan.
 """
 
 from __future__ import annotations
@@ -15,11 +21,14 @@ from typing import Any
 from rayflow.core.blueprint import Blueprint, Call, check_signature
 from rayflow.core.errors import InfeasibleResourceError, SpecError
 from rayflow.core.groups import Group
+from rayflow.core.kinds import CallKind, is_dynamic_map
 from rayflow.core.options import ComponentOptions
 from rayflow.core.template import collect_inputs, expand_outputs, to_slots
 from rayflow.data.batches import DEFAULT_BATCH_SIZE, batch_function
 from rayflow.graph import Analysis, Dag, analyze, upward_ranks
+from rayflow.plan.frozen import FrozenDict, frozen
 from rayflow.plan.fusion import find_fused
+from rayflow.plan.sizing import PlanSizing
 from rayflow.plan.streams import find_streams
 
 
@@ -41,32 +50,55 @@ class Task:
     fn: Callable[..., Any] | None
     fn_ref: str | None
     args: tuple
-    kwargs: dict[str, Any]
+    kwargs: Mapping[str, Any]        # read-only (a FrozenDict)
     deps: tuple[str, ...]
     options: ComponentOptions
     priority: float
     pool: str | None = None          # actor pool key for kind="actor"
     inputs: tuple[tuple[str, int | None], ...] = ()   # what the call reads: (id, output index)
     cache_key: str | None = None     # set when the result may come from / go to the cache
+    kind: CallKind = CallKind.TASK   # how the call is made (rayflow.core.kinds)
+
+    def __post_init__(self) -> None:
+        if type(self.kwargs) is not FrozenDict:
+            object.__setattr__(self, "kwargs", frozen(self.kwargs))
 
 
 @dataclass(frozen=True)
 class Plan:
-    """A workflow ready to execute, and what ``rf.explain`` returns."""
+    """A workflow ready to execute, and what ``rf.explain`` returns. Read-only: ``tasks``
+    and ``inputs`` are FrozenDicts (they pickle: a plan travels to Ray actors)."""
 
     name: str
     dag: Dag
     analysis: Analysis
-    tasks: dict[str, Task]
+    tasks: Mapping[str, Task]
     order: tuple[str, ...]            # submission order: highest upward rank first
     output: Any
     failure_strategy: str
     max_concurrency: int | None
     target: str = ""
-    inputs: dict[str, Any] = field(default_factory=dict)
+    inputs: Mapping[str, Any] = field(default_factory=FrozenDict)
     streams: tuple[tuple[str, ...], ...] = ()   # chains of batch components run as pipelines
     fused: tuple[tuple[str, ...], ...] = ()     # groups run as one Ray task each (rayflow.plan.fusion)
     groups: tuple[Group, ...] = ()              # members with their own max_concurrency / failure strategy
+
+    def __post_init__(self) -> None:
+        if type(self.tasks) is not FrozenDict:
+            object.__setattr__(self, "tasks", FrozenDict(self.tasks))
+        if type(self.inputs) is not FrozenDict:
+            object.__setattr__(self, "inputs", frozen(self.inputs))
+
+    def with_task(self, task: Task) -> Plan:
+        """This plan with ``task`` in place of the planned task of the same id."""
+        return self.with_tasks({task.id: task})
+
+    def with_tasks(self, tasks: Mapping[str, Task]) -> Plan:
+        """This plan with each of ``tasks`` (id -> task) in place of the planned one."""
+        unknown = [cid for cid in tasks if cid not in self.tasks]
+        if unknown:
+            raise KeyError(f"not components of plan {self.name!r}: {unknown}")
+        return replace(self, tasks=FrozenDict({**self.tasks, **tasks}))
 
     @property
     def levels(self) -> list[list[str]]:
@@ -120,8 +152,15 @@ def make_plan(
     cluster: ClusterShape | None = None,
     estimates: Mapping[str, float] | None = None,
     require_functions: bool = True,
+    sizing: PlanSizing | None = None,
 ) -> Plan:
-    """Check and analyse ``blueprint``; raise a SpecError subclass naming the culprit."""
+    """Check and analyse ``blueprint``; raise a SpecError subclass naming the culprit.
+
+    ``estimates``: component id -> expected seconds (the order and fusion use them).
+    ``sizing``: predictions, asked only once the blueprint checked out: its
+    ``durations`` are added to ``estimates`` before the order is fixed, its
+    ``resources`` change the options of the components it sizes (after streams and
+    fusion were decided on the declared requests, before the cluster check)."""
     dag = Dag(blueprint.deps())
     for call in blueprint.calls.values():
         if call.fn is None and require_functions:
@@ -131,12 +170,21 @@ def make_plan(
                 component=call.id,
             )
         check_signature(call)
+    multi = {cid: c.options.num_outputs for cid, c in blueprint.calls.items() if c.options.num_outputs}
+    unranked: dict[str, Task] | None = None
+    if sizing is not None:   # the model is asked about the tasks before their priorities are known
+        unranked = {cid: _task(blueprint.calls[cid], 0.0, multi) for cid in dag.nodes}
+        predicted = sizing.durations(unranked)
+        if predicted:
+            estimates = {**(estimates or {}), **predicted}
     analysis = analyze(dag, estimates)
     ranks = upward_ranks(dag, estimates)
     topo = {node: i for i, node in enumerate(dag.nodes)}
     order = tuple(sorted(dag.nodes, key=lambda n: (-ranks[n], topo[n])))
-    multi = {cid: c.options.num_outputs for cid, c in blueprint.calls.items() if c.options.num_outputs}
-    tasks = {cid: _task(blueprint.calls[cid], ranks[cid], multi) for cid in dag.nodes}
+    if unranked is None:
+        tasks = {cid: _task(blueprint.calls[cid], ranks[cid], multi) for cid in dag.nodes}
+    else:
+        tasks = {cid: replace(t, priority=ranks[cid]) for cid, t in unranked.items()}
     if any(t.options.cache is not None for t in tasks.values()):
         from rayflow.plan.cachekeys import cache_keys
 
@@ -152,16 +200,30 @@ def make_plan(
         failure_strategy=blueprint.failure_strategy,
         max_concurrency=blueprint.max_concurrency,
         target=blueprint.target,
-        inputs=dict(blueprint.inputs),
+        inputs=frozen(blueprint.inputs),
         streams=_unbounded(find_streams(blueprint.calls, dag, set(blueprint.output_ids)), blueprint.groups),
         groups=blueprint.groups,
         # fusion needs every component submitted up front: not under max_concurrency (nor a group's)
         fused=find_fused(tasks, dag, set(blueprint.output_ids), estimates, exclude=_bounded(blueprint.groups))
         if blueprint.max_concurrency is None else (),
     )
+    if plan.streams or plan.fused:   # their members' kinds, now that the streams and groups are known
+        plan = replace(plan, tasks=_with_kinds(plan.tasks, plan.streams, plan.fused))
+    if sizing is not None:
+        plan = _sized(plan, sizing)
     if cluster is not None:
         check_cluster(plan, cluster)
     return plan
+
+
+def _sized(plan: Plan, sizing: PlanSizing) -> Plan:
+    """``plan`` with the resource requests ``sizing`` gives (options changed, tasks replaced)."""
+    overrides = sizing.resources(plan.tasks)
+    if not overrides:
+        return plan
+    tasks = plan.tasks
+    return plan.with_tasks({cid: replace(tasks[cid], options=replace(tasks[cid].options, **changes))
+                            for cid, changes in overrides.items()})
 
 
 def _unbounded(streams: tuple[tuple[str, ...], ...], groups: tuple[Group, ...]) -> tuple[tuple[str, ...], ...]:
@@ -209,7 +271,15 @@ def _task(call: Call, priority: float, multi: Mapping[str, int]) -> Task:
         priority=priority,
         pool=pool,
         inputs=inputs,
+        kind=CallKind.ACTOR if pool is not None else CallKind.MAP if is_dynamic_map(fn) else CallKind.TASK,
     )
+
+
+def _with_kinds(tasks: Mapping[str, Task], streams: tuple[tuple[str, ...], ...],
+                fused: tuple[tuple[str, ...], ...]) -> FrozenDict[str, Task]:
+    """``tasks`` with the members of streams and fused groups of those kinds."""
+    kinds = {m: CallKind.FUSED for g in fused for m in g} | {m: CallKind.STREAM for s in streams for m in s}
+    return FrozenDict({cid: replace(t, kind=kinds[cid]) if cid in kinds else t for cid, t in tasks.items()})
 
 
 def pool_key(call: Call) -> str:

@@ -3,10 +3,15 @@ sizing a plan's ``sizing="auto"`` components with it.
 
 Owns reading training samples from run history (every recorded component attempt
 carries its features: see ``ComponentRecord.features``), where the model is kept
-(``~/.rayflow/model.bin``, signed: see ``ResourceModel.to_bytes``), and ``size_plan``:
-each auto-sized task's ``num_cpus`` and ``memory`` from the model's p90 with buffers,
-rounded into buckets and capped by the cluster's largest node; every other task keeps
-what it declares. Must not import ray or scikit-learn (the model module does).
+(``~/.rayflow/model.bin``, signed: see ``ResourceModel.to_bytes``), ``ModelSizing``
+(the planner's sizing port, rayflow.plan.sizing.PlanSizing, over the model: predicted
+durations to order by, and each auto-sized task's ``num_cpus`` and ``memory`` from the
+model's p90 with buffers, rounded into buckets and capped by the cluster's largest
+node; every other task keeps what it declares), and ``OomResizer`` (a task again with
+more memory after an out-of-memory kill; the loop records it in the run state).
+``size_plan`` is the older form of ``ModelSizing.resources`` that changes a plan in
+place (kept until every caller plans with ``make_plan(..., sizing=ModelSizing(...))``).
+Must not import ray or scikit-learn (the model module does).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import logging
 import os
 import statistics
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -84,8 +90,13 @@ def load() -> Any | None:
 def plan_samples(plan: Any, typical_input: dict[str, int] | None = None) -> dict[str, Sample]:
     """What the model is asked about each task before it runs: its family, code, numeric
     config, upstream count, and the input size its family typically sees."""
+    return task_samples(plan.tasks, typical_input)
+
+
+def task_samples(tasks: Mapping[str, Any], typical_input: dict[str, int] | None = None) -> dict[str, Sample]:
+    """``plan_samples`` of a mapping of tasks (component id -> Task)."""
     out = {}
-    for cid, task in plan.tasks.items():
+    for cid, task in tasks.items():
         sample = plan_sample(task)
         out[cid] = replace(sample, input_bytes=(typical_input or {}).get(sample.component, 0))
     return out
@@ -99,34 +110,87 @@ def typical_inputs(samples: list[Sample]) -> dict[str, int]:
     return {k: int(statistics.median(v)) for k, v in seen.items()}
 
 
-def size_plan(plan: Any, model: Any, cluster: Any, typical_input: dict[str, int] | None = None) -> dict[str, str]:
-    """Resize the plan's ``sizing="auto"`` tasks in place; return id -> the reason, for each."""
-    auto = [cid for cid, t in plan.tasks.items() if t.options.sizing == "auto"]
+def auto_sizes(tasks: Mapping[str, Any], model: Any, cluster: Any,
+               typical_input: dict[str, int] | None = None) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The ``sizing="auto"`` tasks' new requests (id -> option changes) and, for each
+    auto-sized task, the reason (id -> reason; GPU and actor ones are kept as declared)."""
+    auto = [cid for cid, t in tasks.items() if t.options.sizing == "auto"]
     if not auto:
-        return {}
-    samples = plan_samples(plan, typical_input)
+        return {}, {}
+    samples = task_samples({c: tasks[c] for c in auto}, typical_input)
     predictions = model.predict_many([samples[c] for c in auto],
-                                     timeouts=[plan.tasks[c].options.timeout_s for c in auto])
+                                     timeouts=[tasks[c].options.timeout_s for c in auto])
     node_cpus = cluster.largest("CPU") if cluster is not None else float(os.cpu_count() or 1)
     node_memory = int(cluster.largest("memory")) if cluster is not None else 0
+    changes: dict[str, dict[str, Any]] = {}
     reasons = {}
     for cid, prediction in zip(auto, predictions, strict=True):
-        task = plan.tasks[cid]
+        task = tasks[cid]
         if task.options.num_gpus or task.options.kind == "actor":
             reasons[cid] = "kept as declared: GPU and actor components are not auto-sized"
             continue
         sizing = size(prediction, Declared.of(task.options), node_cpus, node_memory or 2**62)
-        plan.tasks[cid] = replace(task, options=replace(task.options, num_cpus=sizing.num_cpus, memory=sizing.memory))
+        changes[cid] = {"num_cpus": sizing.num_cpus, "memory": sizing.memory}
         reasons[cid] = sizing.reason
-    return reasons
+    return changes, reasons
+
+
+class ModelSizing:
+    """The planner's sizing port (rayflow.plan.sizing.PlanSizing) over a resource model:
+    ``make_plan(blueprint, sizing=ModelSizing(model, cluster))`` orders by the model's
+    predicted durations (with ``order``) and sizes the ``sizing="auto"`` components, in
+    one planning pass; each sizing is logged with its reason, and kept in ``reasons``.
+
+    ``model`` and ``cluster`` may be given as functions of no arguments, called at the
+    first question (make_plan asks only once the blueprint checked out): a planning error
+    then costs no model training and no cluster connection. A model of None predicts
+    nothing (the plan keeps its declared requests and its order)."""
+
+    def __init__(self, model: Any, cluster: Any = None, *, order: bool = True,
+                 typical_input: dict[str, int] | None = None) -> None:
+        self._model, self._cluster = model, cluster
+        self.order, self.typical_input = order, typical_input
+        self.reasons: dict[str, str] = {}
+
+    @property
+    def model(self) -> Any:
+        if callable(self._model) and not hasattr(self._model, "predict_many"):
+            self._model = self._model()
+        return self._model
+
+    @property
+    def cluster(self) -> Any:
+        if callable(self._cluster):
+            self._cluster = self._cluster()
+        return self._cluster
+
+    def durations(self, tasks: Mapping[str, Any]) -> dict[str, float]:
+        if not self.order:
+            return {}
+        return task_durations(tasks, self.model, self.typical_input)
+
+    def resources(self, tasks: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+        if not any(t.options.sizing == "auto" for t in tasks.values()) or self.model is None:
+            return {}
+        changes, reasons = auto_sizes(tasks, self.model, self.cluster, self.typical_input)
+        for cid, reason in reasons.items():
+            log.info("component %r sized: %s", cid, reason)
+        self.reasons.update(reasons)
+        return changes
 
 
 def duration_estimates(plan: Any, model: Any, typical_input: dict[str, int] | None = None) -> dict[str, float]:
     """Predicted p50 durations of the plan's components the model knows (for ordering)."""
+    return task_durations(plan.tasks, model, typical_input)
+
+
+def task_durations(tasks: Mapping[str, Any], model: Any,
+                   typical_input: dict[str, int] | None = None) -> dict[str, float]:
+    """``duration_estimates`` of a mapping of tasks (component id -> Task)."""
     known = set(model.components()) if model is not None and model.fitted else set()
     if not known:
         return {}
-    samples = plan_samples(plan, typical_input)
+    samples = task_samples(tasks, typical_input)
     ids = [cid for cid, s in samples.items() if s.component in known]
     if not ids:
         return {}

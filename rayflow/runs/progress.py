@@ -1,26 +1,86 @@
-"""Progress bars for the Python API: ``rf.run(..., progress=True)`` and ``h.wait(progress=True)``.
+"""Following a run while it runs: one polling loop (``poll``), and the tqdm renderer of
+the Python API (``rf.run(..., progress=True)``, ``h.wait(progress=True)``).
 
-Owns following a run with tqdm (``tqdm.auto``: a widget in Jupyter, text in a
-terminal): a bar of finished components, and, while a stream (a chain of batch
-components run as a pipeline) runs, one bar per stream of the input rows whose
+``poll`` waits for a run in short steps and hands a ``Snapshot`` (component counts,
+finished / running / failed, the streams' progress) to a renderer after each; the
+tqdm renderer here and the CLI's rich one (``rayflow.cli.render``) are two renderers
+of the same loop. Owns following a run with tqdm (``tqdm.auto``: a widget in Jupyter,
+text in a terminal): a bar of finished components, and, while a stream (a chain of
+batch components run as a pipeline) runs, one bar per stream of the input rows whose
 batches left its last stage, with rows/s and the total when the input tells it
 (``RunHandle.stream_progress()``). Where several bars cannot be drawn at once (plain
 text that is not a terminal: a notebook without ipywidgets, a log file), the streams'
 rows go in the component bar's postfix instead. ``progress=None`` means: show it in a
-notebook or when stderr is a terminal. The CLI draws its own bars with rich. Must not
-import ray.
+notebook or when stderr is a terminal. Follows anything with ``run_id``, ``wait``,
+``progress`` and ``stream_progress`` (a ``RunHandle``); must not import
+rayflow.runs.handle (it imports this), rayflow.service or rayflow.server, nor ray.
 """
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from rayflow.runs.handle import RunHandle
+from rayflow.core.states import FAILED_COMPONENT_STATES, FINAL_COMPONENT_STATES
 
-FINAL = frozenset({"SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED", "SKIPPED", "UPSTREAM_FAILED", "CACHED"})
-BAD = frozenset({"FAILED", "TIMED_OUT", "UPSTREAM_FAILED"})
+FINAL = FINAL_COMPONENT_STATES
+BAD = FAILED_COMPONENT_STATES
+
+
+class Followed(Protocol):
+    """What ``poll`` follows (a ``RunHandle``)."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    def wait(self, timeout: float | None = None) -> str: ...
+
+    def progress(self) -> dict[str, int]: ...
+
+
+@dataclass
+class Snapshot:
+    """What a renderer draws after each poll."""
+
+    counts: dict[str, int]
+    streams: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def done(self) -> int:
+        return sum(v for k, v in self.counts.items() if k in FINAL)
+
+    @property
+    def running(self) -> int:
+        return self.counts.get("RUNNING", 0)
+
+    @property
+    def failed(self) -> int:
+        return sum(v for k, v in self.counts.items() if k in BAD)
+
+
+def snapshot(handle: Any) -> Snapshot:
+    return Snapshot(handle.progress(), _stream_progress(handle))
+
+
+def poll(handle: Followed, render: Callable[[Snapshot], None], timeout: float | None = None, *,
+         poll_s: float = 0.2) -> str:
+    """Wait for ``handle`` in steps of ``poll_s``, calling ``render`` with a snapshot after
+    each; return the run status (TimeoutError once ``timeout`` passes)."""
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        step = poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic()))
+        try:
+            status = handle.wait(timeout=step)
+        except TimeoutError:
+            status = None
+        render(snapshot(handle))
+        if status is not None:
+            return status
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"run {handle.run_id} still running after {timeout}s")
 
 
 def in_notebook() -> bool:
@@ -59,40 +119,25 @@ def _nested_ok(tqdm: Any) -> bool:
     return getattr(tqdm, "__module__", "").startswith("tqdm.notebook") or sys.stderr.isatty()
 
 
-def follow(handle: RunHandle, timeout: float | None = None, *, poll_s: float = 0.2) -> str:
+def follow(handle: Followed, timeout: float | None = None, *, poll_s: float = 0.2) -> str:
     """Wait for ``handle`` with a bar of finished/total components (and one per stream);
     return the run status."""
-    import time
-
     tqdm = _tqdm_class()
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    counts = handle.progress()
-    total = sum(counts.values())
+    total = sum(handle.progress().values())
     streams = StreamBars(tqdm) if _nested_ok(tqdm) else None
     with tqdm(total=total, desc=handle.run_id, unit="comp", dynamic_ncols=True, leave=True) as bar:
+
+        def render(snap: Snapshot) -> None:
+            postfix: dict[str, Any] = {"running": snap.running, "failed": snap.failed}
+            if streams is not None:
+                streams.update(snap.streams)
+            else:
+                postfix.update(stream_postfix(snap.streams))
+            bar.set_postfix(refresh=False, **postfix)
+            bar.update(snap.done - bar.n)
+
         try:
-            while True:
-                step = poll_s if deadline is None else max(0.0, min(poll_s, deadline - time.monotonic()))
-                try:
-                    status = handle.wait(timeout=step)
-                except TimeoutError:
-                    status = None
-                counts = handle.progress()
-                done = sum(v for k, v in counts.items() if k in FINAL)
-                postfix = {"running": counts.get("RUNNING", 0),
-                           "failed": sum(v for k, v in counts.items() if k in BAD)}
-                snapshots = _stream_progress(handle)
-                if streams is not None:
-                    streams.update(snapshots)
-                else:
-                    postfix.update(stream_postfix(snapshots))
-                bar.set_postfix(refresh=False, **postfix)
-                bar.update(done - bar.n)
-                if status is not None:
-                    return status
-                if deadline is not None and time.monotonic() >= deadline:
-                    raise TimeoutError(f"run {handle.run_id} still running after {timeout}s")
+            return poll(handle, render, timeout, poll_s=poll_s)
         finally:
             if streams is not None:
                 streams.close()

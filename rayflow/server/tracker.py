@@ -7,6 +7,11 @@ in-process run (so no Ray call is made per component event: transitions are reco
 by the tracker itself, in batches, into the run store). Any process can then follow
 the run through the store, or through the tracker while it is live. One tracker serves
 every run (a thread each); it takes no CPU from the cluster (num_cpus=0).
+
+Implements the service's ``RunHost`` port (``TrackerHost``, registered by
+``rayflow.api``) and the runs' ``RunView`` protocol (``TrackerView``): the service and
+the runs never import this module. The tracker is a process rayflow owns, so it
+tunes the garbage collector (``rayflow.core.gcpause``).
 """
 
 from __future__ import annotations
@@ -16,13 +21,18 @@ import hashlib
 import io
 import pickle
 import threading
+import time
 from typing import Any
 
 import ray
 from ray import cloudpickle
 
-from rayflow.execute.ray.executor import RayExecutor
+from rayflow.core import gcpause
+from rayflow.core.errors import WorkflowFailed
+from rayflow.core.states import TERMINAL_RUN_STATES
 from rayflow.plan import Plan
+from rayflow.runs.views import RunView, poll_final, timed_out
+from rayflow.service.hosting import HandOver
 from rayflow.store.port import RunRecord
 
 NAME = "tracker"
@@ -78,19 +88,15 @@ class RunTracker:
     """Drives runs inside the cluster. Created once per cluster by ``tracker()``."""
 
     def __init__(self) -> None:
-        from rayflow.service.operations import Service, Settings
+        from rayflow.service import Service, Settings
 
+        gcpause.own_process()   # a long-lived actor of rayflow's: the collector is ours to tune
         self._service_type, self._settings_type = Service, Settings
-        self._services: dict[str, Any] = {}
+        self._services: dict[tuple[str, str | None, str | None], Any] = {}
         self._runs: dict[str, Any] = {}
         self._finished: list[str] = []
         self._functions: dict[bytes, Any] = {}   # sha256 of a pickled function -> the function
         self._lock = threading.Lock()
-
-    def start(self, plan_blob: bytes, run: dict[str, Any], store_url: str, checkpoints_url: str | None = None,
-              cache_url: str | None = None) -> str:
-        """Drive a run whose plan was pickled whole (clients before ``start_plan``)."""
-        return self._start(cloudpickle.loads(plan_blob), run, store_url, checkpoints_url, cache_url)
 
     def start_plan(self, plan_blob: bytes, function_blobs: list[bytes], run: dict[str, Any], store_url: str,
                    checkpoints_url: str | None = None, cache_url: str | None = None) -> str:
@@ -112,13 +118,8 @@ class RunTracker:
 
     def _start(self, plan: Plan, run: dict[str, Any], store_url: str, checkpoints_url: str | None,
                cache_url: str | None) -> str:
-        from rayflow.runs.handle import ActiveRun
-        from rayflow.store.checkpoints import CheckpointStore
-
-        service = self._service(store_url, cache_url)
-        checkpoints = CheckpointStore(checkpoints_url) if checkpoints_url else None
-        active = ActiveRun(service, plan, RunRecord(**run), RayExecutor(), checkpoints=checkpoints,
-                           cache=service.run_cache(plan), resize=service.oom_resizer("ray"))
+        service = self._service(store_url, cache_url, checkpoints_url)
+        active = service.active_run(plan, RunRecord(**run), "ray")
         with self._lock:
             self._runs[active.run.run_id] = active
         threading.Thread(target=self._drive, args=(active,), name=f"rayflow-{active.run.run_id}",
@@ -162,14 +163,15 @@ class RunTracker:
         active.done.wait(timeout)
         return active.status
 
-    def _service(self, store_url: str, cache_url: str | None = None) -> Any:
-        """One service per (store, cache) the runs name: each has its writer and its cache
-        (an in-memory cache tier lives in this actor, shared by the runs it drives)."""
+    def _service(self, store_url: str, cache_url: str | None = None, checkpoints_url: str | None = None) -> Any:
+        """One service per (store, cache, checkpoints) the runs name: each has its writer and
+        its cache (an in-memory cache tier lives in this actor, shared by the runs it drives)."""
         with self._lock:
-            key = (store_url, cache_url)
+            key = (store_url, cache_url, checkpoints_url)
             service = self._services.get(key)
             if service is None:
-                settings = self._settings_type(store_url=store_url, cache_url=cache_url)
+                settings = self._settings_type(store_url=store_url, cache_url=cache_url,
+                                               checkpoints_url=checkpoints_url or "off")   # None: none kept
                 service = self._services[key] = self._service_type(settings)
             return service
 
@@ -203,44 +205,74 @@ def hand_over(plan: Plan, run: RunRecord, store_url: str, checkpoints_url: str |
               cache_url: str | None = None) -> Any:
     """Start ``run`` in the tracker; return the tracker handle."""
     actor = tracker()
-    try:
-        method = actor.start_plan
-    except AttributeError:   # a tracker started by an older rayflow
-        ray.get(actor.start.remote(cloudpickle.dumps(plan), run.to_dict(), store_url, checkpoints_url, cache_url))
-        return actor
     plan_blob, function_blobs = encode_plan(plan)
-    ray.get(method.remote(plan_blob, function_blobs, run.to_dict(), store_url, checkpoints_url, cache_url))
+    ray.get(actor.start_plan.remote(plan_blob, function_blobs, run.to_dict(), store_url, checkpoints_url, cache_url))
     return actor
 
 
-class TrackerClient:
-    """What a RunHandle asks the tracker about one run (each call one small Ray call)."""
+class TrackerHost:
+    """The service's ``RunHost`` on a Ray cluster: hands runs to the tracker actor."""
 
-    def __init__(self, actor: Any, run_id: str) -> None:
+    def hand_over(self, plan: Plan, run: RunRecord, where: HandOver, fallback: RunView) -> RunView:
+        actor = hand_over(plan, run, where.store_url, where.checkpoints_url, where.cache_url)
+        return TrackerView(actor, run.run_id, fallback)
+
+
+class TrackerView:
+    """A ``RunView`` of a run the tracker drives: each call one small Ray call while the
+    tracker holds the run, then ``fallback`` (the run store) once it no longer does."""
+
+    def __init__(self, actor: Any, run_id: str, fallback: RunView) -> None:
         self._actor = actor
         self._run_id = run_id
+        self._fallback = fallback
 
-    def status(self) -> str | None:
-        return ray.get(self._actor.status.remote(self._run_id))
+    @property
+    def run_id(self) -> str:
+        return self._run_id
 
-    def progress(self) -> dict[str, int] | None:
-        return ray.get(self._actor.progress.remote(self._run_id))
+    def _ask(self, method: str, *args: Any) -> Any:
+        return ray.get(getattr(self._actor, method).remote(self._run_id, *args))
 
-    def metrics(self) -> dict[str, Any] | None:
-        return ray.get(self._actor.metrics.remote(self._run_id))
+    def record(self) -> RunRecord:
+        return self._fallback.record()
 
-    def stream_progress(self) -> dict[str, dict[str, Any]] | None:
-        try:
-            method = self._actor.stream_progress
-        except AttributeError:   # a tracker started by an older rayflow: no stream progress
-            return None
-        return ray.get(method.remote(self._run_id))
+    def status(self) -> str:
+        return self._ask("status") or self._fallback.status()
 
-    def cancel(self) -> bool:
-        return ray.get(self._actor.cancel.remote(self._run_id))
+    def progress(self) -> dict[str, int]:
+        live = self._ask("progress")
+        return live if live is not None else self._fallback.progress()
 
-    def wait(self, timeout: float) -> str | None:
-        return ray.get(self._actor.wait.remote(self._run_id, timeout))
+    def stream_progress(self) -> dict[str, dict[str, Any]]:
+        return self._ask("stream_progress") or {}
 
-    def result(self) -> tuple[str, Any] | None:
-        return ray.get(self._actor.result.remote(self._run_id))
+    def metrics(self) -> dict[str, Any]:
+        live = self._ask("metrics")
+        return live if live is not None else self._fallback.metrics()
+
+    def cancel(self) -> None:
+        if not self._ask("cancel"):
+            self._fallback.cancel()
+
+    def wait(self, timeout: float | None) -> str:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+            status = self._ask("wait", step)
+            if status is None:
+                break  # the tracker no longer holds it: the store has the outcome
+            if status in TERMINAL_RUN_STATES:
+                return status
+            if deadline is not None and time.monotonic() >= deadline:
+                raise timed_out(self._run_id, status, timeout)
+        return poll_final(self._fallback, deadline, timeout)
+
+    def result(self) -> Any:
+        final = self._ask("result")
+        if final is not None and final[0] == "SUCCEEDED":
+            return final[1]
+        return self._fallback.result()
+
+    def failure(self) -> WorkflowFailed:
+        return self._fallback.failure()

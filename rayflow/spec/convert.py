@@ -21,9 +21,9 @@ from rayflow.core.errors import (
 )
 from rayflow.core.groups import Group
 from rayflow.core.options import ComponentOptions, normalize, with_sizing
+from rayflow.core.resolve import import_callable, import_exception
 from rayflow.core.template import NodeRef
 from rayflow.spec.model import ComponentSpec, WorkflowSpec
-from rayflow.spec.resolve import import_callable, import_exception
 
 RUNNABLE_TYPES = {"python": "task", "actor": "actor", "batch": "batch"}
 RESERVED_TYPES = ("sql", "http")

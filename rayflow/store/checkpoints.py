@@ -14,8 +14,14 @@ these files names it; a later file wins over an earlier one.
 
 Small outputs ride back to the driver with the call's metadata and are written in
 batches by the store writer's thread; larger ones are written on the cluster by a
-task that reads the output from the object store (see execute/ray_executor.py).
-Neither is on the critical path. Must not import ray.
+task that reads the output from the object store (see execute/ray/executor.py).
+Neither is on the critical path.
+
+``Checkpoint`` (the record an index hands out) lives in ``rayflow.core.records`` beside
+the ``CheckpointSink`` protocol the execute port depends on, and is re-exported here.
+``MemoryCheckpoints`` is the same location kept in memory (for tests): the same write,
+index, load and delete semantics, checked by tests/contracts/test_checkpoint_sinks.py.
+Must not import ray.
 """
 
 from __future__ import annotations
@@ -24,16 +30,20 @@ import os
 import secrets
 import time
 import urllib.parse
-from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
+from rayflow.core import config
 from rayflow.core.errors import ConfigError
+from rayflow.core.records import Checkpoint
 from rayflow.data import codec
 
 CHECKPOINTS_ENV_VAR = "RAYFLOW_CHECKPOINTS"
+__all__ = ["CHECKPOINTS_ENV_VAR", "Checkpoint", "CheckpointStore", "MemoryCheckpoints", "checkpoint_url",
+           "default_url"]
+
 _INLINE_SCHEMA = pa.schema([("component_id", pa.string()), ("blob", pa.binary())])
 OFF = ("off", "false", "0", "none")
 
@@ -45,19 +55,10 @@ def default_url() -> str:
 def checkpoint_url(configured: str | None) -> str | None:
     """The checkpoint location to use: the configured one, else $RAYFLOW_CHECKPOINTS, else
     ``~/.rayflow/checkpoints``; None when set to "off"."""
-    url = configured if configured is not None else os.environ.get(CHECKPOINTS_ENV_VAR)
+    url = configured if configured is not None else config.checkpoints_url()
     if url is None or not url.strip():
         return default_url()
     return None if url.strip().lower() in OFF else url.strip()
-
-
-@dataclass(frozen=True)
-class Checkpoint:
-    """One component's saved output: the blob itself (inline) or the file holding it."""
-
-    component_id: str
-    blob: bytes | None = None
-    path: str | None = None
 
 
 class CheckpointStore:
@@ -151,3 +152,46 @@ class CheckpointStore:
 
 def _quote(name: str) -> str:
     return urllib.parse.quote(name, safe="-_.")
+
+
+class MemoryCheckpoints:
+    """A checkpoint location in memory, with CheckpointStore's semantics: ``write_inline``
+    indexes blobs (``Checkpoint.blob``), ``write_one`` encodes the value and indexes it by
+    path (``Checkpoint.path``), a later write wins, ``delete_run`` forgets a run. For
+    tests and single-process use; pickling copies it (the copy no longer shares writes)."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._runs: dict[str, dict[str, Checkpoint]] = {}
+        self._files: dict[str, bytes] = {}
+
+    def write_inline(self, run_id: str, entries: dict[str, bytes]) -> None:
+        run = self._runs.setdefault(run_id, {})
+        for cid, blob in entries.items():
+            run.pop(cid, None)   # re-inserted: the latest write is the last one
+            run[cid] = Checkpoint(cid, blob=bytes(blob))
+
+    def write_one(self, run_id: str, component_id: str, value: Any) -> None:
+        path = f"{self.url.rstrip('/')}/{_quote(run_id)}/one/{_quote(component_id)}.rfc"
+        self._files[path] = codec.encode(value).blob()
+        run = self._runs.setdefault(run_id, {})
+        run.pop(component_id, None)
+        run[component_id] = Checkpoint(component_id, path=path)
+
+    def index(self, run_id: str) -> dict[str, Checkpoint]:
+        return dict(self._runs.get(run_id, {}))
+
+    def load(self, checkpoint: Checkpoint) -> Any:
+        blob = checkpoint.blob
+        if blob is None:
+            try:
+                blob = self._files[checkpoint.path or ""]
+            except KeyError:
+                raise FileNotFoundError(checkpoint.path) from None
+        return codec.unblob(blob)
+
+    def delete_run(self, run_id: str) -> None:
+        self._runs.pop(run_id, None)
+        prefix = f"{self.url.rstrip('/')}/{_quote(run_id)}/"
+        for path in [p for p in self._files if p.startswith(prefix)]:
+            del self._files[path]

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-RUN_STATES = ("PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED")
-TERMINAL_RUN_STATES = frozenset({"SUCCEEDED", "FAILED", "CANCELLED"})
+from rayflow.core.states import TERMINAL_RUN_STATES, RunStatus  # noqa: F401 - TERMINAL_RUN_STATES re-exported
+
+RUN_STATES = tuple(s.value for s in RunStatus)
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 Owns the asyncpg connection pool and its management (sizes, timeouts, connection
 lifetimes, health checks of idle connections, statistics, rebuilding after the server
-restarts), the private event loop that drives it, and the RunStore methods over the
+restarts), the private event loop that drives it (``rayflow.store.loopthread``), and the RunStore methods over the
 schema in ``pgschema``. The only module that imports asyncpg. Must not hold a
 transaction open across calls, and must not let a password reach a log line, an error
 message or ``url``. URL query parameters (pool sizes, timeouts, ``schema``): see
@@ -23,7 +23,6 @@ pauses with its writes queued while the database is down and they land once it i
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import threading
 import time
@@ -35,6 +34,7 @@ import asyncpg
 
 from rayflow.core.errors import ConfigError, StoreError, StoreUnavailable
 from rayflow.store import pgschema as sql
+from rayflow.store.loopthread import LoopThread, abandon
 from rayflow.store.memory import check_run_fields
 from rayflow.store.pgurl import PostgresUrl, parse_postgres_url
 from rayflow.store.port import ComponentRecord, EventRecord, RunRecord
@@ -80,54 +80,6 @@ class TrackedConnection(asyncpg.Connection):
 
     def mark_idle(self) -> None:
         self.idle_since = time.monotonic()
-
-
-class LoopThread:
-    """One asyncio event loop in a private daemon thread. ``run(coro)`` submits a coroutine
-    from any other thread and waits for its result."""
-
-    def __init__(self, name: str) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Awaitable[T]) -> T:
-        if self.loop.is_closed() or not self._thread.is_alive():
-            coro.close()  # type: ignore[attr-defined]
-            raise RuntimeError("the run store's event loop has stopped")
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)  # type: ignore[arg-type]
-        try:
-            return future.result()
-        except concurrent.futures.CancelledError:
-            raise RuntimeError("the run store was closed during the call") from None
-
-    def stop(self) -> None:
-        """Cancel what still runs on the loop, stop it and wait for the thread."""
-        if self.loop.is_closed():
-            return
-        self.loop.call_soon_threadsafe(_cancel_all_and_stop, self.loop)
-        self._thread.join(CLOSE_TIMEOUT_S)
-        if not self._thread.is_alive():
-            self.loop.close()
-
-
-def _cancel_all_and_stop(loop: asyncio.AbstractEventLoop) -> None:
-    for task in asyncio.all_tasks(loop):
-        task.cancel()
-    loop.call_soon(loop.stop)   # after the cancelled tasks had their turn
-
-
-def _abandon(loop: asyncio.AbstractEventLoop, pool: ManagedPool) -> None:
-    """A store dropped without close(): end its connections and its thread, without waiting
-    (this may run in any thread, the loop's own included)."""
-    if not loop.is_closed():
-        with contextlib.suppress(RuntimeError):
-            loop.call_soon_threadsafe(_terminate_and_stop, loop, pool)
-
-
-def _terminate_and_stop(loop: asyncio.AbstractEventLoop, pool: ManagedPool) -> None:
-    pool.terminate()
-    _cancel_all_and_stop(loop)
 
 
 class ManagedPool:
@@ -311,7 +263,7 @@ class PostgresStore:
         self._idle = threading.Condition()   # guards _closed and _in_flight
         self._pool = ManagedPool(self._target)
         self._loop = LoopThread("rayflow-postgres")
-        self._finalizer = weakref.finalize(self, _abandon, self._loop.loop, self._pool)
+        self._finalizer = weakref.finalize(self, abandon, self._loop.loop, self._pool)
         self._finalizer.atexit = False   # at exit, whoever owns the store closes it (or no one)
         self._open("connect to", self._pool.check)
         self._open("set up the run store schema in", self._migrate)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 
+from rayflow.core import config
 from rayflow.core.errors import ConfigError
 from rayflow.store.port import RunStore
 
@@ -42,7 +43,7 @@ def sqlite_path(url: str) -> str:
 def open_store(url: str | None = None) -> RunStore:
     """Open the run store named by ``url``; ``None`` means $RAYFLOW_STORE or the default."""
     if url is None:
-        url = os.environ.get(STORE_ENV_VAR) or DEFAULT_STORE_URL
+        url = config.store_url() or DEFAULT_STORE_URL
     url = url.strip()
     if url == "memory://":
         from rayflow.store.memory import MemoryStore

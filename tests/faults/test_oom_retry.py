@@ -19,7 +19,7 @@ ROOT = REPO
 @pytest.mark.slow
 def test_an_oom_killed_component_is_retried_with_a_larger_request():
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    out = subprocess.run([sys.executable, str(ROOT / "tests" / "predict" / "oom_driver.py")], cwd=ROOT, env=env,
+    out = subprocess.run([sys.executable, str(ROOT / "tests" / "fns" / "oom_driver.py")], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=280)
     assert out.returncode == 0, out.stderr[-2000:]
     summary = json.loads(next(line for line in out.stdout.splitlines() if line.startswith('{"status"')))

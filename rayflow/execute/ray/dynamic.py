@@ -17,8 +17,8 @@ or reduce the items' results before returning them.
 
 Cancelling the map cancels its children (a ``finally`` in the coordinator); fail_fast
 cancels the children in flight and submits no more. Worker-crash retries of the
-coordinator resubmit its children. Imported lazily by ``ray_executor`` when a plan has
-a map.
+coordinator resubmit its children. ``MapStrategy`` (rayflow.execute.ray.strategy.Strategy)
+submits a map component's coordinator for the Ray executor.
 """
 
 from __future__ import annotations
@@ -33,12 +33,16 @@ from ray import cloudpickle
 from ray.exceptions import RayError
 
 from rayflow.core.template import Slot
-from rayflow.execute.ray.executor import (
-    _worker_context,
+from rayflow.execute.port import CheckpointTarget, Completion
+from rayflow.execute.ray.calls import (
     decode_info,
+    encode_info,
+    one_completion,
     resource_options,
     retry_options,
+    worker_context,
 )
+from rayflow.execute.ray.strategy import InFlight
 from rayflow.execute.worker.dynamic import DynamicMap, Tally, batch_at, table_spans, work_items
 from rayflow.execute.worker.invoke import (
     CallInfo,
@@ -48,7 +52,7 @@ from rayflow.execute.worker.invoke import (
     pack_meta,
     unpack_meta,
 )
-from rayflow.plan import Task
+from rayflow.plan import Plan, Task
 
 POLL_S = 0.2      # the longest the coordinator blocks in one wait
 WAIT_HEAD = 64    # the oldest items a blocking wait names (each named ref costs on every wait)
@@ -66,7 +70,7 @@ def _map_task(mapper: DynamicMap, blob: bytes, deps: list[Any]) -> tuple[Any, di
     info = decode_info(blob)
     values = _resolve(deps)
     fan_out = _FanOut(mapper, info, deps)
-    value, meta = invoke(fan_out, info, values, _worker_context)
+    value, meta = invoke(fan_out, info, values, worker_context)
     return value, meta
 
 
@@ -171,7 +175,7 @@ def _settle(tally: Tally, index: int, meta_ref: Any, value_ref: Any,
 
 def _cancel(refs: list[Any], *, cancelled: bool) -> None:
     """Cancel the children still running. Normally a finished child is left alone (cancelling
-    one races in Ray: see ray_executor.cancel). Once the coordinator itself is ``cancelled``,
+    one races in Ray: see RayExecutor.cancel). Once the coordinator itself is ``cancelled``,
     Ray interrupts every wait it makes: then each child not yet seen to end is cancelled."""
     if not refs:
         return
@@ -199,7 +203,7 @@ def _encode(info: CallInfo) -> bytes:
 def _run_item(fn: Any, blob: bytes, kwargs: dict | None, item: Any) -> tuple[Any, bytes]:
     """One item, in its own task: (value, packed meta), or raise ComponentFailure."""
     target = functools.partial(fn, **kwargs) if kwargs else fn
-    value, meta = invoke(target, decode_info(blob), (item,), _worker_context)
+    value, meta = invoke(target, decode_info(blob), (item,), worker_context)
     return value, pack_meta(meta)
 
 
@@ -214,4 +218,32 @@ _MAP_TASK = ray.remote(_map_task)
 _ITEM_TASK = ray.remote(_run_item)
 _SPAN_TASK = ray.remote(_run_span)
 
-__all__ = ["submit_map"]
+
+
+class MapStrategy:
+    """Dynamic maps: each map component one coordinator call (module doc)."""
+
+    def __init__(self, calls: InFlight) -> None:
+        self._calls = calls
+        self._checkpoints = False
+
+    def start(self, plan: Plan, *, checkpoints: CheckpointTarget | None) -> None:
+        self._checkpoints = checkpoints is not None
+
+    def submit(self, task: Task, deps: list[Any]) -> Any:
+        return self._calls.started(task, submit_map(task, encode_info(task, self._checkpoints), deps))
+
+    def complete(self, head: str, value: Any, value_ref: Any) -> list[Completion]:
+        return one_completion(head, value, value_ref)
+
+    def head_of(self, cid: str) -> str:
+        return cid
+
+    def cancel(self, head: str) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+__all__ = ["MapStrategy", "submit_map"]

@@ -7,6 +7,10 @@ members retry their own exceptions inside the call), the output handles of the m
 outcome blob to one Completion per member (rayflow/execute/worker/fused.py runs the members).
 Functions travel once per call as a table, each pickled once per process by the driver
 and unpickled once per process by a worker. One of the modules importing ray.
+
+``FusedStrategy`` (rayflow.execute.ray.strategy.Strategy) is the driver's side: a fused
+group runs as one call only in a run without ``max_concurrency`` (every member is then
+submitted up front); otherwise its members run as plain tasks.
 """
 
 from __future__ import annotations
@@ -18,9 +22,18 @@ import ray
 from ray import cloudpickle
 
 from rayflow.execute.port import CheckpointTarget, Completion
+from rayflow.execute.ray.calls import (
+    RAY_DEFAULT_SYSTEM_RETRIES,
+    completion_from_error,
+    imported,
+    mark_handled,
+    resource_options,
+    worker_context,
+)
+from rayflow.execute.ray.strategy import InFlight, Strategy
 from rayflow.execute.worker.fused import completions, members_of, run_members
 from rayflow.plan import Plan, Task
-from rayflow.plan.fusion import exports
+from rayflow.plan.fusion import exports, signature
 
 MAX_CACHED = 1024
 
@@ -43,9 +56,7 @@ def _pickled(fn: Any) -> Any:
 
 def _loaded(entry: Any, component: str) -> Any:
     if isinstance(entry, str):
-        from rayflow.execute.ray.executor import _imported
-
-        return _imported(entry, component)
+        return imported(entry, component)
     fn = _LOADED.get(entry)
     if fn is None:
         if len(_LOADED) >= MAX_CACHED:
@@ -56,11 +67,9 @@ def _loaded(entry: Any, component: str) -> Any:
 
 def run_fused(blob: bytes, *deps: Any) -> Any:
     """The task body: the exports' objects, then the outcomes blob (one return: the blob)."""
-    from rayflow.execute.ray.executor import _worker_context
-
     table, members, target = pickle.loads(blob)
     fns = [_loaded(entry, members[0][0][0]) for entry in table]   # the head's id names an import error
-    values, outcomes = run_members(fns, members, deps, _worker_context, target.save if target else None)
+    values, outcomes = run_members(fns, members, deps, worker_context, target.save if target else None)
     return (*values, outcomes) if values else outcomes
 
 
@@ -69,9 +78,6 @@ _CONFIGURED: dict[tuple, Any] = {}
 
 
 def _remote(head: Task, num_returns: int, retries: int) -> Any:
-    from rayflow.execute.ray.executor import resource_options
-    from rayflow.plan.fusion import signature
-
     key = (num_returns, retries, signature(head))
     remote = _CONFIGURED.get(key)
     if remote is None:
@@ -106,8 +112,6 @@ class FusedCalls:
 
     def start(self, head: Task, deps: list[Any]) -> tuple[list[Any], Any]:
         """Submit the group ``head`` heads; return the exports' refs and the outcomes ref."""
-        from rayflow.execute.ray.executor import RAY_DEFAULT_SYSTEM_RETRIES
-
         group = self.group_of[head.id]
         exported = set(exports(group, self._plan.dag, self._outputs))
         table, members = members_of(self._plan, group, exported, self._target is not None)
@@ -133,3 +137,46 @@ class FusedCalls:
 
     def completions(self, head: str, blob: bytes) -> list[Completion]:
         return completions(self.group_of[head], blob)
+
+
+class FusedStrategy:
+    """Fused groups on the driver (module doc); their members go to ``fallback``, the
+    plain-task strategy, in a run that cannot fuse."""
+
+    def __init__(self, calls: InFlight, *, fallback: Strategy) -> None:
+        self._calls = calls
+        self._fallback = fallback
+        self._groups: FusedCalls | None = None
+
+    def start(self, plan: Plan, *, checkpoints: CheckpointTarget | None) -> None:
+        # a fused group runs in one call: only when everything is submitted up front
+        self._groups = FusedCalls(plan, checkpoints) if plan.fused and plan.max_concurrency is None else None
+
+    def submit(self, task: Task, deps: list[Any]) -> Any:
+        """The head starts its group's call; every member's handle is its export's ref (or None)."""
+        groups = self._groups
+        if groups is None or task.id not in groups.group_of:
+            return self._fallback.submit(task, deps)
+        if groups.head_of(task.id) == task.id:
+            values, meta = groups.start(task, deps)
+            self._calls.add(task.id, values, meta)
+        return groups.handle(task.id)
+
+    def complete(self, head: str, value: Any, value_ref: Any) -> list[Completion]:
+        groups = self._groups
+        if groups is None or groups.head_of(head) != head:
+            return self._fallback.complete(head, value, value_ref)
+        if not isinstance(value, BaseException):
+            return groups.completions(head, value)
+        mark_handled(value_ref)   # the call itself failed (a crash, a kill): each member with its error
+        return [completion_from_error(m, value) for m in groups.group_of[head]]
+
+    def head_of(self, cid: str) -> str:
+        head = self._groups.head_of(cid) if self._groups is not None else None
+        return cid if head is None else head
+
+    def cancel(self, head: str) -> None:
+        self._fallback.cancel(head)
+
+    def shutdown(self) -> None:
+        pass

@@ -15,12 +15,13 @@ modules importing ray.
 from __future__ import annotations
 
 import collections
-import os
 import threading
 import uuid
 from typing import Any
 
 import ray
+
+from rayflow.core import config
 
 NAME = "progress"
 NAMESPACE = "rayflow"
@@ -54,7 +55,7 @@ _BOARD = ray.remote(ProgressBoard).options(name=NAME, namespace=NAMESPACE, lifet
 
 
 def enabled() -> bool:
-    return os.environ.get(ENV_VAR, "1") != "0"
+    return config.stream_progress()
 
 
 def board() -> Any:

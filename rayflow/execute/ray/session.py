@@ -25,6 +25,8 @@ _token_auth_for_clusters()
 
 import ray  # noqa: E402 - after the auth mode is settled
 
+from rayflow.execute.ray import compat  # noqa: E402 - imports ray
+
 log = logging.getLogger("rayflow")
 _started_here = False   # whether ensure_ray started (or joined) the session, so shutdown may end it
 
@@ -74,8 +76,7 @@ def cluster_shape() -> ClusterShape:
 def cluster_outlives_process() -> bool:
     """Whether this process joined a cluster started elsewhere (so work left there survives
     the process) rather than running Ray inside itself."""
-    node = getattr(ray._private.worker, "_global_node", None)
-    return node is None or not getattr(node, "all_processes", None)
+    return not compat.runs_ray_here()
 
 
 def shutdown() -> None:

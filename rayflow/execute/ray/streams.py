@@ -16,11 +16,18 @@ reports them to the run's progress channel at most every half second, fire and f
 (rayflow/execute/ray/progress.py); its last count comes back with the timings. See
 rayflow/plan/streams.py for which chains become streams. One of the modules
 importing ray.
+
+On the driver, ``StreamStrategy`` (rayflow.execute.ray.strategy.Strategy) starts a
+stream when the loop submits its head, hands out the last stage's output, and maps
+the coordinator's outcome to one Completion per stage. A stream runs as one only in
+a run without ``max_concurrency`` and when all its stages' actors fit in the cluster
+at once; otherwise its stages run one after another, as plain tasks.
 """
 
 from __future__ import annotations
 
 import collections
+import logging
 import os
 import traceback
 from collections.abc import Iterator
@@ -35,15 +42,27 @@ from ray.exceptions import RayTaskError
 from rayflow.core.template import Slot, fill
 from rayflow.data.batches import DEFAULT_BATCH_SIZE, BatchFunction, batches_to_apply, concat_results
 from rayflow.data.progress import StreamCounter, source_rows
-from rayflow.execute.ray.progress import FINAL_KEY, Channel
+from rayflow.execute.port import CheckpointTarget, Completion
+from rayflow.execute.ray.calls import (
+    completion_from_error,
+    mark_handled,
+    resource_options,
+    worker_context,
+)
+from rayflow.execute.ray.progress import FINAL_KEY, Channel, StreamWatch
+from rayflow.execute.ray.strategy import InFlight, Strategy
 from rayflow.execute.worker.invoke import (
     CallInfo,
     ComponentFailure,
     check_inputs,
     invoke,
     pack_meta,
+    unpack_meta,
 )
-from rayflow.plan import Task
+from rayflow.plan import Plan, Task
+from rayflow.plan.streams import DEFAULT_BUFFER
+
+log = logging.getLogger("rayflow")
 
 
 @dataclass(frozen=True)
@@ -73,10 +92,8 @@ class StreamFailure(ComponentFailure):
 
 class _StageActor:
     def __init__(self, stage: Stage) -> None:
-        from rayflow.execute.ray.executor import _worker_context
-
         self._fn = BatchFunction(stage.fn, stage.batch_size)
-        self._context = _worker_context
+        self._context = worker_context
         self._info = CallInfo(stage.id, (Slot(0),), stage.config, stage.timeout_s, False, True)
         self._first: float | None = None
         self._last = 0.0
@@ -123,8 +140,6 @@ _STAGE_ACTOR = ray.remote(_StageActor)
 
 
 def stage_of(task: Task) -> Stage:
-    from rayflow.execute.ray.executor import resource_options
-
     o = task.options
     fn = task.fn.fn if isinstance(task.fn, BatchFunction) else task.fn
     return Stage(task.id, fn, dict(task.kwargs), o.batch_size or DEFAULT_BATCH_SIZE, o.timeout_s,
@@ -253,3 +268,80 @@ def _for_put(batch: pa.RecordBatch) -> pa.Table | pa.RecordBatch:
 
 RAY_PLAIN_ARROW = "RAY_DISABLE_CUSTOM_ARROW_DATA_SERIALIZATION"
 STREAM_TASK = ray.remote(run_stream).options(num_cpus=0, num_returns=2)
+
+
+class StreamStrategy:
+    """Streams on the driver (module doc); members of streams that cannot run as one go
+    to ``fallback``, the plain-task strategy."""
+
+    def __init__(self, calls: InFlight, *, fallback: Strategy, watch: StreamWatch) -> None:
+        self._calls = calls
+        self._fallback = fallback
+        self._watch = watch
+        self._tasks: Any = {}
+        self._stream_of: dict[str, tuple[str, ...]] = {}   # member -> its stream (heads submit it)
+        self._running: dict[str, tuple[str, ...]] = {}     # head -> members, while its call runs
+
+    def start(self, plan: Plan, *, checkpoints: CheckpointTarget | None) -> None:
+        self._tasks = plan.tasks
+        self._stream_of = {}
+        self._running = {}
+        if plan.max_concurrency is not None:   # a stream's members run at once: only without a bound
+            return
+        for stream in plan.streams:   # ... and only if their actors can all be placed at once
+            if fits_together([plan.tasks[m] for m in stream]):
+                self._stream_of.update(dict.fromkeys(stream, stream))
+            else:
+                log.info("stream %s needs more than the cluster has at once; its stages run one "
+                         "after another", " -> ".join(stream))
+
+    def submit(self, task: Task, deps: list[Any]) -> Any:
+        """The head starts the whole stream; the last member's handle is the stream's output
+        (the others feed only the next stage, inside the stream)."""
+        stream = self._stream_of.get(task.id)
+        if stream is None:
+            return self._fallback.submit(task, deps)
+        head = stream[0]
+        if task.id == head:
+            tasks = [self._tasks[m] for m in stream]
+            buffer = min(t.options.buffer_size or DEFAULT_BUFFER for t in tasks)
+            blob = encode_stream(task, [stage_of(t) for t in tasks], buffer, self._watch.channel(stream))
+            value, meta = STREAM_TASK.remote(blob, *deps)
+            self._calls.add(head, value, meta)
+            self._running[head] = stream
+        refs = self._calls.refs.get(head)
+        return refs[0] if task.id == stream[-1] and refs is not None else None
+
+    def complete(self, head: str, value: Any, value_ref: Any) -> list[Completion]:
+        stream = self._running.pop(head, None)
+        if stream is None:
+            return self._fallback.complete(head, value, value_ref)
+        self._watch.finished(stream, value)
+        return stream_completions(stream, value, value_ref)
+
+    def head_of(self, cid: str) -> str:
+        stream = self._stream_of.get(cid)
+        return cid if stream is None else stream[0]
+
+    def cancel(self, head: str) -> None:
+        self._fallback.cancel(head)
+
+    def shutdown(self) -> None:
+        self._running = {}
+
+
+def stream_completions(stream: tuple[str, ...], value: Any, value_ref: Any) -> list[Completion]:
+    """One completion per member: all succeeded; or the failing stage failed, the
+    stages before it were stopped, and the ones after are left to the failure strategy."""
+    if not isinstance(value, BaseException):
+        return [Completion(m, True, unpack_meta(value[m])) for m in stream]
+    mark_handled(value_ref)
+    cause = getattr(value, "cause", None)
+    if not isinstance(cause, StreamFailure) or cause.component not in stream:
+        return [completion_from_error(stream[0], value)]
+    failing = stream.index(cause.component)
+    out = [Completion(m, False, unpack_meta(cause.done[m]) if m in cause.done else {},
+                      f"stopped: stage {cause.component!r} of its stream failed", stopped=True)
+           for m in stream[:failing]]
+    return [*out, Completion(cause.component, False, cause.meta, cause.one_line(), cause.detail,
+                             cause.timed_out)]

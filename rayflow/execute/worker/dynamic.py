@@ -67,6 +67,8 @@ class DynamicMap:
     calls ``fn(item, **kwargs)`` for every item in-process and returns ``Reported(results,
     outcome)``. ``options`` are the mapped component's (resources, retries, timeout)."""
 
+    rayflow_dynamic_map = True   # rayflow.core.kinds.MAP_MARKER: how the planner knows a map
+
     def __init__(self, fn: Callable[..., Any], options: ComponentOptions, *, max_concurrency: int | None = None,
                  failure_strategy: str = "fail_fast", batch_size: int | None = None) -> None:
         if failure_strategy not in FAILURE_STRATEGIES:

@@ -25,12 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rayflow.execute.port import Completion, call_fields
+from rayflow.core.records import Completion
 from rayflow.execute.worker.invoke import (
     CallInfo,
     ComponentFailure,
     FailedOutput,
     RetryableFailure,
+    call_fields,
     invoke,
     pack_meta,
     pack_timings,

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from rayflow.core.errors import ComponentTimeout
-from rayflow.core.template import fill
+from rayflow.core.template import fill, inputs_in_order
 from rayflow.data.codec import inline_blob
 from rayflow.execute.worker import usage
 
@@ -322,3 +322,18 @@ def _in_thread(fn: Callable[..., Any], args: Any, kwargs: Any, timeout_s: float,
     if "error" in outcome:
         raise outcome["error"]
     return outcome["value"]
+
+
+def call_fields(task: Any, checkpoints: bool = False) -> tuple:
+    """The plain data a worker needs for ``task``, as ``CallInfo``'s fields in order (its
+    templates hold Slots only when it has deps); ``checkpoints``: the run keeps outputs
+    (a small output comes back as bytes for its checkpoint, and for the cache). Arguments
+    that are just the inputs in order travel as None (the worker passes the inputs)."""
+    o = task.options
+    args = None if not task.kwargs and inputs_in_order(task.args, len(task.inputs)) else task.args
+    return (task.id, args, task.kwargs, o.timeout_s, o.retry_exceptions, bool(task.deps), o.num_outputs,
+            (checkpoints and o.checkpoint) or task.cache_key is not None)
+
+
+def call_info(task: Any, checkpoints: bool = False) -> CallInfo:
+    return CallInfo(*call_fields(task, checkpoints))

@@ -20,6 +20,8 @@ from __future__ import annotations
 import os
 import resource
 
+from rayflow.core import config
+
 AGREE_BYTES = 4 << 20   # getrusage and VmHWM this close after a reset: use getrusage
 SLACK_BYTES = 16 << 20  # a standing peak this far above the resident size is reset first
 PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -46,7 +48,7 @@ def _open() -> int | None:
         return _fd
     if _off:
         return None
-    if os.environ.get("RAYFLOW_MEASURE_MEMORY", "1") == "0":
+    if not config.measure_memory():
         _off = True
         return None
     try:

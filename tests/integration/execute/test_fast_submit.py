@@ -5,6 +5,7 @@ from __future__ import annotations
 import ray
 
 import rayflow as rf
+from rayflow.execute.ray import compat
 from rayflow.execute.ray import submit as ray_submit
 from rayflow.execute.ray.submit import Configured
 from tests.fns import execute as fns
@@ -18,7 +19,7 @@ _PAIR = ray.remote(_pair)
 
 
 def test_the_installed_ray_makes_the_call_this_path_was_written_against():
-    assert ray_submit.matches_ray()
+    assert compat.matches_ray()
 
 
 def test_learned_calls_give_the_same_results_as_remote(ray_session):
@@ -62,18 +63,18 @@ def test_turned_off_by_the_environment(ray_session, monkeypatch):
 
 
 def test_another_ray_keeps_the_public_path(ray_session, monkeypatch):
-    monkeypatch.setattr(ray_submit, "EXPECTED_CALL", "something else")
-    ray_submit.matches_ray.cache_clear()
+    monkeypatch.setattr(compat, "EXPECTED_CALL", "something else")
+    compat.matches_ray.cache_clear()
     try:
         remote = Configured(_PAIR, {"num_returns": 2})
         assert ray.get(list(remote.remote(b"g", 1))) == [b"g", 1]
         assert remote._call is None
     finally:
-        ray_submit.matches_ray.cache_clear()
+        compat.matches_ray.cache_clear()
 
 
 def test_a_run_submits_through_the_learned_call(ray_session):
-    from rayflow.execute.ray import executor as ray_executor
+    from rayflow.execute.ray import tasks as ray_tasks
 
     @rf.workflow(name="fast_submit_fan")
     def fan(n: int):
@@ -81,5 +82,5 @@ def test_a_run_submits_through_the_learned_call(ray_session):
 
     assert rf.run(fan, n=30) == sum(i + 1 for i in range(30))
     functions = {fns.inc.fn, fns.total.fn}
-    used = [configured for fn, configured in ray_executor._CONFIGURED.values() if fn in functions]
+    used = [configured for fn, configured in ray_tasks._CONFIGURED.values() if fn in functions]
     assert len(used) == 2 and all(c._call is not None for c in used)

@@ -10,7 +10,7 @@ import pytest
 
 import rayflow as rf
 from rayflow.cli import render
-from rayflow.service.operations import get_service
+from rayflow.service import get_service
 from tests.fns import fusion as ff
 
 

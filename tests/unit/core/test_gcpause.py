@@ -1,13 +1,37 @@
-"""gcpause: pausing the collector around bursts, and freezing the long-lived objects once."""
+"""gcpause: pausing the collector around bursts, and freezing the long-lived objects once,
+only in processes rayflow owns or where RAYFLOW_GC asks for it."""
 
 from __future__ import annotations
 
 import gc
 
+import pytest
+
 from rayflow.core import gcpause
 
 
-def test_paused_turns_the_collector_off_and_back_on_nested():
+@pytest.fixture
+def fresh(monkeypatch):
+    """A process rayflow does not own, nothing frozen yet, no RAYFLOW_GC* set."""
+    monkeypatch.setattr(gcpause, "_owned", False)
+    monkeypatch.setattr(gcpause, "_frozen", False)
+    monkeypatch.delenv(gcpause.GC_ENV_VAR, raising=False)
+    monkeypatch.delenv(gcpause.FREEZE_ENV_VAR, raising=False)
+    return monkeypatch
+
+
+def test_off_by_default_in_a_users_process(fresh):
+    assert not gcpause.tuning()
+    assert gc.isenabled()
+    with gcpause.paused():
+        assert gc.isenabled()   # a no-op: the user's collector is left alone
+    before = gc.get_freeze_count()
+    assert gcpause.freeze_once() is False
+    assert gc.get_freeze_count() == before
+
+
+def test_paused_turns_the_collector_off_and_back_on_nested(fresh):
+    fresh.setenv(gcpause.GC_ENV_VAR, "tune")
     assert gc.isenabled()
     with gcpause.paused():
         assert not gc.isenabled()
@@ -17,11 +41,25 @@ def test_paused_turns_the_collector_off_and_back_on_nested():
     assert gc.isenabled()
 
 
-def test_freeze_once_freezes_once_and_can_be_turned_off(monkeypatch):
-    monkeypatch.setattr(gcpause, "_frozen", False)
-    monkeypatch.setenv(gcpause.FREEZE_ENV_VAR, "0")
+def test_an_owned_process_tunes_unless_turned_off(fresh):
+    gcpause.own_process()
+    assert gcpause.tuning()
+    with gcpause.paused():
+        assert not gc.isenabled()
+    assert gc.isenabled()
+    fresh.setenv(gcpause.GC_ENV_VAR, "off")
+    assert not gcpause.tuning()
+    with gcpause.paused():
+        assert gc.isenabled()
+    fresh.setenv(gcpause.GC_ENV_VAR, "bogus")   # not a mode: ownership decides
+    assert gcpause.tuning()
+
+
+def test_freeze_once_freezes_once_and_can_be_turned_off(fresh):
+    fresh.setenv(gcpause.GC_ENV_VAR, "tune")
+    fresh.setenv(gcpause.FREEZE_ENV_VAR, "0")
     assert gcpause.freeze_once() is False
-    monkeypatch.delenv(gcpause.FREEZE_ENV_VAR)
+    fresh.delenv(gcpause.FREEZE_ENV_VAR)
     before = gc.get_freeze_count()
     try:
         assert gcpause.freeze_once() is True

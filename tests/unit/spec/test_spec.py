@@ -17,11 +17,11 @@ from rayflow.core.errors import (
     SpecError,
     UnknownComponentError,
 )
+from rayflow.core.resolve import import_callable, import_exception
 from rayflow.examples import etl
 from rayflow.plan import NodeRef, make_plan
 from rayflow.spec import WorkflowSpec
 from rayflow.spec.convert import to_blueprint
-from rayflow.spec.resolve import import_callable, import_exception
 from tests.fns import basic as fns
 
 ETL_YAML = Path(etl.__file__).with_name("etl.yaml")

@@ -1,6 +1,6 @@
 """Resolving names in a spec: ``module:callable`` functions and exception classes.
 
-Owns importing what a spec names, with errors that say which component asked for
+Owns importing what a spec or a worker names (the spec converter and both executors use it), with errors that say which component asked for
 what and why it failed. Must not import ray.
 """
 
@@ -73,6 +73,5 @@ def import_exception(name: str, *, component: str) -> type[BaseException]:
 
 
 def _is_component(obj: Any) -> bool:
-    from rayflow.dsl.component import Component
-
-    return isinstance(obj, Component)
+    """A declared component (``@rf.component``): its class says so (core knows no dsl)."""
+    return getattr(type(obj), "rayflow_component", False) is True

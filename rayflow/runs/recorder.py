@@ -13,7 +13,7 @@ import threading
 import time
 from typing import Any
 
-from rayflow.execute.state import TERMINAL as FINAL_STATES
+from rayflow.core.states import FINAL_COMPONENT_STATES as FINAL_STATES
 from rayflow.execute.state import RunState
 from rayflow.plan import Plan
 from rayflow.predict.features import function_features, numeric_config
@@ -120,7 +120,8 @@ class RunRecorder:
 
     def _record(self, cid: str, with_features: bool = True) -> ComponentRecord:
         """The component's record as of now (under the lock)."""
-        task = self.plan.tasks[cid]
+        rerun = self._state.reruns.get(cid) if self._state is not None else None
+        task = rerun if rerun is not None else self.plan.tasks[cid]   # an OOM rerun records its new request
         resources = self._described.get(id(task.options))
         if resources is None:
             resources = self._described[id(task.options)] = task.options.describe()

@@ -5,8 +5,8 @@ from __future__ import annotations
 from rayflow.core.blueprint import Blueprint, Call
 from rayflow.core.template import NodeRef
 from rayflow.execute.state import RunState
-from rayflow.metrics.recorder import RunRecorder
 from rayflow.plan import make_plan
+from rayflow.runs.recorder import RunRecorder
 from rayflow.store.memory import MemoryStore
 from rayflow.store.port import RunRecord
 from rayflow.store.writer import StoreWriter

@@ -1,0 +1,129 @@
+"""Process configuration from the environment: the one reader of ``RAYFLOW_*`` variables.
+
+Owns the names, defaults and parsing of every ``RAYFLOW_*`` environment variable that
+rayflow reads; every other module calls a function here instead of ``os.environ``.
+Each function reads the environment when called (never cached at import), so a
+variable set later in the process, or by a test's ``monkeypatch``, takes effect.
+
+It lives in ``rayflow.core``, the lowest layer, not in ``rayflow.service``: code that
+runs in Ray workers (memory measuring, the signing key of pickled values) needs it
+and may not import the service layer. Must not import anything of rayflow but
+``rayflow.core``, and must not import ray. ``RAY_*`` variables of Ray itself
+(``RAY_ADDRESS``, ...) are read where they are used, not here.
+
+=========================  ====================================  ===============================================
+Variable                   Default                               Meaning
+=========================  ====================================  ===============================================
+RAYFLOW_STORE              ``sqlite:///~/.rayflow/rayflow.db``   run-store URL (``memory://``, ``postgresql://..``)
+RAYFLOW_CACHE              ``memory://``                         result-cache tiers, comma-separated; ``off``
+RAYFLOW_CHECKPOINTS        ``$RAYFLOW_HOME/checkpoints``         where components' outputs are kept; ``off``
+RAYFLOW_HOME               ``~/.rayflow``                        the default checkpoints, the signing key, the model
+RAYFLOW_SIGNING_KEY        a random key in ``$RAYFLOW_HOME``     signs pickled checkpoints and cache entries
+RAYFLOW_LEASE_S            30                                    a run's lease; its driver beats every third of it
+RAYFLOW_TRACKER            unset (decided by the cluster)        0/1: force driving runs in the cluster's tracker
+RAYFLOW_GC                 ``tune`` in processes rayflow owns,   ``tune``: pause the collector around bursts and
+                           ``off`` elsewhere (a user's process)  ``gc.freeze()`` at the first run; ``off``: neither
+RAYFLOW_GC_FREEZE          1                                     0: no ``gc.freeze()`` even where RAYFLOW_GC tunes
+RAYFLOW_FAST_SUBMIT        1                                     0: always Ray's public ``.remote()``
+RAYFLOW_STREAM_PROGRESS    1                                     0: streams report no batch progress
+RAYFLOW_MEASURE_MEMORY     1                                     0: workers do not sample their peak memory
+=========================  ====================================  ===============================================
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+STORE_VAR = "RAYFLOW_STORE"
+CACHE_VAR = "RAYFLOW_CACHE"
+CHECKPOINTS_VAR = "RAYFLOW_CHECKPOINTS"
+HOME_VAR = "RAYFLOW_HOME"
+SIGNING_KEY_VAR = "RAYFLOW_SIGNING_KEY"
+LEASE_VAR = "RAYFLOW_LEASE_S"
+TRACKER_VAR = "RAYFLOW_TRACKER"
+GC_VAR = "RAYFLOW_GC"
+GC_FREEZE_VAR = "RAYFLOW_GC_FREEZE"
+FAST_SUBMIT_VAR = "RAYFLOW_FAST_SUBMIT"
+STREAM_PROGRESS_VAR = "RAYFLOW_STREAM_PROGRESS"
+MEASURE_MEMORY_VAR = "RAYFLOW_MEASURE_MEMORY"
+
+DEFAULT_HOME = "~/.rayflow"
+DEFAULT_LEASE_S = 30.0
+MIN_LEASE_S = 0.3
+GC_MODES = ("tune", "off")
+
+
+def _get(name: str) -> str | None:
+    return os.environ.get(name)
+
+
+def _on(name: str) -> bool:
+    """A switch that is on unless set to ``0``."""
+    return os.environ.get(name, "1") != "0"
+
+
+def store_url() -> str | None:
+    """$RAYFLOW_STORE; None when unset or empty (the default SQLite file applies)."""
+    return _get(STORE_VAR) or None
+
+
+def cache_url() -> str | None:
+    """$RAYFLOW_CACHE; None when unset or empty (in-process memory applies)."""
+    return _get(CACHE_VAR) or None
+
+
+def checkpoints_url() -> str | None:
+    """$RAYFLOW_CHECKPOINTS as set (None when unset; the caller treats blank as the default)."""
+    return _get(CHECKPOINTS_VAR)
+
+
+def home() -> Path:
+    """$RAYFLOW_HOME, else ``~/.rayflow``, with ``~`` expanded."""
+    return Path(_get(HOME_VAR) or DEFAULT_HOME).expanduser()
+
+
+def signing_key() -> str | None:
+    """$RAYFLOW_SIGNING_KEY; None when unset or empty (the key file applies)."""
+    return _get(SIGNING_KEY_VAR) or None
+
+
+def lease_s() -> float:
+    """$RAYFLOW_LEASE_S in seconds (at least 0.3); 30 when unset or not a number."""
+    try:
+        return max(MIN_LEASE_S, float(_get(LEASE_VAR) or DEFAULT_LEASE_S))
+    except ValueError:
+        return DEFAULT_LEASE_S
+
+
+def tracker_forced() -> bool | None:
+    """$RAYFLOW_TRACKER: True for ``1``, False for ``0``, None otherwise (rayflow decides)."""
+    forced = _get(TRACKER_VAR)
+    return forced == "1" if forced in ("0", "1") else None
+
+
+def gc_mode() -> str | None:
+    """$RAYFLOW_GC: ``"tune"`` or ``"off"`` (case-insensitive); None when unset or anything
+    else (then the process's ownership decides: see ``rayflow.core.gcpause``)."""
+    mode = (_get(GC_VAR) or "").strip().lower()
+    return mode if mode in GC_MODES else None
+
+
+def gc_freeze() -> bool:
+    """$RAYFLOW_GC_FREEZE: False only for ``0``."""
+    return _on(GC_FREEZE_VAR)
+
+
+def fast_submit() -> bool:
+    """$RAYFLOW_FAST_SUBMIT: False only for ``0``."""
+    return _on(FAST_SUBMIT_VAR)
+
+
+def stream_progress() -> bool:
+    """$RAYFLOW_STREAM_PROGRESS: False only for ``0``."""
+    return _on(STREAM_PROGRESS_VAR)
+
+
+def measure_memory() -> bool:
+    """$RAYFLOW_MEASURE_MEMORY: False only for ``0``."""
+    return _on(MEASURE_MEMORY_VAR)

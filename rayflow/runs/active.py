@@ -1,0 +1,175 @@
+"""A run driven in this process (``ActiveRun``), and the run lease.
+
+Owns the life of a run driven here: RUNNING -> drive the loop -> final state with
+metrics, written through the store writer, with a heartbeat (the lease) so other
+processes see it is driven, and cancellation polled from the store. Knows the
+service only through ``RunBacking`` (a store and a writer): must not import
+rayflow.service or rayflow.server, and must not import ray.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+from typing import Any, Protocol
+
+from rayflow.core import config, gcpause
+from rayflow.core.template import fill_refs
+from rayflow.execute.loop import drive, new_state
+from rayflow.execute.port import CheckpointTarget, Executor
+from rayflow.metrics.summary import run_metrics
+from rayflow.plan import Plan
+from rayflow.runs.recorder import RunRecorder
+from rayflow.store import RunStore
+from rayflow.store.checkpoints import Checkpoint, CheckpointStore
+from rayflow.store.port import ComponentRecord, RunRecord
+from rayflow.store.writer import StoreWriter
+
+log = logging.getLogger("rayflow")
+
+CANCEL_POLL_S = 0.5
+RESULT_KEEP_BYTES = 64 * 1024
+LEASE_ENV_VAR = config.LEASE_VAR
+DEFAULT_LEASE_S = config.DEFAULT_LEASE_S
+
+
+class RunBacking(Protocol):
+    """Where a run's records go and are read back (the service provides it)."""
+
+    @property
+    def store(self) -> RunStore: ...
+
+    @property
+    def writer(self) -> StoreWriter: ...
+
+
+def lease_s() -> float:
+    """How long a run's owner may go without a heartbeat before another process may
+    resume the run ($RAYFLOW_LEASE_S, default 30 s); owners beat every third of it."""
+    return config.lease_s()
+
+
+def owner_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class ActiveRun:
+    """A run this process drives: the loop, its recorder, and its outcome.
+
+    ``checkpoints``: where outputs are kept (None: not kept). ``restored`` and ``earlier``
+    (resume): components whose outputs come from checkpoints, and what the store holds
+    of every component from before (the restored ones keep their rows)."""
+
+    def __init__(self, service: RunBacking, plan: Plan, run: RunRecord, executor: Executor, *,
+                 checkpoints: CheckpointStore | None = None, restored: dict[str, Checkpoint] | None = None,
+                 earlier: dict[str, ComponentRecord] | None = None, first_seq: int = 0,
+                 cache: Any = None, resize: Any = None) -> None:
+        self.service = service
+        self.plan = plan
+        self.run = run
+        self.executor = executor
+        self.checkpoints = CheckpointTarget(checkpoints, run.run_id) if checkpoints is not None else None
+        self.recorder = RunRecorder(run, plan, service.writer, checkpoints=checkpoints, first_seq=first_seq)
+        self.state = new_state(plan, executor)
+        self.restored = dict(restored or {})
+        self.cache = cache   # a RunCache, or None
+        self.resize = resize   # after an out-of-memory kill: the task again, asking for more
+        for cid in self.restored:
+            rec = (earlier or {}).get(cid)
+            self.state.restore(cid, {**rec.features, **rec.to_dict()} if rec is not None else None)
+        self.done = threading.Event()
+        self.cancel_event = threading.Event()
+        self.value: Any = None
+        self.status = "PENDING"
+        self.error: str | None = None
+        self._next_poll = 0.0
+        self._lease_s = lease_s()
+        self._next_beat = 0.0
+
+    def execute(self) -> None:
+        """Drive the run to its end (in the caller's thread); never raises."""
+        writer, run_id = self.service.writer, self.run.run_id
+        gcpause.freeze_once()   # the long-lived objects of the process: out of the collector's way
+        now = time.time()
+        self.run.started_at = self.run.started_at if self.restored else now
+        self.status = "RUNNING"
+        self.run.owner = owner_id()
+        self._next_beat = time.monotonic() + self._lease_s / 3
+        self.recorder.start()   # every row, written with the first transitions
+        writer.run(run_id, status="RUNNING", started_at=self.run.started_at, owner=self.run.owner,
+                   heartbeat_at=now, ended_at=None, error=None)
+        self.recorder.run_event("RUNNING", **({"resumed": len(self.restored)} if self.restored else {}))
+        try:
+            outputs = drive(self.plan, self.executor, self.state,
+                            on_change=self.recorder.on_change, should_cancel=self._should_cancel,
+                            checkpoints=self.checkpoints, restored=self.restored, cache=self.cache,
+                            resize=self.resize)
+            self.status = self.state.run_status()
+            if self.status == "SUCCEEDED":
+                self.value = fill_refs(self.plan.output, outputs)
+            elif self.status == "FAILED":
+                self.error = _first_error(self.state.errors())
+        except BaseException as exc:  # an internal or executor error: the run fails, with the reason kept
+            log.exception("run %s stopped by an internal error", run_id)
+            self.status, self.error = "FAILED", f"internal error: {type(exc).__name__}: {exc}"
+        self._finish()
+
+    def _finish(self) -> None:
+        self.run.ended_at = time.time()
+        self.run.status = self.status
+        self.service.writer.write_soon()   # the last component rows, while the summary is computed
+        with gcpause.paused():   # a record per component: collect after
+            summary = self.metrics(per_component=False)
+        if self.status == "SUCCEEDED" and _keepable(self.value):
+            summary["result"] = self.value
+        if self.cache is not None:
+            summary["cache"] = self.cache.counts()
+        self.service.writer.run(self.run.run_id, status=self.status, ended_at=self.run.ended_at,
+                                error=self.error, summary=summary, heartbeat_at=None)   # the lease ends
+        self.recorder.run_event(self.status, error=self.error)
+        self.service.writer.flush()
+        self.done.set()
+
+    def _should_cancel(self) -> bool:
+        if self.cancel_event.is_set():
+            return True
+        now = time.monotonic()
+        if now >= self._next_beat:   # the lease: other processes see this run is driven
+            self._next_beat = now + self._lease_s / 3
+            self.service.writer.run(self.run.run_id, heartbeat_at=time.time())
+        if now >= self._next_poll:
+            self._next_poll = now + CANCEL_POLL_S
+            try:
+                if self.service.store.cancel_requested(self.run.run_id):
+                    self.cancel_event.set()
+            except Exception:  # the store being briefly unavailable must not stop the run
+                log.warning("could not poll the store for cancellation of %s", self.run.run_id)
+        return self.cancel_event.is_set()
+
+    def stream_progress(self) -> dict[str, dict[str, Any]]:
+        """The batch progress of the run's streams, by last stage (executors without streams: none)."""
+        read = getattr(self.executor, "stream_progress", None)
+        return read() if read is not None else {}
+
+    def metrics(self, *, per_component: bool = True) -> dict[str, Any]:
+        run = RunRecord(**{**self.run.to_dict(), "status": self.status})
+        return run_metrics(run, self.recorder.records(features=False), dag=self.plan.dag, per_component=per_component)
+
+
+def _first_error(errors: dict[str, str]) -> str | None:
+    if not errors:
+        return None
+    cid, msg = next(iter(errors.items()))
+    return f"component {cid!r}: {msg}"
+
+
+def _keepable(value: Any) -> bool:
+    """Small JSON values are kept in the store so other processes can read the result."""
+    try:
+        return len(json.dumps(value)) <= RESULT_KEEP_BYTES
+    except (TypeError, ValueError):
+        return False

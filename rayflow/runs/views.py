@@ -1,0 +1,175 @@
+"""What a ``RunHandle`` reads and asks of its run: the ``RunView`` protocol, and two of
+its implementations.
+
+- ``LocalView``: a run this process drives (an ``ActiveRun``): everything is in memory.
+- ``StoreView``: any run, from any process: reads the run store (and asks for
+  cancellation through it).
+
+The third, a run driven by the cluster's tracker actor, lives with the tracker
+(``rayflow.server.tracker.TrackerView``) and falls back to a ``StoreView`` once the
+tracker no longer holds the run. Owns no run state of its own. Must not import
+rayflow.service or rayflow.server (they are above), and must not import ray.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol, runtime_checkable
+
+from rayflow.core.errors import RayflowError, RunNotFound, WorkflowFailed
+from rayflow.core.states import TERMINAL_RUN_STATES
+from rayflow.metrics.summary import run_metrics
+from rayflow.runs.active import ActiveRun, RunBacking
+from rayflow.store.port import RunRecord
+
+STORE_POLL_S = 0.2
+
+
+@runtime_checkable
+class RunView(Protocol):
+    """One run as some process can see it. ``RunHandle`` delegates every call to one."""
+
+    @property
+    def run_id(self) -> str: ...
+
+    def record(self) -> RunRecord:
+        """The run's row in the store (RunNotFound when there is none)."""
+
+    def status(self) -> str: ...
+
+    def progress(self) -> dict[str, int]:
+        """Component counts by state."""
+
+    def stream_progress(self) -> dict[str, dict[str, Any]]:
+        """Batch progress of the run's streams by last stage; empty where not known."""
+
+    def metrics(self) -> dict[str, Any]: ...
+
+    def cancel(self) -> None:
+        """Ask the run to stop; RunNotFound when there is no such run."""
+
+    def wait(self, timeout: float | None) -> str:
+        """Block until the run is final and return its status; TimeoutError after ``timeout``."""
+
+    def result(self) -> Any:
+        """The value of a SUCCEEDED run (RayflowError when it was not kept)."""
+
+    def failure(self) -> WorkflowFailed:
+        """Why a FAILED run failed: the failed components and every component's state."""
+
+
+def timed_out(run_id: str, status: str, timeout: float | None) -> TimeoutError:
+    return TimeoutError(f"run {run_id} still {status} after {timeout}s")
+
+
+def poll_final(view: RunView, deadline: float | None, timeout: float | None) -> str:
+    """Poll ``view.status()`` until the run is final, or raise TimeoutError once the
+    ``time.monotonic()`` ``deadline`` passes (``timeout`` names it in the message)."""
+    while True:
+        status = view.status()
+        if status in TERMINAL_RUN_STATES:
+            return status
+        if deadline is not None and time.monotonic() >= deadline:
+            raise timed_out(view.run_id, status, timeout)
+        time.sleep(STORE_POLL_S)
+
+
+class StoreView:
+    """A run read from the run store: works from any process, for any run."""
+
+    def __init__(self, run_id: str, backing: RunBacking) -> None:
+        self._run_id = run_id
+        self._backing = backing
+
+    @property
+    def run_id(self) -> str:
+        return self._run_id
+
+    def record(self) -> RunRecord:
+        run = self._backing.store.get_run(self._run_id)
+        if run is None:
+            raise RunNotFound(self._run_id)
+        return run
+
+    def status(self) -> str:
+        return self.record().status
+
+    def progress(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for c in self._backing.store.get_components(self._run_id):
+            out[c.state] = out.get(c.state, 0) + 1
+        return out
+
+    def stream_progress(self) -> dict[str, dict[str, Any]]:
+        return {}   # known only to the process driving the run
+
+    def metrics(self) -> dict[str, Any]:
+        return run_metrics(self.record(), self._backing.store.get_components(self._run_id))
+
+    def cancel(self) -> None:
+        if not self._backing.store.request_cancel(self._run_id):
+            raise RunNotFound(self._run_id)
+
+    def wait(self, timeout: float | None) -> str:
+        return poll_final(self, None if timeout is None else time.monotonic() + timeout, timeout)
+
+    def result(self) -> Any:
+        run = self.record()
+        if "result" not in run.summary:
+            raise RayflowError(f"run {self._run_id} succeeded, but its result was not kept "
+                               "(only JSON values up to 64 KiB are stored); rerun it in this process")
+        return run.summary["result"]
+
+    def failure(self) -> WorkflowFailed:
+        comps = self._backing.store.get_components(self._run_id)
+        errors = {c.component_id: c.error or c.state for c in comps if c.state in ("FAILED", "TIMED_OUT")}
+        if not errors:
+            errors = {"(run)": self.record().error or "failed"}
+        return WorkflowFailed(self._run_id, errors, {c.component_id: c.state for c in comps})
+
+
+class LocalView:
+    """A run this process drives: status, progress and the value from the ``ActiveRun``;
+    the record from the store, after this process's pending writes."""
+
+    def __init__(self, active: ActiveRun, backing: RunBacking) -> None:
+        self._active = active
+        self._backing = backing
+        self._store = StoreView(active.run.run_id, backing)
+
+    @property
+    def run_id(self) -> str:
+        return self._active.run.run_id
+
+    def record(self) -> RunRecord:
+        self._backing.writer.flush(timeout=5)
+        return self._store.record()
+
+    def status(self) -> str:
+        return self._active.status
+
+    def progress(self) -> dict[str, int]:
+        return self._active.recorder.counts()
+
+    def stream_progress(self) -> dict[str, dict[str, Any]]:
+        return self._active.stream_progress()
+
+    def metrics(self) -> dict[str, Any]:
+        return self._active.metrics()
+
+    def cancel(self) -> None:
+        self._active.cancel_event.set()
+
+    def wait(self, timeout: float | None) -> str:
+        if not self._active.done.wait(timeout):
+            raise timed_out(self.run_id, self._active.status, timeout)
+        return self._active.status
+
+    def result(self) -> Any:
+        return self._active.value
+
+    def failure(self) -> WorkflowFailed:
+        active = self._active
+        errors = active.state.errors() or {"(run)": active.error or "failed"}
+        states = {n: s.state for n, s in active.state.nodes.items()}
+        return WorkflowFailed(self.run_id, errors, states)

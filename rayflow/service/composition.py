@@ -1,0 +1,294 @@
+"""The adapter factory of the service: what a run is built from, opened on first use.
+
+Owns building, from ``Settings`` (``rf.init`` arguments, then the ``RAYFLOW_*``
+variables through ``rayflow.core.config``, then defaults): the run store and its
+writer, the result cache, the checkpoint store, the executors and the Ray
+connection, the cluster's shape, the resource model's life (load, train, retrain in
+the background), planning with it, and ``active_run``: the one factory of an
+``ActiveRun`` with all of them wired. Run operations (submit, resume, ...) are in
+``rayflow.service.operations``. Ray is imported only through rayflow.execute.ray.*
+and only when a Ray run needs it; must not import rayflow.server.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+from rayflow.core import config
+from rayflow.core.errors import ConfigError
+from rayflow.execute.local import LocalExecutor
+from rayflow.execute.port import Executor
+from rayflow.plan import Plan, make_plan
+from rayflow.plan.planner import check_cluster
+from rayflow.runs.active import ActiveRun
+from rayflow.service.settings import (
+    CLUSTER_TTL_S,
+    EXECUTORS,
+    REFIT_EVERY_RUNS,
+    WRITE_INTERVAL_S,
+    YOUNG_MODEL_SAMPLES,
+    Settings,
+)
+from rayflow.spec.targets import blueprint_of
+from rayflow.store import RunStore, open_store
+from rayflow.store.checkpoints import Checkpoint, CheckpointStore, checkpoint_url
+from rayflow.store.port import ComponentRecord, RunRecord
+from rayflow.store.writer import StoreWriter
+
+log = logging.getLogger("rayflow")
+
+
+class Composition:
+    """The adapters of one service (thread-safe); ``Service`` adds the run operations."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+        self._store: RunStore | None = None
+        self._writer: StoreWriter | None = None
+        self._cluster: tuple[float, Any] | None = None
+        self._checkpoints: tuple[str | None, CheckpointStore | None] | None = None
+        self._cache: Any = None
+        self._model: tuple[float, Any] | None = None   # (file mtime, ResourceModel) once loaded
+        self._runs_since_fit = 0
+        self._fitting = False
+        self._lock = threading.RLock()
+
+    # -- adapters ----------------------------------------------------------------------
+
+    @property
+    def store(self) -> RunStore:
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(self.settings.store_url)
+            return self._store
+
+    @property
+    def writer(self) -> StoreWriter:
+        with self._lock:
+            if self._writer is None:
+                self._writer = StoreWriter(self.store, flush_interval_s=WRITE_INTERVAL_S)
+            return self._writer
+
+    def cache(self) -> Any:
+        """The result cache (a ``MultiLevelCache``), opened on first use."""
+        with self._lock:
+            if self._cache is None:
+                from rayflow.cache import open_cache
+
+                self._cache = open_cache(self.settings.cache_url)
+            return self._cache
+
+    def run_cache(self, plan: Plan) -> Any:
+        """What a run of ``plan`` looks results up in: None when no component has a key."""
+        if not any(t.cache_key is not None for t in plan.tasks.values()):
+            return None
+        from rayflow.cache.runs import RunCache
+
+        cache = self.cache()
+        if not cache.tiers:
+            return None
+        from rayflow.cache.urls import shared_urls
+
+        return RunCache(cache, shared_urls(self.settings.cache_url))
+
+    def checkpoint_store(self) -> CheckpointStore | None:
+        """Where runs keep their components' outputs (None when turned off)."""
+        with self._lock:
+            url = checkpoint_url(self.settings.checkpoints_url)
+            if self._checkpoints is None or self._checkpoints[0] != url:
+                self._checkpoints = (url, CheckpointStore(url) if url is not None else None)
+            return self._checkpoints[1]
+
+    def configure(self, *, address: str | None = None, store: str | None = None,
+                  cache: str | None = None, num_cpus: int | None = None,
+                  checkpoints: str | None = None) -> None:
+        with self._lock:
+            if checkpoints is not None:
+                self.settings.checkpoints_url = checkpoints
+            if store is not None and store != self.settings.store_url:
+                self.close_store()
+                self.settings.store_url = store
+            if address is not None:
+                self.settings.address = address
+            if cache is not None and cache != self.settings.cache_url:
+                self.settings.cache_url = cache
+                self._close_cache()
+            if num_cpus is not None:
+                self.settings.num_cpus = num_cpus
+        self.store  # noqa: B018 - open now so a bad URL fails at init
+        self.checkpoint_store()   # and a bad checkpoint location too
+
+    def connect_ray(self) -> None:
+        from rayflow.execute.ray.session import ensure_ray
+
+        ensure_ray(self.settings.address, num_cpus=self.settings.num_cpus)
+
+    def executor(self, name: str) -> Executor:
+        if name == "local":
+            return LocalExecutor()
+        if name == "ray":
+            self.connect_ray()
+            from rayflow.execute.ray.executor import RayExecutor
+
+            return RayExecutor()
+        raise ConfigError(f"unknown executor {name!r}; expected one of {', '.join(EXECUTORS)}")
+
+    def use_tracker(self) -> bool:
+        """Drive runs in the cluster's tracker actor (so they outlive this process) when
+        this process joined a cluster started elsewhere and the store is shared (not memory).
+        RAYFLOW_TRACKER=0 or 1 forces it off or on."""
+        forced = config.tracker_forced()
+        if forced is not None:
+            return forced
+        if self.store.url.startswith("memory:"):
+            return False
+        from rayflow.execute.ray.session import cluster_outlives_process
+
+        return cluster_outlives_process()
+
+    def cluster(self, executor: str):
+        """The alive nodes' resources, read at most every CLUSTER_TTL_S (many small runs share it)."""
+        if executor != "ray":
+            return None
+        from rayflow.execute.ray.session import cluster_shape
+
+        now = time.monotonic()
+        cached = self._cluster
+        if cached is None or now - cached[0] > CLUSTER_TTL_S:
+            cached = self._cluster = (now, cluster_shape())
+        return cached[1]
+
+    def store_url_for_others(self) -> str:
+        """The store URL to hand to another process of ours (the run tracker, a spawned
+        driver): as configured, password included (``store.url`` never shows one)."""
+        return self.settings.configured_store_url() or self.store.url
+
+    def close_store(self) -> None:
+        with self._lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+    def _close_cache(self) -> None:
+        with self._lock:
+            if self._cache is not None:
+                self._cache.close()
+                self._cache = None
+
+    def close_adapters(self) -> None:
+        """Forget the cluster's shape, close the store and the cache (opened again on use)."""
+        self._cluster = None
+        self.close_store()
+        self._close_cache()
+
+    # -- a run, wired -----------------------------------------------------------------
+
+    def active_run(self, plan: Plan, run: RunRecord, executor: str, *,
+                   restored: dict[str, Checkpoint] | None = None,
+                   earlier: dict[str, ComponentRecord] | None = None, first_seq: int = 0) -> ActiveRun:
+        """The one way an ``ActiveRun`` is made: this service's writer and store, the
+        executor named, the checkpoint store, the run's cache and the out-of-memory resizer."""
+        return ActiveRun(self, plan, run, self.executor(executor), checkpoints=self.checkpoint_store(),
+                         restored=restored, earlier=earlier, first_seq=first_seq,
+                         cache=self.run_cache(plan), resize=self.oom_resizer(executor))
+
+    # -- planning, with the resource model ----------------------------------------------
+
+    def explain(self, target: Any, inputs: dict[str, Any]) -> Plan:
+        return make_plan(blueprint_of(target, inputs), require_functions=False)
+
+    def plan(self, target: Any, inputs: dict[str, Any], executor: str) -> Plan:
+        """One planning pass: the resource model orders and sizes through the planner's
+        sizing port (asked only once the blueprint checked out), then the cluster check."""
+        blueprint = blueprint_of(target, inputs)
+        plan = make_plan(blueprint, sizing=self._sizing(blueprint, executor))
+        if executor == "ray":
+            self.connect_ray()
+            cluster = self.cluster(executor)
+            if cluster is not None:
+                check_cluster(plan, cluster)
+        return plan
+
+    def _sizing(self, blueprint: Any, executor: str) -> Any:
+        """The model's sizing port for ``blueprint``, or None when no model applies: it
+        orders by predicted durations where the model knows the components, and sizes the
+        ``sizing="auto"`` ones (the model trained now if none was saved)."""
+        auto = any(c.options.sizing == "auto" for c in blueprint.calls.values())
+        if not auto and not history_saved():
+            return None
+        from rayflow.predict.history import ModelSizing
+
+        def cluster() -> Any:
+            if executor != "ray":
+                return None
+            self.connect_ray()
+            return self.cluster(executor)
+
+        return ModelSizing(lambda: self.resource_model(required=auto), cluster, order=self.settings.predicted_order)
+
+    def resource_model(self, *, required: bool = False) -> Any:
+        """The saved resource model (reloaded when its file changes); with ``required``
+        and none saved, one trained now from the store's history (rules until 5 samples)."""
+        from rayflow.predict import history
+
+        path = history.model_path()
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            mtime = None
+        with self._lock:
+            if mtime is not None and (self._model is None or self._model[0] != mtime):
+                self._model = (mtime, history.load())
+            model = self._model[1] if self._model is not None else None
+        if model is None and required:
+            model = history.train(self.store)
+            with self._lock:
+                self._model = (history.model_path().stat().st_mtime, model)
+        return model
+
+    def oom_resizer(self, executor: str) -> Any:
+        """What retries a component killed for memory with a larger request (Ray runs only)."""
+        if executor != "ray":
+            return None
+        from rayflow.predict.history import OomResizer
+
+        cluster = self.cluster(executor)
+        return OomResizer(self.resource_model() if history_saved() else None,
+                          cluster.largest("memory") if cluster is not None else 0)
+
+    def _ran_one(self) -> None:
+        """After each run: retrain the model in the background every REFIT_EVERY_RUNS runs,
+        once a model is in use."""
+        with self._lock:
+            self._runs_since_fit += 1
+            model = self._model[1] if self._model is not None else None
+            every = 1 if model is None or model.n_samples < YOUNG_MODEL_SAMPLES else REFIT_EVERY_RUNS
+            due = self._model is not None and self._runs_since_fit >= every and not self._fitting
+            if due:
+                self._runs_since_fit, self._fitting = 0, True
+        if due:
+            threading.Thread(target=self._refit, name="rayflow-model-refit", daemon=True).start()
+
+    def _refit(self) -> None:
+        from rayflow.predict import history
+
+        try:
+            history.train(self.store)
+        except Exception:  # noqa: BLE001 - the old model stays in use
+            log.exception("retraining the resource model failed")
+        finally:
+            with self._lock:
+                self._fitting = False
+
+
+def history_saved() -> bool:
+    """Whether a trained resource model is saved (cheap: one stat; no scikit-learn import)."""
+    from rayflow.predict.history import model_path
+
+    return model_path().exists()

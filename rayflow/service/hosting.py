@@ -1,0 +1,62 @@
+"""The port for handing a run to a long-lived host, and the registry of that host.
+
+A run submitted to a cluster started elsewhere is driven by a host that outlives the
+submitting process (the cluster's tracker actor, ``rayflow.server.tracker``): the
+service plans and records the run, hands it over with ``RunHost.hand_over``, and gets
+a ``RunView`` of it back for the ``RunHandle``. The service defines this port; the
+server implements it; the composition root (``rayflow.api``, imported by the package
+``rayflow`` and so by anything importing ``rayflow.*``) registers the host. Must not
+import rayflow.server (it is above) nor ray.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from rayflow.plan import Plan
+from rayflow.runs.views import RunView
+from rayflow.store.port import RunRecord
+
+
+@dataclass(frozen=True)
+class HandOver:
+    """Where the host finds what the run needs: the store (URL with its password), the
+    checkpoint location (None: none kept) and the cache tiers (None: the host's default)."""
+
+    store_url: str
+    checkpoints_url: str | None
+    cache_url: str | None
+
+
+class RunHost(Protocol):
+    """Drives runs outside this process, so they outlive it."""
+
+    def hand_over(self, plan: Plan, run: RunRecord, where: HandOver, fallback: RunView) -> RunView:
+        """Start ``run`` (already recorded PENDING) in the host; return a view of it that
+        reads ``fallback`` once the host no longer holds the run."""
+        ...
+
+
+_lock = threading.Lock()
+_factory: Callable[[], RunHost] | None = None
+_host: RunHost | None = None
+
+
+def register_run_host(factory: Callable[[], RunHost] | None) -> None:
+    """Use ``factory()`` (called once, on the first hand-over) as the process's run host;
+    None removes it (runs are then driven in this process)."""
+    global _factory, _host
+    with _lock:
+        _factory, _host = factory, None
+
+
+def run_host() -> RunHost | None:
+    """The registered run host, made on first use; None when none is registered."""
+    global _host
+    with _lock:
+        if _host is None and _factory is not None:
+            _host = _factory()
+        return _host
