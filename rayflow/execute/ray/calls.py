@@ -89,16 +89,9 @@ def num_returns(task: Task) -> int:
 
 
 def resource_options(task: Task) -> dict[str, Any]:
-    """Ray's resource options for ``task``'s call (or its actor)."""
-    o = task.options
-    out: dict[str, Any] = {"num_cpus": o.num_cpus}
-    if o.num_gpus:
-        out["num_gpus"] = o.num_gpus
-    if o.memory:
-        out["memory"] = o.memory
-    if o.resources:
-        out["resources"] = dict(o.resources)
-    return out
+    """Ray's resource options for ``task``'s call (or its actor): the options' own
+    description uses Ray's names and units."""
+    return task.options.describe()
 
 
 def retry_options(task: Task) -> dict[str, Any]:
