@@ -179,14 +179,9 @@ class ModelSizing:
         return changes
 
 
-def duration_estimates(plan: Any, model: Any, typical_input: dict[str, int] | None = None) -> dict[str, float]:
-    """Predicted p50 durations of the plan's components the model knows (for ordering)."""
-    return task_durations(plan.tasks, model, typical_input)
-
-
 def task_durations(tasks: Mapping[str, Any], model: Any,
                    typical_input: dict[str, int] | None = None) -> dict[str, float]:
-    """``duration_estimates`` of a mapping of tasks (component id -> Task)."""
+    """Predicted p50 durations of the tasks (component id -> Task) the model knows (for ordering)."""
     known = set(model.components()) if model is not None and model.fitted else set()
     if not known:
         return {}

@@ -67,10 +67,7 @@ class InFlight:
         """Record the call of ``task`` whose Ray returns are ``refs`` (its outputs, then its
         metadata), as ``add`` with its upstreams; its value ref(s), the loop's handle."""
         value, meta = (refs[0] if task.options.num_outputs is None else refs[:-1]), refs[-1]
-        if self.linger and not any(d in self.refs for d in task.deps):
-            self.free.add(meta)
-        self.meta[meta] = task.id
-        self.refs[task.id] = (value, meta)
+        self.add(task.id, value, meta, task.deps)
         return value
 
     def finished(self, meta: Any) -> tuple[str, Any]:

@@ -58,7 +58,7 @@ def test_one_pass_orders_and_sizes_like_the_two_pass_path():
     sizing = history.ModelSizing(model, CLUSTER)
     plan = make_plan(blueprint(), sizing=sizing)
     old = make_plan(blueprint())
-    old = make_plan(blueprint(), estimates=history.duration_estimates(old, model))
+    old = make_plan(blueprint(), estimates=history.task_durations(old.tasks, model))
     changes, reasons = history.auto_sizes(old.tasks, model, CLUSTER, None)
     old = old.with_tasks({cid: replace(old.tasks[cid], options=replace(old.tasks[cid].options, **change))
                           for cid, change in changes.items()})
