@@ -121,6 +121,10 @@ class RunBusy(RayflowError):
         self.run_id = run_id
 
 
+class RunExists(RunBusy):
+    """A new run was asked for under an id the store already holds."""
+
+
 class ConfigError(RayflowError, ValueError):
     """A configuration value (store or cache URL, option) is invalid."""
 

@@ -1,18 +1,29 @@
 """In-memory RunStore: the fake used by tests and by ``memory://``.
 
-Owns a process-local, lock-guarded copy of runs, components and events. Every read
+Owns a process-local, lock-guarded copy of runs, components and events, and of the
+server's records (tokens, idempotency keys, workflows, live servers). Every read
 and write copies records, so callers can never mutate what is stored. Must not do
 any I/O or persist anything; data lives only as long as the object.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
+import time
 from dataclasses import fields as dc_fields
 from typing import Any
 
-from rayflow.store.port import ComponentRecord, EventRecord, RunRecord
+from rayflow.store.port import (
+    ComponentRecord,
+    EventRecord,
+    Lease,
+    RunRecord,
+    ServerRecord,
+    TokenRecord,
+    WorkflowRecord,
+)
 
 RUN_FIELDS = frozenset(f.name for f in dc_fields(RunRecord))
 
@@ -25,17 +36,30 @@ def check_run_fields(fields: dict[str, Any]) -> None:
             raise ValueError(f"unknown run field {name!r} in update_run; expected one of: {allowed}")
 
 
+CLAIMABLE_STATES = ("PENDING", "RUNNING")
+MAIN_PREFIX = "__main__:"   # a target only the process that defined it can import
+
+
+def replannable(run: RunRecord) -> bool:
+    """Whether any process can plan ``run`` again: from its spec, or an importable target."""
+    return bool(run.spec) or bool(run.target and not run.target.startswith(MAIN_PREFIX))
+
+
 class MemoryStore:
     """A RunStore kept in dicts. Thread-safe; returns copies."""
 
     url = "memory://"
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()   # reentrant: a fenced write_batch holds it across its writes
         self._runs: dict[str, RunRecord] = {}
         self._components: dict[str, dict[str, ComponentRecord]] = {}
         self._events: dict[str, dict[int, EventRecord]] = {}
         self._cache: dict[str, tuple[bytes, float | None]] = {}
+        self._tokens: dict[str, TokenRecord] = {}
+        self._requests: dict[str, tuple[str, str, float]] = {}   # key -> (run_id, body_hash, at)
+        self._workflows: dict[str, WorkflowRecord] = {}
+        self._servers: dict[str, ServerRecord] = {}
 
     def create_run(self, run: RunRecord, components: list[ComponentRecord]) -> None:
         with self._lock:
@@ -99,20 +123,169 @@ class MemoryStore:
             run.cancel_requested = True
             return True
 
-    def claim_run(self, run_id: str, owner: str, now: float, stale_before: float) -> bool:
-        with self._lock:
-            run = self._runs.get(run_id)
-            if run is None or run.status == "SUCCEEDED":
-                return False
-            if run.heartbeat_at is not None and run.heartbeat_at >= stale_before:
-                return False
-            run.owner, run.heartbeat_at, run.status = owner, now, "RUNNING"
-            return True
-
     def cancel_requested(self, run_id: str) -> bool:
         with self._lock:
             run = self._runs.get(run_id)
             return bool(run is not None and run.cancel_requested)
+
+    # -- leases (fenced) -----------------------------------------------------------------
+
+    def db_now(self) -> float:
+        return time.time()
+
+    def insert_run(self, run: RunRecord) -> bool:
+        with self._lock:
+            if run.run_id in self._runs:
+                return False
+            self._runs[run.run_id] = copy.deepcopy(run)
+            self._components.setdefault(run.run_id, {})
+            self._events.setdefault(run.run_id, {})
+            return True
+
+    def _take(self, run: RunRecord, owner: str, now: float) -> Lease:
+        run.owner, run.heartbeat_at, run.status = owner, now, "RUNNING"
+        run.lease_epoch += 1
+        return Lease(run.run_id, owner, run.lease_epoch)
+
+    def claim_run(self, run_id: str, owner: str, lease_s: float, *, force: bool = False) -> Lease | None:
+        with self._lock:
+            now = self.db_now()
+            run = self._runs.get(run_id)
+            if run is None or run.status == "SUCCEEDED":
+                return None
+            if not force and run.heartbeat_at is not None and run.heartbeat_at >= now - lease_s:
+                return None
+            return self._take(run, owner, now)
+
+    def claim_next(self, owner: str, lease_s: float, limit: int) -> list[Lease]:
+        with self._lock:
+            now = self.db_now()
+            free = [r for r in self._runs.values()
+                    if r.status in CLAIMABLE_STATES and replannable(r)
+                    and (r.heartbeat_at is None or r.heartbeat_at < now - lease_s)]
+            free.sort(key=lambda r: (r.created_at, r.run_id))
+            return [self._take(r, owner, now) for r in free[: max(limit, 0)]]
+
+    def _holds(self, lease: Lease) -> RunRecord | None:
+        run = self._runs.get(lease.run_id)
+        if run is None or run.owner != lease.owner or run.lease_epoch != lease.epoch:
+            return None
+        return run
+
+    def renew_lease(self, lease: Lease) -> bool:
+        with self._lock:
+            run = self._holds(lease)
+            if run is not None:
+                run.heartbeat_at = self.db_now()
+            return run is not None
+
+    def release_lease(self, lease: Lease, *, status: str | None = None) -> bool:
+        with self._lock:
+            run = self._holds(lease)
+            if run is None:
+                return False
+            run.owner, run.heartbeat_at = "", None
+            if status is not None:
+                run.status = status
+            return True
+
+    def write_batch(self, components: list[ComponentRecord], events: list[EventRecord],
+                    runs: dict[str, dict[str, Any]], fences: dict[str, int] | None = None) -> set[str]:
+        """Components, events, then run updates, through ``upsert_components``,
+        ``append_events`` and ``update_run`` (a subclass that records those sees a cycle's
+        writes); a fenced run's records only while its epoch is the fence, the check and
+        the writes under the store's lock (see RunStore.write_batch)."""
+        for fields in runs.values():
+            check_run_fields(fields)
+        fences = fences or {}
+        with self._lock if fences else contextlib.nullcontext():   # reentrant: the writes take it again
+            now = self.db_now()
+            dropped = {run_id for run_id, epoch in fences.items()
+                       if run_id not in self._runs or self._runs[run_id].lease_epoch != epoch}
+            kept = [c for c in components if c.run_id not in dropped]
+            if kept:
+                self.upsert_components(kept)
+            sent = [e for e in events if e.run_id not in dropped]
+            if sent:
+                self.append_events(sent)
+            for run_id, fields in runs.items():
+                if run_id in dropped:
+                    continue
+                if run_id in fences and fields.get("heartbeat_at") is not None:
+                    fields = {**fields, "heartbeat_at": now}
+                self.update_run(run_id, **fields)
+            return dropped
+
+    # -- the server's records -------------------------------------------------------------
+
+    def list_runs_page(self, *, status: str | None = None, name: str | None = None, limit: int = 100,
+                       before: tuple[float, str] | None = None) -> list[RunRecord]:
+        with self._lock:
+            runs = [r for r in self._runs.values()
+                    if (status is None or r.status == status) and (name is None or r.name == name)
+                    and (before is None or (r.created_at, r.run_id) < tuple(before))]
+            runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
+            return [copy.deepcopy(r) for r in runs[: max(limit, 0)]]
+
+    def create_token(self, token: TokenRecord) -> None:
+        with self._lock:
+            if token.token_id in self._tokens:
+                raise ValueError(f"token {token.token_id!r} exists")
+            self._tokens[token.token_id] = copy.deepcopy(token)
+
+    def get_token(self, token_hash: str) -> TokenRecord | None:
+        with self._lock:
+            found = next((t for t in self._tokens.values() if t.token_hash == token_hash), None)
+            return copy.deepcopy(found)
+
+    def list_tokens(self) -> list[TokenRecord]:
+        with self._lock:
+            tokens = sorted(self._tokens.values(), key=lambda t: (t.created_at, t.token_id), reverse=True)
+            return copy.deepcopy(tokens)
+
+    def revoke_token(self, token_id: str, now: float) -> bool:
+        with self._lock:
+            token = self._tokens.get(token_id)
+            if token is None or token.revoked_at is not None:
+                return False
+            token.revoked_at = now
+            return True
+
+    def remember_request(self, key: str, body_hash: str, run_id: str, now: float) -> tuple[str, str]:
+        with self._lock:
+            kept = self._requests.setdefault(key, (run_id, body_hash, now))
+            return kept[0], kept[1]
+
+    def put_workflow(self, workflow: WorkflowRecord) -> None:
+        with self._lock:
+            rec = copy.deepcopy(workflow)
+            old = self._workflows.get(rec.name)
+            if old is not None:
+                rec.created_at = old.created_at
+            self._workflows[rec.name] = rec
+
+    def get_workflow(self, name: str) -> WorkflowRecord | None:
+        with self._lock:
+            return copy.deepcopy(self._workflows.get(name))
+
+    def list_workflows(self) -> list[WorkflowRecord]:
+        with self._lock:
+            return [copy.deepcopy(self._workflows[n]) for n in sorted(self._workflows)]
+
+    def beat_server(self, server: ServerRecord) -> float:
+        with self._lock:
+            rec = copy.deepcopy(server)
+            rec.heartbeat_at = now = self.db_now()
+            self._servers[rec.server_id] = rec
+            return now
+
+    def list_servers(self) -> list[ServerRecord]:
+        with self._lock:
+            return [copy.deepcopy(self._servers[k]) for k in sorted(self._servers)]
+
+    def remove_server(self, server_id: str) -> None:
+        with self._lock:
+            self._servers.pop(server_id, None)
 
     # -- cache rows ----------------------------------------------------------------------
 

@@ -18,7 +18,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import fields as dc_fields
 from typing import Any
 
-from rayflow.store.port import ComponentRecord, EventRecord, RunRecord
+from rayflow.store.port import (
+    ComponentRecord,
+    EventRecord,
+    RunRecord,
+    ServerRecord,
+    TokenRecord,
+    WorkflowRecord,
+)
+
+# the runs claim_next may take, whatever their lease: the predicate of runs_claimable,
+# and claim_next's WHERE word for word (so that the planner proves the index applies)
+CLAIMABLE = ("status IN ('PENDING', 'RUNNING') "
+             "AND (spec <> '{}'::jsonb OR (target <> '' AND left(target, 9) <> '__main__:'))")
 
 # Ordered migration steps: (version, statements). Append new steps; never edit old ones.
 #
@@ -42,6 +54,14 @@ from rayflow.store.port import ComponentRecord, EventRecord, RunRecord
 #   lifecycle, the fillfactor changed by hand: 100 made 0.2% of the updates HOT, 80 made 35%, 70 57%, 50 all
 #   of them, and left the table smallest (pruned in place, old versions leave no holes
 #   on other pages: 588 pages against 868 at 100).
+# - runs (name, created_at, run_id): one workflow's runs, newest first (list_runs_page);
+#   list_runs_page's cursor, a row-value comparison on (created_at, run_id), is a range
+#   of runs_created (or of runs_status_created with a status).
+# - runs_claimable, partial: claim_next, oldest first, reads only the runs it may take
+#   (PENDING or RUNNING, and planned again from a spec or an importable target), never the
+#   finished ones. Its predicate is claim_next's own, not the state alone: with the state
+#   alone the planner ANDed it into list_runs by status RUNNING, which then sorted
+#   instead of reading runs_status_created in order.
 MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
     (
         1,
@@ -118,6 +138,45 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "ALTER TABLE components ADD COLUMN outcome JSONB NOT NULL DEFAULT '{}'",
         ),
     ),
+    (
+        5,
+        (  # fenced leases (any server drives any run) and the server's own records
+            "ALTER TABLE runs ADD COLUMN lease_epoch BIGINT NOT NULL DEFAULT 0",
+            "ALTER TABLE runs ADD COLUMN spec JSONB NOT NULL DEFAULT '{}'",
+            "CREATE INDEX runs_name_created ON runs (name, created_at, run_id)",
+            f"CREATE INDEX runs_claimable ON runs (created_at, run_id) WHERE {CLAIMABLE}",
+            """CREATE TABLE tokens (
+                token_id TEXT COLLATE "C" PRIMARY KEY,
+                name TEXT NOT NULL,
+                scope TEXT NOT NULL,
+                token_hash TEXT COLLATE "C" NOT NULL UNIQUE,
+                created_at DOUBLE PRECISION NOT NULL,
+                revoked_at DOUBLE PRECISION
+            )""",
+            """CREATE TABLE idempotency (
+                key TEXT COLLATE "C" PRIMARY KEY,
+                body_hash TEXT NOT NULL,
+                run_id TEXT COLLATE "C" NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL
+            )""",
+            """CREATE TABLE workflows (
+                name TEXT COLLATE "C" PRIMARY KEY,
+                spec JSONB NOT NULL DEFAULT '{}',
+                target TEXT NOT NULL DEFAULT '',
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )""",
+            """CREATE TABLE servers (
+                server_id TEXT COLLATE "C" PRIMARY KEY,
+                url TEXT NOT NULL,
+                host TEXT NOT NULL DEFAULT '',
+                pid BIGINT NOT NULL DEFAULT 0,
+                started_at DOUBLE PRECISION NOT NULL,
+                heartbeat_at DOUBLE PRECISION,
+                info JSONB NOT NULL DEFAULT '{}'
+            )""",
+        ),
+    ),
 ]
 
 SCHEMA_VERSION_TABLE = (
@@ -128,6 +187,10 @@ CURRENT_VERSION = "SELECT COALESCE(MAX(version), 0) FROM schema_version"
 RECORD_VERSION = "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)"
 # one opener at a time migrates a schema: the lock ends with the migration's transaction
 MIGRATION_LOCK = "SELECT pg_advisory_xact_lock(hashtext($1))"
+
+# The database's clock, UNIX seconds: every lease time is on it, never a caller's clock
+DB_NOW = "extract(epoch FROM clock_timestamp())::float8"
+SELECT_DB_NOW = f"SELECT {DB_NOW}"
 
 _SCALAR_TYPES = {str: "text", float: "float8", int: "int8", bool: "bool"}
 
@@ -244,18 +307,36 @@ class Table:
         rows = self._encode_all([unique[k] for k in sorted(unique)])
         return [list(col) for col in zip(*rows, strict=True)] if rows else [[] for _ in self.columns]
 
-    def _insert_unnest(self) -> str:
+    def _insert_unnest(self, skip_runs: bool = False) -> str:
+        """``skip_runs``: leave out the rows of the run ids in one more parameter (a text[])."""
+        cols = ", ".join(self.columns)
         arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(self.types, start=1))
-        return f"INSERT INTO {self.name} ({', '.join(self.columns)}) SELECT * FROM unnest({arrays})"
+        if not skip_runs:
+            return f"INSERT INTO {self.name} ({cols}) SELECT * FROM unnest({arrays})"
+        return (f"INSERT INTO {self.name} ({cols}) SELECT * FROM unnest({arrays}) AS u ({cols}) "
+                f"WHERE u.run_id <> ALL(${len(self.columns) + 1}::text[])")
 
-    def upsert_sql(self) -> str:
+    def upsert_sql(self, skip_runs: bool = False) -> str:
         """Insert every row of the column arrays; a row whose key exists replaces it."""
         updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c not in self.key)
-        return f"{self._insert_unnest()} ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}"
+        return f"{self._insert_unnest(skip_runs)} ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}"
 
-    def insert_new_sql(self) -> str:
+    def insert_new_sql(self, skip_runs: bool = False) -> str:
         """Insert the rows of the column arrays whose key is not there yet."""
-        return f"{self._insert_unnest()} ON CONFLICT ({', '.join(self.key)}) DO NOTHING"
+        return f"{self._insert_unnest(skip_runs)} ON CONFLICT ({', '.join(self.key)}) DO NOTHING"
+
+    def insert_one_sql(self, tail: str = "", db_clock: tuple[str, ...] = ()) -> str:
+        """Insert one row from $1.. (the columns in order, less those in ``db_clock``: those
+        take the database's clock), then ``tail``."""
+        params = iter(range(1, len(self.columns) + 1))
+        values = ", ".join(DB_NOW if c in db_clock else f"${next(params)}::{t}"
+                           for c, t in zip(self.columns, self.types, strict=True))
+        return f"INSERT INTO {self.name} ({', '.join(self.columns)}) VALUES ({values}){tail}"
+
+    def updates_sql(self) -> str:
+        """``ON CONFLICT`` on the key: every other column takes the new row's value."""
+        updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in self.columns if c not in self.key)
+        return f" ON CONFLICT ({', '.join(self.key)}) DO UPDATE SET {updates}"
 
 
 RUNS = Table(RunRecord, "runs", ("run_id",))
@@ -273,18 +354,80 @@ GET_COMPONENTS = f"{COMPONENTS.select} WHERE run_id = $1 ORDER BY component_id"
 GET_EVENTS = f"{EVENTS.select} WHERE run_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
 REQUEST_CANCEL = "UPDATE runs SET cancel_requested = TRUE WHERE run_id = $1"
 CANCEL_REQUESTED = "SELECT cancel_requested FROM runs WHERE run_id = $1"
+def update_run_sql(names: Sequence[str], db_clock: tuple[str, ...] = ()) -> str:
+    """``UPDATE runs`` setting ``names`` from $1.. in order; the run id is the last parameter.
+    A name in ``db_clock`` takes the database's clock and no parameter."""
+    params = [n for n in names if n not in db_clock]
+    assignments = ", ".join(f"{n} = {DB_NOW}" if n in db_clock else f"{n} = ${params.index(n) + 1}"
+                            for n in names)
+    return f"UPDATE runs SET {assignments} WHERE run_id = ${len(params) + 1}"
+
+
+def list_runs_page_sql(status: bool, name: bool, before: bool) -> str:
+    """list_runs_page with the filters given (their parameters in this order), then the limit."""
+    terms, n = [], 0
+    for used, term in ((status, "status = ${}"), (name, "name = ${}")):
+        if used:
+            n += 1
+            terms.append(term.format(n))
+    if before:   # a row-value comparison: a range of the (created_at, run_id) index
+        terms.append(f"(created_at, run_id) < (${n + 1}::float8, ${n + 2}::text)")
+        n += 2
+    where = f" WHERE {' AND '.join(terms)}" if terms else ""
+    return f"{RUNS.select}{where} ORDER BY created_at DESC, run_id DESC LIMIT ${n + 1}"
+
+
+# -- leases: every time on the database's clock -----------------------------------------
+
+_TAKE = (f"SET owner = $1, heartbeat_at = {DB_NOW}, status = 'RUNNING', lease_epoch = runs.lease_epoch + 1")
 # one statement: under concurrent claims PostgreSQL re-checks the WHERE on the row the
 # winner wrote, so a second claimer finds a live lease and changes nothing
-CLAIM_RUN = (
-    "UPDATE runs SET owner = $2, heartbeat_at = $3, status = 'RUNNING' WHERE run_id = $1 "
-    "AND status <> 'SUCCEEDED' AND (heartbeat_at IS NULL OR heartbeat_at < $4)"
+CLAIM_RUN = (f"UPDATE runs {_TAKE} WHERE run_id = $2 AND status <> 'SUCCEEDED' "
+             f"AND ($3::boolean OR heartbeat_at IS NULL OR heartbeat_at < {DB_NOW} - $4::float8) "
+             "RETURNING run_id, lease_epoch, created_at")
+# the runs another server can plan again (a spec, or a target that is not __main__:...),
+# oldest first; SKIP LOCKED passes over the rows another claimer is taking, and the
+# re-check of a row a claimer just took finds its lease live: a run goes to one claimer
+CLAIM_NEXT = f"""WITH free AS (
+    SELECT run_id FROM runs
+    WHERE {CLAIMABLE}
+      AND (heartbeat_at IS NULL OR heartbeat_at < {DB_NOW} - $2::float8)
+    ORDER BY created_at, run_id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
 )
+UPDATE runs {_TAKE} FROM free WHERE runs.run_id = free.run_id
+RETURNING runs.run_id, runs.lease_epoch, runs.created_at"""
+RENEW_LEASE = f"UPDATE runs SET heartbeat_at = {DB_NOW} WHERE run_id = $1 AND owner = $2 AND lease_epoch = $3"
+RELEASE_LEASE = ("UPDATE runs SET owner = '', heartbeat_at = NULL, status = COALESCE($4::text, status) "
+                 "WHERE run_id = $1 AND owner = $2 AND lease_epoch = $3")
+# a fenced writer cycle locks its runs' rows (in key order: two cycles never deadlock)
+# before it reads their epochs: no claim comes between the check and the writes
+LOCK_FENCED = "SELECT run_id, lease_epoch FROM runs WHERE run_id = ANY($1::text[]) ORDER BY run_id FOR UPDATE"
+INSERT_NEW_RUN = RUNS.insert_new_sql()
+UPSERT_COMPONENTS_SKIPPING = COMPONENTS.upsert_sql(skip_runs=True)
+INSERT_EVENTS_SKIPPING = EVENTS.insert_new_sql(skip_runs=True)
 
+# -- the server's records ---------------------------------------------------------------
 
-def update_run_sql(names: Sequence[str]) -> str:
-    """``UPDATE runs`` setting ``names`` from $1.. in order; the run id is the last parameter."""
-    assignments = ", ".join(f"{n} = ${i}" for i, n in enumerate(names, start=1))
-    return f"UPDATE runs SET {assignments} WHERE run_id = ${len(names) + 1}"
+TOKENS = Table(TokenRecord, "tokens", ("token_id",))
+WORKFLOWS = Table(WorkflowRecord, "workflows", ("name",))
+SERVERS = Table(ServerRecord, "servers", ("server_id",))
+
+INSERT_TOKEN = TOKENS.insert_one_sql()
+GET_TOKEN = f"{TOKENS.select} WHERE token_hash = $1"
+LIST_TOKENS = f"{TOKENS.select} ORDER BY created_at DESC, token_id DESC"
+REVOKE_TOKEN = "UPDATE tokens SET revoked_at = $2 WHERE token_id = $1 AND revoked_at IS NULL"
+REMEMBER_REQUEST = ("INSERT INTO idempotency (key, body_hash, run_id, created_at) VALUES ($1, $2, $3, $4) "
+                    "ON CONFLICT (key) DO NOTHING")
+RECALL_REQUEST = "SELECT run_id, body_hash FROM idempotency WHERE key = $1"
+PUT_WORKFLOW = WORKFLOWS.insert_one_sql(" ON CONFLICT (name) DO UPDATE SET spec = EXCLUDED.spec, "
+                                        "target = EXCLUDED.target, updated_at = EXCLUDED.updated_at")
+GET_WORKFLOW = f"{WORKFLOWS.select} WHERE name = $1"
+LIST_WORKFLOWS = f"{WORKFLOWS.select} ORDER BY name"
+BEAT_SERVER = SERVERS.insert_one_sql(f"{SERVERS.updates_sql()} RETURNING heartbeat_at", db_clock=("heartbeat_at",))
+LIST_SERVERS = f"{SERVERS.select} ORDER BY server_id"
+REMOVE_SERVER = "DELETE FROM servers WHERE server_id = $1"
 
 
 CACHE_GET = "SELECT data, expires_at FROM cache_entries WHERE key = $1"

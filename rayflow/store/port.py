@@ -32,7 +32,11 @@ class RunRecord:
     cancel_requested: bool = False
     n_components: int = 0
     summary: dict[str, Any] = field(default_factory=dict)   # metrics at the end of the run
-    heartbeat_at: float | None = None   # the owner's last sign of life while it drives the run (its lease)
+    heartbeat_at: float | None = None   # the owner's last sign of life while it drives the run (its lease),
+    # on the database's clock (``RunStore.db_now``)
+    lease_epoch: int = 0             # the fencing token: +1 at every claim; an owner's writes check it
+    spec: dict[str, Any] = field(default_factory=dict)   # the spec the run was planned from (when it came
+    # from one): any server can plan the run again from it, without the file it was read from
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -79,6 +83,60 @@ class EventRecord:
     kind: str                         # e.g. "run_state", "component_state"
     component_id: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Lease:
+    """A claim on driving one run: ``epoch`` is the fencing token its writes carry."""
+
+    run_id: str
+    owner: str
+    epoch: int
+
+
+@dataclass
+class TokenRecord:
+    """An API token of the server. Only its hash is kept (``token_hash``: SHA-256 hex)."""
+
+    token_id: str
+    name: str
+    scope: str                       # read | submit | admin
+    token_hash: str
+    created_at: float = 0.0
+    revoked_at: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class WorkflowRecord:
+    """A workflow registered with the server, by name: a spec, or an import path."""
+
+    name: str
+    spec: dict[str, Any] = field(default_factory=dict)
+    target: str = ""                 # "module:attr" when not a spec
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class ServerRecord:
+    """A live ``rayflow server`` (its heartbeat on the database's clock)."""
+
+    server_id: str
+    url: str
+    host: str = ""
+    pid: int = 0
+    started_at: float = 0.0
+    heartbeat_at: float | None = None
+    info: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -134,12 +192,75 @@ class RunStore(Protocol):
 
     def request_cancel(self, run_id: str) -> bool: ...
 
-    def claim_run(self, run_id: str, owner: str, now: float, stale_before: float) -> bool:
-        """Take the run's lease, atomically: set ``owner``, ``heartbeat_at=now`` and status
-        RUNNING, but only if the run is not SUCCEEDED and no one holds a live lease
-        (``heartbeat_at`` is None or older than ``stale_before``). True when taken; two
-        claims at once (any processes) never both win."""
-
     def cancel_requested(self, run_id: str) -> bool: ...
 
     def close(self) -> None: ...
+
+    # -- leases (fenced) -----------------------------------------------------------------
+
+    def db_now(self) -> float:
+        """The database's clock, UNIX seconds: every lease time is on it, not the caller's."""
+
+    def insert_run(self, run: RunRecord) -> bool:
+        """Insert ``run`` only if its id is new; False (nothing changed) when it exists."""
+
+    def claim_run(self, run_id: str, owner: str, lease_s: float, *, force: bool = False) -> Lease | None:
+        """Take the run's lease, atomically: unless it SUCCEEDED, and unless someone holds a
+        live lease (``heartbeat_at`` within ``lease_s`` of ``db_now``; ``force`` ignores it),
+        set ``owner``, ``heartbeat_at=db_now``, status RUNNING and ``lease_epoch + 1``.
+        Two claims at once (any processes) never both win."""
+
+    def claim_next(self, owner: str, lease_s: float, limit: int) -> list[Lease]:
+        """Claim up to ``limit`` runs any server can drive, oldest first: PENDING or RUNNING,
+        with no live lease, planned from something another process can plan again (a
+        ``spec``, or a ``target`` that is not ``__main__:...``). Safe under concurrency
+        (PostgreSQL: ``FOR UPDATE SKIP LOCKED``): a run goes to one claimer."""
+
+    def renew_lease(self, lease: Lease) -> bool:
+        """``heartbeat_at = db_now`` if ``lease`` still holds the run (owner and epoch)."""
+
+    def release_lease(self, lease: Lease, *, status: str | None = None) -> bool:
+        """End ``lease`` (owner '', heartbeat_at None; ``status`` set when given) if it still
+        holds the run; the epoch stays, so the old owner's late writes stay fenced."""
+
+    def write_batch(self, components: list[ComponentRecord], events: list[EventRecord],
+                    runs: dict[str, dict[str, Any]], fences: dict[str, int] | None = None) -> set[str]:
+        """One writer cycle in one transaction: components, events, then run updates. The
+        records of a run in ``fences`` are written only while its ``lease_epoch`` equals the
+        fence (checked in the transaction, the row locked against claims); a fenced update
+        of ``heartbeat_at`` not None takes ``db_now``. Returns the fenced run ids whose
+        records were dropped (their lease was taken over)."""
+
+    # -- the server's records -------------------------------------------------------------
+
+    def list_runs_page(self, *, status: str | None = None, name: str | None = None, limit: int = 100,
+                       before: tuple[float, str] | None = None) -> list[RunRecord]:
+        """Newest first by (created_at, run_id); ``before``: only runs strictly older than
+        that key (cursor pagination); ``name``: one workflow's runs."""
+
+    def create_token(self, token: TokenRecord) -> None: ...
+
+    def get_token(self, token_hash: str) -> TokenRecord | None:
+        """The token with that hash, revoked or not (the caller checks ``revoked_at``)."""
+
+    def list_tokens(self) -> list[TokenRecord]: ...
+
+    def revoke_token(self, token_id: str, now: float) -> bool: ...
+
+    def remember_request(self, key: str, body_hash: str, run_id: str, now: float) -> tuple[str, str]:
+        """Idempotency: keep (key -> body_hash, run_id) unless ``key`` is known; return what
+        is kept under ``key`` (the earlier request's run_id and body hash when it was)."""
+
+    def put_workflow(self, workflow: WorkflowRecord) -> None:
+        """Register or replace a workflow by name (``created_at`` of the first kept)."""
+
+    def get_workflow(self, name: str) -> WorkflowRecord | None: ...
+
+    def list_workflows(self) -> list[WorkflowRecord]: ...
+
+    def beat_server(self, server: ServerRecord) -> float:
+        """Upsert a live server with ``heartbeat_at = db_now``; returns db_now."""
+
+    def list_servers(self) -> list[ServerRecord]: ...
+
+    def remove_server(self, server_id: str) -> None: ...

@@ -33,11 +33,13 @@ from typing import Any, TypeVar
 import asyncpg
 
 from rayflow.core.errors import ConfigError, StoreError, StoreUnavailable
+from rayflow.store import pgleases as ops
 from rayflow.store import pgschema as sql
 from rayflow.store.loopthread import LoopThread, abandon
 from rayflow.store.memory import check_run_fields
+from rayflow.store.pgrecords import ServerRecords
 from rayflow.store.pgurl import PostgresUrl, parse_postgres_url
-from rayflow.store.port import ComponentRecord, EventRecord, RunRecord
+from rayflow.store.port import ComponentRecord, EventRecord, Lease, RunRecord
 
 T = TypeVar("T")
 Op = Callable[..., Awaitable[T]]
@@ -252,8 +254,9 @@ async def migrate(conn: Any, schema: str | None) -> None:
             await conn.execute(sql.RECORD_VERSION, version, time.time())
 
 
-class PostgresStore:
-    """A RunStore in a PostgreSQL database (or one schema of it), through a managed pool."""
+class PostgresStore(ServerRecords):
+    """A RunStore in a PostgreSQL database (or one schema of it), through a managed pool.
+    The server's records (run pages, tokens, workflows, servers): ``pgrecords``."""
 
     def __init__(self, url: str) -> None:
         self._target = parse_postgres_url(url)
@@ -332,7 +335,7 @@ class PostgresStore:
 
     def schema_version(self) -> int:
         """The highest migration version applied to this store's schema."""
-        return int(self._read(_fetchval, sql.CURRENT_VERSION))
+        return int(self._read(ops.fetchval, sql.CURRENT_VERSION))
 
     # -- RunStore ----------------------------------------------------------------------
 
@@ -340,96 +343,125 @@ class PostgresStore:
         """Insert (or replace) ``run`` and upsert ``components``, in one transaction."""
         run_arrays = sql.RUNS.as_arrays([run], keep="last")
         comp_arrays = sql.COMPONENTS.as_arrays(components, keep="last") if components else None
-        self._write(_create_run, run_arrays, comp_arrays)
+        self._write(ops.create_run, run_arrays, comp_arrays)
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set only the given fields; an unknown run is left alone (no error)."""
         check_run_fields(fields)
         if fields:
             values = [sql.RUNS.encode_value(name, value) for name, value in fields.items()]
-            self._write(_execute, sql.update_run_sql(list(fields)), *values, run_id)
+            self._write(ops.execute, sql.update_run_sql(list(fields)), *values, run_id)
 
     def upsert_components(self, records: list[ComponentRecord]) -> None:
         """One statement for the whole batch; the last record given for an id wins."""
         if records:
-            self._write(_execute, sql.UPSERT_COMPONENTS, *sql.COMPONENTS.as_arrays(records, keep="last"))
+            self._write(ops.execute, sql.UPSERT_COMPONENTS, *sql.COMPONENTS.as_arrays(records, keep="last"))
 
     def append_events(self, events: list[EventRecord]) -> None:
         """One statement for the whole batch; a (run_id, seq) already stored is kept."""
         if events:
-            self._write(_execute, sql.INSERT_EVENTS, *sql.EVENTS.as_arrays(events, keep="first"))
-
-    def write_batch(self, components: list[ComponentRecord], events: list[EventRecord],
-                    runs: dict[str, dict[str, Any]]) -> None:
-        """One writer cycle in one transaction and one connection: components, then events,
-        then run updates (the order the writer keeps). Saves a round trip per part, which
-        at the end of a run is time the caller waits for."""
-        for fields in runs.values():
-            check_run_fields(fields)
-        comp_arrays = sql.COMPONENTS.as_arrays(components, keep="last") if components else None
-        event_arrays = sql.EVENTS.as_arrays(events, keep="first") if events else None
-        updates = [(sql.update_run_sql(list(fields)),
-                    [*(sql.RUNS.encode_value(n, v) for n, v in fields.items()), run_id])
-                   for run_id, fields in runs.items() if fields]
-        self._write(_write_batch, comp_arrays, event_arrays, updates)
+            self._write(ops.execute, sql.INSERT_EVENTS, *sql.EVENTS.as_arrays(events, keep="first"))
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        rows = self._read(_fetch, sql.GET_RUN, run_id)
+        rows = self._read(ops.fetch, sql.GET_RUN, run_id)
         return sql.RUNS.decode(rows[0]) if rows else None
 
     def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
         """Newest first: created_at descending, then run_id descending."""
         if status is None:
-            rows = self._read(_fetch, sql.LIST_RUNS, max(limit, 0))
+            rows = self._read(ops.fetch, sql.LIST_RUNS, max(limit, 0))
         else:
-            rows = self._read(_fetch, sql.LIST_RUNS_BY_STATUS, status, max(limit, 0))
+            rows = self._read(ops.fetch, sql.LIST_RUNS_BY_STATUS, status, max(limit, 0))
         return [sql.RUNS.decode(r) for r in rows]
 
     def get_components(self, run_id: str) -> list[ComponentRecord]:
         """The components of ``run_id`` in ascending component_id order."""
-        return [sql.COMPONENTS.decode(r) for r in self._read(_fetch, sql.GET_COMPONENTS, run_id)]
+        return [sql.COMPONENTS.decode(r) for r in self._read(ops.fetch, sql.GET_COMPONENTS, run_id)]
 
     def get_events(self, run_id: str, after_seq: int = 0, limit: int = 10_000) -> list[EventRecord]:
         """Events with ``seq > after_seq`` in ascending seq order, at most ``limit``."""
-        rows = self._read(_fetch, sql.GET_EVENTS, run_id, after_seq, max(limit, 0))
+        rows = self._read(ops.fetch, sql.GET_EVENTS, run_id, after_seq, max(limit, 0))
         return [sql.EVENTS.decode(r) for r in rows]
 
     def request_cancel(self, run_id: str) -> bool:
-        return _rows_changed(self._write(_execute, sql.REQUEST_CANCEL, run_id)) > 0
-
-    def claim_run(self, run_id: str, owner: str, now: float, stale_before: float) -> bool:
-        """Take the run's lease unless it SUCCEEDED or someone holds a live one (atomic)."""
-        status = self._write(_execute, sql.CLAIM_RUN, run_id, owner, now, stale_before)
-        return _rows_changed(status) > 0
+        return ops.rows_changed(self._write(ops.execute, sql.REQUEST_CANCEL, run_id)) > 0
 
     def cancel_requested(self, run_id: str) -> bool:
-        return bool(self._read(_fetchval, sql.CANCEL_REQUESTED, run_id))
+        return bool(self._read(ops.fetchval, sql.CANCEL_REQUESTED, run_id))
+
+    # -- leases (fenced) -----------------------------------------------------------------
+
+    def db_now(self) -> float:
+        return float(self._read(ops.fetchval, sql.SELECT_DB_NOW))
+
+    def insert_run(self, run: RunRecord) -> bool:
+        status = self._write(ops.execute, sql.INSERT_NEW_RUN, *sql.RUNS.as_arrays([run], keep="last"))
+        return ops.rows_changed(status) > 0
+
+    def claim_run(self, run_id: str, owner: str, lease_s: float, *, force: bool = False) -> Lease | None:
+        """Take the run's lease unless it SUCCEEDED or someone holds a live one (one statement)."""
+        rows = self._write(ops.fetch, sql.CLAIM_RUN, owner, run_id, bool(force), float(lease_s))
+        return ops.leases(rows, owner)[0] if rows else None
+
+    def claim_next(self, owner: str, lease_s: float, limit: int) -> list[Lease]:
+        """Up to ``limit`` free runs, oldest first (``FOR UPDATE SKIP LOCKED``: one claimer each)."""
+        if limit <= 0:
+            return []
+        return ops.leases(self._write(ops.fetch, sql.CLAIM_NEXT, owner, float(lease_s), int(limit)), owner)
+
+    def renew_lease(self, lease: Lease) -> bool:
+        status = self._write(ops.execute, sql.RENEW_LEASE, lease.run_id, lease.owner, lease.epoch)
+        return ops.rows_changed(status) > 0
+
+    def release_lease(self, lease: Lease, *, status: str | None = None) -> bool:
+        done = self._write(ops.execute, sql.RELEASE_LEASE, lease.run_id, lease.owner, lease.epoch, status)
+        return ops.rows_changed(done) > 0
+
+    def write_batch(self, components: list[ComponentRecord], events: list[EventRecord],
+                    runs: dict[str, dict[str, Any]], fences: dict[str, int] | None = None) -> set[str]:
+        """One writer cycle in one transaction and one connection: components, then events,
+        then run updates (the order the writer keeps); a fenced run's records only while its
+        epoch is the fence (``pgleases.write_batch``). Saves a round trip per part, which
+        at the end of a run is time the caller waits for."""
+        for fields in runs.values():
+            check_run_fields(fields)
+        fences = dict(fences or {})
+        comp_arrays = sql.COMPONENTS.as_arrays(components, keep="last") if components else None
+        event_arrays = sql.EVENTS.as_arrays(events, keep="first") if events else None
+        updates: list[ops.RunUpdate] = []
+        for run_id, fields in runs.items():
+            if not fields:
+                continue
+            clock = ("heartbeat_at",) if run_id in fences and fields.get("heartbeat_at") is not None else ()
+            args = [sql.RUNS.encode_value(n, v) for n, v in fields.items() if n not in clock]
+            updates.append((run_id, sql.update_run_sql(list(fields), clock), [*args, run_id]))
+        return self._write(ops.write_batch, comp_arrays, event_arrays, updates, fences)
 
     # -- cache rows ----------------------------------------------------------------------
 
     def cache_get(self, key: str, now: float) -> bytes | None:
-        rows = self._read(_fetch, sql.CACHE_GET, key)
+        rows = self._read(ops.fetch, sql.CACHE_GET, key)
         if not rows:
             return None
         data, expires_at = rows[0]
         if expires_at is not None and expires_at <= now:
-            self._write(_execute, sql.CACHE_DELETE_EXPIRED, key, now)
+            self._write(ops.execute, sql.CACHE_DELETE_EXPIRED, key, now)
             return None
         return bytes(data)
 
     def cache_put(self, key: str, data: bytes, expires_at: float | None, now: float) -> None:
-        self._write(_execute, sql.CACHE_PUT, key, bytes(data), expires_at, now)
+        self._write(ops.execute, sql.CACHE_PUT, key, bytes(data), expires_at, now)
 
     def cache_delete(self, key: str) -> None:
-        self._write(_execute, sql.CACHE_DELETE, key)
+        self._write(ops.execute, sql.CACHE_DELETE, key)
 
     def cache_clear(self, prefix: str | None = None) -> int:
         if prefix is None:
-            return _rows_changed(self._write(_execute, sql.CACHE_CLEAR))
-        return _rows_changed(self._write(_execute, sql.CACHE_CLEAR_PREFIX, prefix))
+            return ops.rows_changed(self._write(ops.execute, sql.CACHE_CLEAR))
+        return ops.rows_changed(self._write(ops.execute, sql.CACHE_CLEAR_PREFIX, prefix))
 
     def cache_usage(self) -> tuple[int, int]:
-        n, size = self._read(_fetch, sql.CACHE_USAGE)[0]
+        n, size = self._read(ops.fetch, sql.CACHE_USAGE)[0]
         return int(n), int(size)
 
     def close(self) -> None:
@@ -453,38 +485,3 @@ class PostgresStore:
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
-
-
-def _rows_changed(status: str) -> int:
-    """The row count of a command status such as ``UPDATE 1``."""
-    return int(status.rsplit(" ", 1)[-1])
-
-
-async def _execute(conn: Any, query: str, *args: Any) -> str:
-    return await conn.execute(query, *args)
-
-
-async def _fetch(conn: Any, query: str, *args: Any) -> list[Any]:
-    return await conn.fetch(query, *args)
-
-
-async def _fetchval(conn: Any, query: str, *args: Any) -> Any:
-    return await conn.fetchval(query, *args)
-
-
-async def _create_run(conn: Any, run_arrays: list[list[Any]], comp_arrays: list[list[Any]] | None) -> None:
-    async with conn.transaction():
-        await conn.execute(sql.UPSERT_RUN, *run_arrays)
-        if comp_arrays is not None:
-            await conn.execute(sql.UPSERT_COMPONENTS, *comp_arrays)
-
-
-async def _write_batch(conn: Any, comp_arrays: list[list[Any]] | None, event_arrays: list[list[Any]] | None,
-                       updates: list[tuple[str, list[Any]]]) -> None:
-    async with conn.transaction():
-        if comp_arrays is not None:
-            await conn.execute(sql.UPSERT_COMPONENTS, *comp_arrays)
-        if event_arrays is not None:
-            await conn.execute(sql.INSERT_EVENTS, *event_arrays)
-        for query, args in updates:
-            await conn.execute(query, *args)

@@ -1,27 +1,34 @@
 """SQLite RunStore: the durable default, one file shared by threads and processes.
 
-Owns the SQLite schema (versioned migrations in ``MIGRATIONS``), the mapping between
-records and rows (dict/list fields as JSON text, bools as 0/1) and the connection
+Owns the SQLite schema (versioned migrations in ``MIGRATIONS``; the mapping between
+records and rows and the SQL text are in ``rayflow.store.sqlrows``) and the connection
 settings (WAL, synchronous=NORMAL, 10 s busy timeout). Must not hold a transaction
 open across calls, and must not import anything beyond the standard library.
 """
 
 from __future__ import annotations
 
-import json
-import operator
+import contextlib
 import os
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
-from dataclasses import fields as dc_fields
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from rayflow.core import gcpause
+from rayflow.store import sqlrows as q
 from rayflow.store.memory import check_run_fields
-from rayflow.store.port import ComponentRecord, EventRecord, RunRecord
+from rayflow.store.port import (
+    ComponentRecord,
+    EventRecord,
+    Lease,
+    RunRecord,
+    ServerRecord,
+    TokenRecord,
+    WorkflowRecord,
+)
 
 BUSY_TIMEOUT_MS = 10_000
 
@@ -120,106 +127,52 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "ALTER TABLE components ADD COLUMN outcome TEXT NOT NULL DEFAULT '{}'",
         ),
     ),
+    (
+        8,
+        (  # fenced leases (any server drives any run) and the server's own records
+            "ALTER TABLE runs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE runs ADD COLUMN spec TEXT NOT NULL DEFAULT '{}'",
+            # claim_next: the few runs it may take, oldest first (the predicate is claim_next's,
+            # word for word: SQLite uses a partial index only for a WHERE that repeats it)
+            "CREATE INDEX runs_claimable ON runs (created_at, run_id) WHERE status IN ('PENDING', 'RUNNING') "
+            "AND (spec != '{}' OR (target != '' AND substr(target, 1, 9) != '__main__:'))",
+            # list_runs_page, newest first by the whole key (runs_created ends at created_at),
+            # and one workflow's runs; neither column changes after the insert
+            "CREATE INDEX runs_created_id ON runs (created_at, run_id)",
+            "CREATE INDEX runs_name_created ON runs (name, created_at, run_id)",
+            """CREATE TABLE tokens (
+                token_id TEXT PRIMARY KEY,
+                name TEXT NOT NULL,
+                scope TEXT NOT NULL,
+                token_hash TEXT NOT NULL UNIQUE,
+                created_at REAL NOT NULL,
+                revoked_at REAL
+            )""",
+            """CREATE TABLE idempotency (
+                key TEXT PRIMARY KEY,
+                body_hash TEXT NOT NULL,
+                run_id TEXT NOT NULL,
+                created_at REAL NOT NULL
+            )""",
+            """CREATE TABLE workflows (
+                name TEXT PRIMARY KEY,
+                spec TEXT NOT NULL DEFAULT '{}',
+                target TEXT NOT NULL DEFAULT '',
+                created_at REAL NOT NULL,
+                updated_at REAL NOT NULL
+            )""",
+            """CREATE TABLE servers (
+                server_id TEXT PRIMARY KEY,
+                url TEXT NOT NULL,
+                host TEXT NOT NULL DEFAULT '',
+                pid INTEGER NOT NULL DEFAULT 0,
+                started_at REAL NOT NULL,
+                heartbeat_at REAL,
+                info TEXT NOT NULL DEFAULT '{}'
+            )""",
+        ),
+    ),
 ]
-
-_JSON_MEMO: dict[int, tuple[Any, str]] = {}
-_JSON_MEMO_MAX = 20_000   # holds each value alive: bounded
-_SORTED = json.JSONEncoder(sort_keys=True)   # json.dumps(..., sort_keys=True) builds one per call: half its cost
-
-
-def _json_text(value: Any) -> str:
-    """JSON of a value that is never mutated once recorded (a component's resources and
-    upstream list, shared by every update of that component): encoded once, by identity."""
-    if not value:
-        return "[]" if isinstance(value, list) else json.dumps(value)
-    hit = _JSON_MEMO.get(id(value))
-    if hit is not None and hit[0] is value:
-        return hit[1]
-    text = _SORTED.encode(value)
-    if len(_JSON_MEMO) >= _JSON_MEMO_MAX:
-        _JSON_MEMO.clear()
-    _JSON_MEMO[id(value)] = (value, text)
-    return text
-
-
-def _json_any(value: Any) -> str:
-    """JSON of a value, sorted keys; an empty dict (most rows' outcome) without encoding."""
-    return "{}" if type(value) is dict and not value else _SORTED.encode(value)
-
-
-def _as_int(value: Any) -> int:
-    return int(bool(value))
-
-
-def _as_is(value: Any) -> Any:
-    return value
-
-
-class _Codec:
-    """Maps one record dataclass to the columns of its table and back."""
-
-    def __init__(self, cls: type, table: str, json_fields: set[str], bool_fields: set[str],
-                 stable_fields: frozenset[str] = frozenset()) -> None:
-        self.cls = cls
-        self.stable_fields = stable_fields
-        self.table = table
-        self.columns = [f.name for f in dc_fields(cls)]
-        self.json_fields = json_fields
-        self.bool_fields = bool_fields
-        self.select = f"SELECT {', '.join(self.columns)} FROM {table}"
-        self._row = operator.attrgetter(*self.columns)
-        self._fixes = [(i, self._encoder(name)) for i, name in enumerate(self.columns)
-                       if name in json_fields or name in bool_fields]
-
-    def encode_value(self, name: str, value: Any) -> Any:
-        return self._encoder(name)(value)
-
-    def _encoder(self, name: str) -> Any:
-        """How a column's value is stored: JSON text, 0/1, or as it is."""
-        if name in self.json_fields:
-            return _json_text if name in self.stable_fields else _json_any
-        if name in self.bool_fields:
-            return _as_int
-        return _as_is
-
-    def encode(self, rec: Any) -> list[Any]:
-        row = list(self._row(rec))
-        for i, encode in self._fixes:   # a row per component: the column encoders are looked up once
-            row[i] = encode(row[i])
-        return row
-
-    def decode(self, row: Sequence[Any]) -> Any:
-        values: dict[str, Any] = {}
-        for name, value in zip(self.columns, row, strict=True):
-            if name in self.json_fields:
-                value = json.loads(value) if value is not None else None
-            elif name in self.bool_fields:
-                value = bool(value)
-            values[name] = value
-        return self.cls(**values)
-
-
-RUNS = _Codec(RunRecord, "runs", {"inputs", "summary"}, {"cancel_requested"})
-COMPONENTS = _Codec(ComponentRecord, "components", {"resources", "upstream", "features", "outcome"}, {"cached"},
-                    stable_fields=frozenset({"resources", "upstream"}))
-EVENTS = _Codec(EventRecord, "events", {"data"}, set())
-
-
-def _insert_sql(codec: _Codec, verb: str = "INSERT") -> str:
-    cols = ", ".join(codec.columns)
-    marks = ", ".join("?" for _ in codec.columns)
-    return f"{verb} INTO {codec.table} ({cols}) VALUES ({marks})"
-
-
-def _upsert_sql(codec: _Codec, keys: Sequence[str]) -> str:
-    updates = ", ".join(f"{c} = excluded.{c}" for c in codec.columns if c not in keys)
-    return f"{_insert_sql(codec)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
-
-
-_UPSERT_RUN = _upsert_sql(RUNS, ("run_id",))
-_UPSERT_COMPONENT = _upsert_sql(COMPONENTS, ("run_id", "component_id"))
-_INSERT_EVENT = _insert_sql(EVENTS, "INSERT OR IGNORE")
-
 
 class SqliteStore:
     """A RunStore in one SQLite file. One connection, guarded by a lock."""
@@ -284,18 +237,23 @@ class SqliteStore:
             raise RuntimeError(f"run store {self.url} is closed")
         return self._conn
 
-    def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
-        """Run ``sql`` for every row in one write transaction; return rows changed."""
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """The connection inside one write transaction (committed at the end, rolled back on error)."""
         with self._lock:
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
-                cur = conn.executemany(sql, rows)
+                yield conn
                 conn.execute("COMMIT")
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
-            return cur.rowcount
+
+    def _write(self, sql: str, rows: list[tuple[Any, ...]]) -> int:
+        """Run ``sql`` for every row in one write transaction; return rows changed."""
+        with self._transaction() as conn:
+            return conn.executemany(sql, rows).rowcount
 
     def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -309,16 +267,9 @@ class SqliteStore:
 
     def create_run(self, run: RunRecord, components: list[ComponentRecord]) -> None:
         """Insert (or replace) ``run`` and upsert ``components``, in one transaction."""
-        with self._lock:
-            conn = self._connection()
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.execute(_UPSERT_RUN, RUNS.encode(run))
-                conn.executemany(_UPSERT_COMPONENT, [COMPONENTS.encode(c) for c in components])
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        with self._transaction() as conn:
+            conn.execute(q.UPSERT_RUN, q.RUNS.encode(run))
+            conn.executemany(q.UPSERT_COMPONENT, [q.COMPONENTS.encode(c) for c in components])
 
     def update_run(self, run_id: str, **fields: Any) -> None:
         """Set only the given fields; an unknown run is left alone (no error)."""
@@ -327,38 +278,38 @@ class SqliteStore:
             return
         names = list(fields)
         assignments = ", ".join(f"{n} = ?" for n in names)
-        values = tuple(RUNS.encode_value(n, fields[n]) for n in names)
+        values = tuple(q.RUNS.encode_value(n, fields[n]) for n in names)
         self._write(f"UPDATE runs SET {assignments} WHERE run_id = ?", [(*values, run_id)])
 
     def upsert_components(self, records: list[ComponentRecord]) -> None:
         if records:
             with gcpause.paused():   # a row per component at once: collect after, not during
-                rows = [COMPONENTS.encode(r) for r in records]
-            self._write(_UPSERT_COMPONENT, rows)
+                rows = [q.COMPONENTS.encode(r) for r in records]
+            self._write(q.UPSERT_COMPONENT, rows)
 
     def append_events(self, events: list[EventRecord]) -> None:
         if events:
-            self._write(_INSERT_EVENT, [EVENTS.encode(e) for e in events])
+            self._write(q.INSERT_EVENT, [q.EVENTS.encode(e) for e in events])
 
     def get_run(self, run_id: str) -> RunRecord | None:
-        rows = self._read(f"{RUNS.select} WHERE run_id = ?", (run_id,))
-        return RUNS.decode(rows[0]) if rows else None
+        rows = self._read(f"{q.RUNS.select} WHERE run_id = ?", (run_id,))
+        return q.RUNS.decode(rows[0]) if rows else None
 
     def list_runs(self, status: str | None = None, limit: int = 100) -> list[RunRecord]:
         """Newest first: created_at descending, then run_id descending."""
         where, params = ("WHERE status = ?", (status,)) if status is not None else ("", ())
-        sql = f"{RUNS.select} {where} ORDER BY created_at DESC, run_id DESC LIMIT ?"
-        return [RUNS.decode(r) for r in self._read(sql, (*params, max(limit, 0)))]
+        sql = f"{q.RUNS.select} {where} ORDER BY created_at DESC, run_id DESC LIMIT ?"
+        return [q.RUNS.decode(r) for r in self._read(sql, (*params, max(limit, 0)))]
 
     def get_components(self, run_id: str) -> list[ComponentRecord]:
         """The components of ``run_id`` in ascending component_id order."""
-        sql = f"{COMPONENTS.select} WHERE run_id = ? ORDER BY component_id"
-        return [COMPONENTS.decode(r) for r in self._read(sql, (run_id,))]
+        sql = f"{q.COMPONENTS.select} WHERE run_id = ? ORDER BY component_id"
+        return [q.COMPONENTS.decode(r) for r in self._read(sql, (run_id,))]
 
     def get_events(self, run_id: str, after_seq: int = 0, limit: int = 10_000) -> list[EventRecord]:
         """Events with ``seq > after_seq`` in ascending seq order, at most ``limit``."""
-        sql = f"{EVENTS.select} WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
-        return [EVENTS.decode(r) for r in self._read(sql, (run_id, after_seq, max(limit, 0)))]
+        sql = f"{q.EVENTS.select} WHERE run_id = ? AND seq > ? ORDER BY seq LIMIT ?"
+        return [q.EVENTS.decode(r) for r in self._read(sql, (run_id, after_seq, max(limit, 0)))]
 
     def request_cancel(self, run_id: str) -> bool:
         changed = self._write(
@@ -366,17 +317,143 @@ class SqliteStore:
         )
         return changed > 0
 
-    def claim_run(self, run_id: str, owner: str, now: float, stale_before: float) -> bool:
-        changed = self._write(
-            "UPDATE runs SET owner = ?, heartbeat_at = ?, status = 'RUNNING' WHERE run_id = ? "
-            "AND status != 'SUCCEEDED' AND (heartbeat_at IS NULL OR heartbeat_at < ?)",
-            [(owner, now, run_id, stale_before)],
-        )
-        return changed > 0
-
     def cancel_requested(self, run_id: str) -> bool:
         rows = self._read("SELECT cancel_requested FROM runs WHERE run_id = ?", (run_id,))
         return bool(rows and rows[0][0])
+
+    # -- leases (fenced) -----------------------------------------------------------------
+
+    def db_now(self) -> float:
+        return float(self._read(f"SELECT {q.DB_NOW}")[0][0])
+
+    def insert_run(self, run: RunRecord) -> bool:
+        return self._write(q.INSERT_NEW_RUN, [tuple(q.RUNS.encode(run))]) > 0
+
+    def _claim(self, sql: str, params: tuple[Any, ...]) -> list[Lease]:
+        owner = params[0]
+        with self._transaction() as conn:
+            rows = conn.execute(sql, params).fetchall()   # every row before COMMIT
+        rows.sort(key=lambda r: (r[2], r[0]))
+        return [Lease(run_id, owner, int(epoch)) for run_id, epoch, _ in rows]
+
+    def claim_run(self, run_id: str, owner: str, lease_s: float, *, force: bool = False) -> Lease | None:
+        leases = self._claim(q.CLAIM_RUN, (owner, run_id, int(force), lease_s))
+        return leases[0] if leases else None
+
+    def claim_next(self, owner: str, lease_s: float, limit: int) -> list[Lease]:
+        if limit <= 0:
+            return []
+        return self._claim(q.CLAIM_NEXT, (owner, lease_s, limit))
+
+    def renew_lease(self, lease: Lease) -> bool:
+        return self._write(q.RENEW, [(lease.run_id, lease.owner, lease.epoch)]) > 0
+
+    def release_lease(self, lease: Lease, *, status: str | None = None) -> bool:
+        return self._write(q.RELEASE, [(status, lease.run_id, lease.owner, lease.epoch)]) > 0
+
+    def write_batch(self, components: list[ComponentRecord], events: list[EventRecord],
+                    runs: dict[str, dict[str, Any]], fences: dict[str, int] | None = None) -> set[str]:
+        """One writer cycle in one transaction: components, events, then run updates. The
+        write transaction holds SQLite's one write lock, so no claim can come between the
+        check of a fenced run's epoch and its writes."""
+        for fields in runs.values():
+            check_run_fields(fields)
+        fences = fences or {}
+        with gcpause.paused():   # encoded outside the lock, as upsert_components does
+            comp_rows = [q.COMPONENTS.encode(c) for c in components]
+        event_rows = [q.EVENTS.encode(e) for e in events]
+        updates = [(run_id, list(fields), [q.RUNS.encode_value(n, v) for n, v in fields.items()])
+                   for run_id, fields in runs.items() if fields]
+        with self._transaction() as conn:
+            dropped: set[str] = set()
+            now = None
+            if fences:
+                now = conn.execute(f"SELECT {q.DB_NOW}").fetchone()[0]
+                for run_id, epoch in fences.items():
+                    row = conn.execute("SELECT lease_epoch FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+                    if row is None or row[0] != epoch:
+                        dropped.add(run_id)
+            if dropped:   # column 0 of a component's and an event's row is its run_id
+                comp_rows = [r for r in comp_rows if r[0] not in dropped]
+                event_rows = [r for r in event_rows if r[0] not in dropped]
+            if comp_rows:
+                conn.executemany(q.UPSERT_COMPONENT, comp_rows)
+            if event_rows:
+                conn.executemany(q.INSERT_EVENT, event_rows)
+            for run_id, names, values in updates:
+                if run_id in dropped:
+                    continue
+                if run_id in fences and "heartbeat_at" in names and values[names.index("heartbeat_at")] is not None:
+                    values[names.index("heartbeat_at")] = now
+                assignments = ", ".join(f"{n} = ?" for n in names)
+                conn.execute(f"UPDATE runs SET {assignments} WHERE run_id = ?", (*values, run_id))
+            return dropped
+
+    # -- the server's records -------------------------------------------------------------
+
+    def list_runs_page(self, *, status: str | None = None, name: str | None = None, limit: int = 100,
+                       before: tuple[float, str] | None = None) -> list[RunRecord]:
+        """Newest first by (created_at, run_id); ``before`` a row-value cursor."""
+        terms, params = [], []
+        if status is not None:
+            terms.append("status = ?")
+            params.append(status)
+        if name is not None:
+            terms.append("name = ?")
+            params.append(name)
+        if before is not None:
+            terms.append("(created_at, run_id) < (?, ?)")
+            params.extend((float(before[0]), str(before[1])))
+        where = f"WHERE {' AND '.join(terms)}" if terms else ""
+        sql = f"{q.RUNS.select} {where} ORDER BY created_at DESC, run_id DESC LIMIT ?"
+        return [q.RUNS.decode(r) for r in self._read(sql, (*params, max(limit, 0)))]
+
+    def create_token(self, token: TokenRecord) -> None:
+        self._write(q.INSERT_TOKEN, [tuple(q.TOKENS.encode(token))])
+
+    def get_token(self, token_hash: str) -> TokenRecord | None:
+        rows = self._read(f"{q.TOKENS.select} WHERE token_hash = ?", (token_hash,))
+        return q.TOKENS.decode(rows[0]) if rows else None
+
+    def list_tokens(self) -> list[TokenRecord]:
+        rows = self._read(f"{q.TOKENS.select} ORDER BY created_at DESC, token_id DESC")
+        return [q.TOKENS.decode(r) for r in rows]
+
+    def revoke_token(self, token_id: str, now: float) -> bool:
+        return self._write("UPDATE tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL",
+                           [(now, token_id)]) > 0
+
+    def remember_request(self, key: str, body_hash: str, run_id: str, now: float) -> tuple[str, str]:
+        with self._transaction() as conn:
+            conn.execute("INSERT INTO idempotency (key, body_hash, run_id, created_at) VALUES (?, ?, ?, ?) "
+                         "ON CONFLICT (key) DO NOTHING", (key, body_hash, run_id, now))
+            kept_run, kept_hash = conn.execute(
+                "SELECT run_id, body_hash FROM idempotency WHERE key = ?", (key,)).fetchone()
+        return kept_run, kept_hash
+
+    def put_workflow(self, workflow: WorkflowRecord) -> None:
+        self._write(q.PUT_WORKFLOW, [tuple(q.WORKFLOWS.encode(workflow))])
+
+    def get_workflow(self, name: str) -> WorkflowRecord | None:
+        rows = self._read(f"{q.WORKFLOWS.select} WHERE name = ?", (name,))
+        return q.WORKFLOWS.decode(rows[0]) if rows else None
+
+    def list_workflows(self) -> list[WorkflowRecord]:
+        return [q.WORKFLOWS.decode(r) for r in self._read(f"{q.WORKFLOWS.select} ORDER BY name")]
+
+    def beat_server(self, server: ServerRecord) -> float:
+        row = q.SERVERS.encode(server)
+        with self._transaction() as conn:
+            now = float(conn.execute(f"SELECT {q.DB_NOW}").fetchone()[0])
+            row[q.SERVERS.columns.index("heartbeat_at")] = now
+            conn.execute(q.BEAT_SERVER, row)
+        return now
+
+    def list_servers(self) -> list[ServerRecord]:
+        return [q.SERVERS.decode(r) for r in self._read(f"{q.SERVERS.select} ORDER BY server_id")]
+
+    def remove_server(self, server_id: str) -> None:
+        self._write("DELETE FROM servers WHERE server_id = ?", [(server_id,)])
 
     # -- cache rows ----------------------------------------------------------------------
 

@@ -8,6 +8,11 @@ SUCCEEDED already has its components).
 
 The writer takes ownership of the records it is given: callers must not mutate a
 record after enqueueing it (it is not copied, to keep the hot path cheap).
+
+Fencing: a run driven under a lease is ``fence``d with its epoch; every cycle passes the
+fences to ``RunStore.write_batch``, which drops the records of a run whose lease was
+taken over. The writer then forgets that run's fence and calls its ``on_lost`` (the
+owner stops driving); nothing of it is retried.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -69,6 +75,7 @@ class StoreWriter:
         self._events: list[EventRecord] = []
         self._runs: dict[str, dict[str, Any]] = {}
         self._sources: dict[str, RecordSource] = {}
+        self._fences: dict[str, tuple[int, Callable[[str], None]]] = {}   # run_id -> (epoch, on_lost)
         self._enqueued = 0      # count of enqueue calls so far
         self._written = 0       # every enqueue call up to this count is in the store
         self._flush_now = False
@@ -115,6 +122,16 @@ class StoreWriter:
             self._check_open()
             self._runs.setdefault(run_id, {}).update(fields)
             self._enqueued_one()
+
+    def fence(self, run_id: str, epoch: int, on_lost: Callable[[str], None]) -> None:
+        """Write ``run_id``'s records only while its lease epoch is ``epoch``; call
+        ``on_lost(run_id)`` (from the writer thread) once the store refuses them."""
+        with self._cond:
+            self._fences[run_id] = (epoch, on_lost)
+
+    def unfence(self, run_id: str) -> None:
+        with self._cond:
+            self._fences.pop(run_id, None)
 
     def _check_open(self) -> None:
         if self._closing:
@@ -249,29 +266,39 @@ class StoreWriter:
             self._cond.notify_all()
 
     def _write_parts(self, batch: _Batch) -> None:
-        """Components, then events, then run updates, in chunks of ``max_batch``."""
+        """Components, then events, then run updates, in chunks of ``max_batch``, each
+        chunk one ``write_batch`` with the fences held now."""
         while batch.sources:
             with gcpause.paused():   # thousands of records at once: collect after, not during
                 batch.components.extend(batch.sources[-1].drain())   # newer than any queued copy
             batch.sources.pop()
+        with self._cond:
+            fences = {run_id: epoch for run_id, (epoch, _) in self._fences.items()}
         n = self.max_batch
-        write_all = getattr(self.store, "write_batch", None)   # a store that writes a cycle at once
-        if write_all is not None and len(batch.components) <= n and len(batch.events) <= n:
-            write_all(batch.components, batch.events, batch.runs)
-            batch.components.clear()
-            batch.events.clear()
-            batch.runs.clear()
-            return
-        while batch.components:
-            self.store.upsert_components(batch.components[:n])
+        while batch.components or batch.events or batch.runs:
+            components, events = batch.components[:n], batch.events[:n]
+            last = len(batch.components) <= n and len(batch.events) <= n
+            runs = batch.runs if last else {}
+            lost = self.store.write_batch(components, events, runs, fences or None)
             del batch.components[:n]
-        while batch.events:
-            self.store.append_events(batch.events[:n])
             del batch.events[:n]
-        while batch.runs:
-            run_id, fields = next(iter(batch.runs.items()))
-            self.store.update_run(run_id, **fields)
-            del batch.runs[run_id]
+            if last:
+                batch.runs = {}
+            if lost:
+                self._lost(lost, batch)
+
+    def _lost(self, run_ids: set[str], batch: _Batch) -> None:
+        """The store refused these runs' records: their owner lost the lease."""
+        with self._cond:
+            lost = [(run_id, self._fences.pop(run_id)) for run_id in run_ids if run_id in self._fences]
+        batch.components = [c for c in batch.components if c.run_id not in run_ids]
+        batch.events = [e for e in batch.events if e.run_id not in run_ids]
+        for run_id, (epoch, on_lost) in lost:
+            logger.warning("run %s: the store refused its records (lease epoch %d was taken over)", run_id, epoch)
+            try:
+                on_lost(run_id)
+            except Exception:  # noqa: BLE001 - the owner's callback must not stop the writer
+                logger.exception("run %s: on_lost failed", run_id)
 
     def _restore(self, batch: _Batch) -> None:
         """Put back what a failed cycle did not write; anything enqueued since wins."""

@@ -7,13 +7,25 @@ fresh, empty store.
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
 
 from rayflow.store.memory import MemoryStore
-from rayflow.store.port import ComponentRecord, EventRecord, RunRecord, RunStore
+from rayflow.store.port import (
+    ComponentRecord,
+    EventRecord,
+    Lease,
+    RunRecord,
+    RunStore,
+    ServerRecord,
+    TokenRecord,
+    WorkflowRecord,
+)
 from rayflow.store.sqlite import SqliteStore
 from rayflow.store.urls import open_store
 
@@ -235,3 +247,434 @@ def test_concurrent_writes_from_8_threads_lose_nothing(store: RunStore) -> None:
         assert run.n_components == n_items and run.cancel_requested
     seqs = [e.seq for e in store.get_events("shared")]
     assert seqs == list(range(1, n_threads * n_items + 1))
+
+
+# -- leases (fenced) ---------------------------------------------------------------------
+
+CLOCK_SLACK_S = 5.0   # a db-clock time written by the store is this close to db_now() read after it
+
+
+def near_db_now(store: RunStore, t: float | None) -> bool:
+    return t is not None and abs(t - store.db_now()) < CLOCK_SLACK_S
+
+
+def other_store(store: RunStore) -> RunStore:
+    """Another store object on the same rows (the same object for memory://)."""
+    return store if store.url == "memory://" else open_store(store.url)
+
+
+def test_db_now_is_unix_seconds(store: RunStore) -> None:
+    assert abs(store.db_now() - time.time()) < 60   # one host here: the clocks agree closely
+
+
+def test_lease_and_spec_round_trip(store: RunStore) -> None:
+    run = full_run()
+    run.lease_epoch, run.spec = 7, {"name": "etl", "components": [{"id": "a", "fn": "m:f"}], "x": 1.5}
+    store.create_run(run, [])
+    assert store.get_run("r1") == run
+    store.update_run("r1", spec={"other": True}, lease_epoch=8)
+    got = store.get_run("r1")
+    assert (got.spec, got.lease_epoch) == ({"other": True}, 8)
+    assert store.list_runs()[0] == got
+    assert full_run().lease_epoch == 0 and full_run().spec == {}
+
+
+def test_insert_run_refuses_an_existing_id_and_keeps_the_row(store: RunStore) -> None:
+    first = full_run()
+    first.spec = {"v": 1}
+    assert store.insert_run(first) is True
+    again = full_run(status="FAILED")
+    again.name, again.spec = "other", {"v": 2}
+    assert store.insert_run(again) is False
+    assert store.get_run("r1") == first
+    assert store.insert_run(full_run("r2")) is True
+    assert [r.run_id for r in store.list_runs()] == ["r2", "r1"]
+
+
+def test_claim_refuses_a_live_lease_force_takes_it_and_release_keeps_the_epoch(store: RunStore) -> None:
+    store.create_run(full_run(status="FAILED"), [])
+    a = store.claim_run("r1", "a:1", 30.0)
+    assert a == Lease("r1", "a:1", 1)
+    run = store.get_run("r1")
+    assert (run.owner, run.status, run.lease_epoch) == ("a:1", "RUNNING", 1)
+    assert near_db_now(store, run.heartbeat_at)
+    assert store.claim_run("r1", "b:2", 30.0) is None                  # a's lease is live
+    assert store.get_run("r1").owner == "a:1"
+    b = store.claim_run("r1", "b:2", 30.0, force=True)
+    assert b == Lease("r1", "b:2", 2)
+    assert (store.get_run("r1").owner, store.get_run("r1").lease_epoch) == ("b:2", 2)
+    # renew: only the lease that holds the run
+    store.update_run("r1", heartbeat_at=1.0)
+    assert store.renew_lease(a) is False
+    assert store.get_run("r1").heartbeat_at == 1.0
+    assert store.renew_lease(Lease("r1", "a:1", 2)) is False           # right epoch, wrong owner
+    assert store.renew_lease(b) is True
+    assert near_db_now(store, store.get_run("r1").heartbeat_at)
+    # release: the old lease changes nothing; the holder's clears owner and heartbeat, not the epoch
+    assert store.release_lease(a, status="FAILED") is False
+    assert store.get_run("r1").status == "RUNNING"
+    assert store.release_lease(b, status="FAILED") is True
+    run = store.get_run("r1")
+    assert (run.owner, run.heartbeat_at, run.status, run.lease_epoch) == ("", None, "FAILED", 2)
+    assert store.release_lease(b) is False                              # released already
+    assert store.renew_lease(b) is False
+    c = store.claim_run("r1", "c:3", 30.0)                              # free again: no force needed
+    assert c == Lease("r1", "c:3", 3)
+    assert store.release_lease(c) is True                               # status kept when not given
+    assert (store.get_run("r1").status, store.get_run("r1").lease_epoch) == ("RUNNING", 3)
+
+
+def test_claim_takes_a_stale_lease_on_the_db_clock(store: RunStore) -> None:
+    store.create_run(full_run(status="RUNNING"), [])
+    now = store.db_now()
+    store.update_run("r1", owner="gone:1", heartbeat_at=now - 10.0)
+    assert store.claim_run("r1", "b:2", 30.0) is None      # beat 10 s ago: live for 30 s
+    assert store.claim_run("r1", "b:2", 5.0) == Lease("r1", "b:2", 1)   # stale after 5 s
+    store.update_run("r1", heartbeat_at=now + 3600.0)      # a clock far ahead: live
+    assert store.claim_run("r1", "c:3", 30.0) is None
+
+
+def test_claim_refuses_a_succeeded_or_unknown_run_even_forced(store: RunStore) -> None:
+    store.create_run(full_run(status="SUCCEEDED"), [])
+    assert store.claim_run("r1", "a:1", 30.0) is None
+    assert store.claim_run("r1", "a:1", 30.0, force=True) is None
+    assert store.claim_run("ghost", "a:1", 30.0, force=True) is None
+    run = store.get_run("r1")
+    assert (run.status, run.owner, run.lease_epoch) == ("SUCCEEDED", "host:123", 0)
+
+
+def test_concurrent_claims_of_one_run_have_one_winner(store: RunStore) -> None:
+    store.create_run(full_run(status="FAILED"), [])
+    stores = [other_store(store) for _ in range(4)]
+    start = threading.Barrier(len(stores))
+    wins: list[Lease] = []
+
+    def claim(i: int) -> None:
+        start.wait()
+        got = stores[i].claim_run("r1", f"p:{i}", 60.0)
+        if got is not None:
+            wins.append(got)
+
+    try:
+        threads = [threading.Thread(target=claim, args=(i,)) for i in range(len(stores))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for s in stores:
+            if s is not store:
+                s.close()
+    assert len(wins) == 1 and wins[0].epoch == 1
+    assert store.get_run("r1").owner == wins[0].owner
+
+
+def fenced_batch_setup(store: RunStore) -> tuple[Lease, Lease, Lease]:
+    """r_old: claimed by old then taken over by new; r_ok: claimed by ok; r_free: no lease."""
+    for run_id in ("r_old", "r_ok", "r_free"):
+        store.create_run(full_run(run_id), [comp(run_id, "seed")])
+    old = store.claim_run("r_old", "old:1", 30.0)
+    new = store.claim_run("r_old", "new:2", 30.0, force=True)
+    ok = store.claim_run("r_ok", "ok:3", 30.0)
+    assert (old.epoch, new.epoch, ok.epoch) == (1, 2, 1)
+    return old, new, ok
+
+
+def test_write_batch_drops_a_stale_fence_and_writes_the_rest(store: RunStore) -> None:
+    old, _, ok = fenced_batch_setup(store)
+    before_old = store.get_run("r_old")
+    components = [comp(r, "a", "RUNNING", attempts=1) for r in ("r_old", "r_ok", "r_free")]
+    events = [ev(r, 1, component_id="a") for r in ("r_old", "r_ok", "r_free")]
+    runs = {r: {"n_components": 5, "heartbeat_at": 1.0, "summary": {"by": r}} for r in ("r_old", "r_ok", "r_free")}
+    dropped = store.write_batch(components, events, runs, fences={"r_old": old.epoch, "r_ok": ok.epoch})
+    assert dropped == {"r_old"}
+    # the stale owner's records are gone, every one of them
+    assert store.get_components("r_old") == [comp("r_old", "seed")]
+    assert store.get_events("r_old") == []
+    assert store.get_run("r_old") == before_old
+    # the fenced run whose fence holds: written, its heartbeat on the db clock, not 1.0
+    assert store.get_components("r_ok") == [comp("r_ok", "a", "RUNNING", attempts=1), comp("r_ok", "seed")]
+    assert [e.seq for e in store.get_events("r_ok")] == [1]
+    run = store.get_run("r_ok")
+    assert (run.n_components, run.summary, run.owner, run.lease_epoch) == (5, {"by": "r_ok"}, "ok:3", 1)
+    assert run.heartbeat_at != 1.0 and near_db_now(store, run.heartbeat_at)
+    # the unfenced run: written as given
+    assert [c.component_id for c in store.get_components("r_free")] == ["a", "seed"]
+    assert [e.seq for e in store.get_events("r_free")] == [1]
+    free = store.get_run("r_free")
+    assert (free.n_components, free.heartbeat_at, free.summary) == (5, 1.0, {"by": "r_free"})
+
+
+def test_write_batch_fenced_heartbeat_none_releases_and_unknown_fence_drops(store: RunStore) -> None:
+    _, new, ok = fenced_batch_setup(store)
+    dropped = store.write_batch([comp("ghost", "a")], [ev("ghost", 1)],
+                                {"r_ok": {"heartbeat_at": None, "owner": "", "status": "SUCCEEDED"},
+                                 "r_old": {"n_components": 9}, "ghost": {"n_components": 1}},
+                                fences={"r_ok": ok.epoch, "r_old": new.epoch, "ghost": 1})
+    assert dropped == {"ghost"}
+    run = store.get_run("r_ok")
+    assert (run.heartbeat_at, run.owner, run.status, run.lease_epoch) == (None, "", "SUCCEEDED", 1)
+    assert store.get_run("r_old").n_components == 9
+    assert store.get_components("ghost") == [] and store.get_events("ghost") == []
+
+
+def test_write_batch_without_fences_writes_everything(store: RunStore) -> None:
+    old, _, _ = fenced_batch_setup(store)
+    for fences in (None, {}):
+        assert store.write_batch([comp("r_old", "x", "FAILED", error="e")], [ev("r_old", 3)],
+                                 {"r_old": {"heartbeat_at": 2.0, "error": "late"}}, fences) == set()
+        run = store.get_run("r_old")
+        assert (run.heartbeat_at, run.error, run.lease_epoch) == (2.0, "late", 2)   # as given: unfenced
+    assert store.get_components("r_old")[-1] == comp("r_old", "x", "FAILED", error="e")
+    assert [e.seq for e in store.get_events("r_old")] == [3]
+    assert store.write_batch([], [], {}, {"r_old": old.epoch}) == {"r_old"}
+    with pytest.raises(ValueError, match="colour"):
+        store.write_batch([], [], {"r_old": {"colour": "red"}}, {})
+
+
+def test_write_batch_waits_for_a_claim_in_flight(store: RunStore, request: pytest.FixtureRequest) -> None:
+    """A claim that has locked the run (not committed yet) when the writer cycle starts: the
+    cycle waits for it and then sees the new epoch (it never checks the old one and writes)."""
+    if store.url == "memory://":
+        pytest.skip("one lock guards the whole memory store")
+    store.create_run(full_run(), [])
+    lease = store.claim_run("r1", "a:1", 30.0)
+    locked, hold_s = threading.Event(), 0.5
+    if store.url.startswith("sqlite"):
+        def claim_elsewhere() -> None:
+            conn = sqlite3.connect(store.path, isolation_level=None)
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("UPDATE runs SET lease_epoch = lease_epoch + 1, owner = 'b:2' WHERE run_id = 'r1'")
+            locked.set()
+            time.sleep(hold_s)
+            conn.execute("COMMIT")
+            conn.close()
+    else:
+        import asyncpg
+        server, schema = request.getfixturevalue("postgres_server"), request.getfixturevalue("postgres_schema")
+
+        async def go() -> None:
+            conn = await asyncpg.connect(server, server_settings={"search_path": schema}, timeout=5)
+            try:
+                async with conn.transaction():
+                    await conn.execute("UPDATE runs SET lease_epoch = lease_epoch + 1, owner = 'b:2' "
+                                       "WHERE run_id = 'r1'")
+                    locked.set()
+                    await asyncio.sleep(hold_s)
+            finally:
+                await conn.close()
+
+        def claim_elsewhere() -> None:
+            asyncio.run(go())
+    other = threading.Thread(target=claim_elsewhere)
+    other.start()
+    try:
+        assert locked.wait(10)
+        started = time.monotonic()
+        dropped = store.write_batch([comp("r1", "a", "RUNNING")], [ev("r1", 1)], {"r1": {"n_components": 7}},
+                                    fences={"r1": lease.epoch})
+        waited = time.monotonic() - started
+    finally:
+        other.join()
+    assert dropped == {"r1"}
+    assert waited > hold_s / 2
+    run = store.get_run("r1")
+    assert (run.owner, run.lease_epoch, run.n_components) == ("b:2", 2, 2)
+    assert store.get_components("r1") == [] and store.get_events("r1") == []
+
+
+def claimable(run_id: str, created_at: float, **kw) -> RunRecord:
+    run = RunRecord(run_id=run_id, name="etl", status="PENDING", created_at=created_at, target="pkg.mod:flow")
+    for k, v in kw.items():
+        setattr(run, k, v)
+    return run
+
+
+def test_claim_next_oldest_first_within_limit_skipping_what_it_cannot_drive(store: RunStore) -> None:
+    now = store.db_now()
+    runs = [
+        claimable("c-spec", 5.0, target="", spec={"components": []}),    # a spec, no target
+        claimable("c-target", 1.0),
+        claimable("c-running-stale", 3.0, status="RUNNING", owner="dead:1", heartbeat_at=now - 120.0),
+        claimable("c-failed-main-spec", 4.0, target="__main__:flow", spec={"x": 1}),   # the spec plans it
+        claimable("c-late", 9.0),
+        claimable("x-main", 0.5, target="__main__:flow"),                 # only its own process can plan it
+        claimable("x-nothing", 0.6, target=""),
+        claimable("x-live", 0.7, status="RUNNING", owner="b:1", heartbeat_at=now - 1.0),
+        claimable("x-succeeded", 0.8, status="SUCCEEDED"),
+        claimable("x-failed", 0.9, status="FAILED"),
+        claimable("x-cancelled", 0.95, status="CANCELLED"),
+    ]
+    for run in runs:
+        store.create_run(run, [])
+    first = store.claim_next("me:1", 30.0, 2)
+    assert first == [Lease("c-target", "me:1", 1), Lease("c-running-stale", "me:1", 1)]
+    rest = store.claim_next("me:1", 30.0, 10)
+    assert [lease.run_id for lease in rest] == ["c-failed-main-spec", "c-spec", "c-late"]
+    assert store.claim_next("me:1", 30.0, 10) == []             # every lease is live now
+    assert store.claim_next("me:1", 30.0, 0) == []
+    for lease in first + rest:
+        run = store.get_run(lease.run_id)
+        assert (run.owner, run.status, run.lease_epoch) == ("me:1", "RUNNING", 1)
+        assert near_db_now(store, run.heartbeat_at)
+    for run_id in ("x-main", "x-nothing", "x-live", "x-succeeded", "x-failed", "x-cancelled"):
+        assert store.get_run(run_id).lease_epoch == 0
+    assert store.get_run("x-live").owner == "b:1"
+    # a released lease is free again: claim_next takes it with the next epoch
+    assert store.release_lease(first[0]) is True
+    assert store.claim_next("you:2", 30.0, 5) == [Lease("c-target", "you:2", 2)]
+
+
+def test_claim_next_from_4_stores_at_once_claims_each_run_once(store: RunStore) -> None:
+    n_runs, n_claimers = 200, 4
+    for i in range(n_runs):
+        store.create_run(claimable(f"q{i:03d}", float(i % 17)), [])
+    stores = [other_store(store) for _ in range(n_claimers)]
+    start = threading.Barrier(n_claimers)
+    claimed: list[list[Lease]] = [[] for _ in range(n_claimers)]
+    errors: list[BaseException] = []
+
+    def work(i: int) -> None:
+        try:
+            start.wait()
+            while True:
+                got = stores[i].claim_next(f"c:{i}", 300.0, 1 + i % 3)
+                if not got:
+                    return
+                assert len(got) <= 1 + i % 3
+                claimed[i].extend(got)
+        except BaseException as exc:   # surfaced below
+            errors.append(exc)
+
+    try:
+        threads = [threading.Thread(target=work, args=(i,)) for i in range(n_claimers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for s in stores:
+            if s is not store:
+                s.close()
+    assert errors == []
+    every = [lease.run_id for leases in claimed for lease in leases]
+    assert sorted(every) == [f"q{i:03d}" for i in range(n_runs)]   # each once: no run twice, none missed
+    for i, leases in enumerate(claimed):
+        for lease in leases:
+            assert lease.owner == f"c:{i}" and lease.epoch == 1
+    owners = {r.run_id: r.owner for r in store.list_runs(limit=1000)}
+    assert all(owners[lease.run_id] == lease.owner for leases in claimed for lease in leases)
+
+
+# -- the server's records ------------------------------------------------------------------
+
+def walk_pages(store: RunStore, limit: int, **filters) -> list[str]:
+    seen, before = [], None
+    for _ in range(100):
+        page = store.list_runs_page(limit=limit, before=before, **filters)
+        assert len(page) <= limit
+        seen += [r.run_id for r in page]
+        if len(page) < limit:
+            return seen
+        before = (page[-1].created_at, page[-1].run_id)
+    raise AssertionError("pagination never ended")
+
+
+def test_list_runs_page_walks_every_run_once_newest_first(store: RunStore) -> None:
+    statuses = ["SUCCEEDED", "FAILED", "RUNNING"]
+    runs = []
+    for i in range(23):
+        run = full_run(f"p{i:02d}", float(i // 3), statuses[i % 3])   # three runs per created_at: ties
+        run.name = "etl" if i % 2 else "ml"
+        runs.append(run)
+        store.create_run(run, [])
+    newest = sorted(runs, key=lambda r: (r.created_at, r.run_id), reverse=True)
+    assert walk_pages(store, 4) == [r.run_id for r in newest]
+    assert walk_pages(store, 5, status="FAILED") == [r.run_id for r in newest if r.status == "FAILED"]
+    assert walk_pages(store, 3, name="etl") == [r.run_id for r in newest if r.name == "etl"]
+    both = [r.run_id for r in newest if r.name == "ml" and r.status == "SUCCEEDED"]
+    assert both and walk_pages(store, 2, name="ml", status="SUCCEEDED") == both
+    assert store.list_runs_page(limit=2, before=(3.0, "p10")) == [r for r in newest if (r.created_at, r.run_id) < (3.0, "p10")][:2]
+    assert [r.run_id for r in store.list_runs_page(limit=3, before=(3.0, "p10"))] == ["p09", "p08", "p07"]
+    assert store.list_runs_page(before=(0.0, "p00")) == []
+    assert store.list_runs_page(limit=0) == []
+    assert store.list_runs_page(name="nope") == []
+    assert store.list_runs_page(limit=1)[0] == runs[-1]
+
+
+def test_tokens_by_hash_newest_first_and_revoked_once(store: RunStore) -> None:
+    one = TokenRecord("t1", "ci", "submit", "a" * 64, created_at=10.0)
+    two = TokenRecord("t2", "ops", "admin", "b" * 64, created_at=20.0)
+    store.create_token(one)
+    store.create_token(two)
+    assert store.get_token("a" * 64) == one
+    assert store.get_token("c" * 64) is None
+    assert store.list_tokens() == [two, one]
+    assert store.revoke_token("t1", 30.0) is True
+    assert store.revoke_token("t1", 40.0) is False         # revoked already: the first time stays
+    assert store.revoke_token("ghost", 40.0) is False
+    assert store.get_token("a" * 64).revoked_at == 30.0
+    assert store.get_token("b" * 64).revoked_at is None
+
+
+def test_remember_request_keeps_the_first(store: RunStore) -> None:
+    assert store.remember_request("k1", "h1", "run-1", 1.0) == ("run-1", "h1")
+    assert store.remember_request("k1", "h2", "run-2", 2.0) == ("run-1", "h1")
+    assert store.remember_request("k1", "h1", "run-3", 3.0) == ("run-1", "h1")
+    assert store.remember_request("k2", "h2", "run-2", 4.0) == ("run-2", "h2")
+
+
+def test_remember_request_at_once_from_4_stores_keeps_one(store: RunStore) -> None:
+    stores = [other_store(store) for _ in range(4)]
+    start = threading.Barrier(len(stores))
+    kept: list[tuple[str, str]] = []
+
+    def remember(i: int) -> None:
+        start.wait()
+        kept.append(stores[i].remember_request("key", f"h{i}", f"run-{i}", float(i)))
+
+    try:
+        threads = [threading.Thread(target=remember, args=(i,)) for i in range(len(stores))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    finally:
+        for s in stores:
+            if s is not store:
+                s.close()
+    assert len(kept) == 4 and len(set(kept)) == 1
+    run_id, body_hash = kept[0]
+    assert body_hash == "h" + run_id.split("-")[1]
+
+
+def test_workflows_upsert_by_name_keeping_the_first_created_at(store: RunStore) -> None:
+    spec = {"name": "etl", "components": [{"id": "a", "fn": "m:f", "args": [1, 2.5]}]}
+    store.put_workflow(WorkflowRecord("etl", spec=spec, created_at=10.0, updated_at=10.0))
+    store.put_workflow(WorkflowRecord("a-first", target="pkg.mod:flow", created_at=11.0, updated_at=11.0))
+    assert store.get_workflow("etl") == WorkflowRecord("etl", spec=spec, created_at=10.0, updated_at=10.0)
+    assert store.get_workflow("nope") is None
+    store.put_workflow(WorkflowRecord("etl", spec={"v": 2}, target="", created_at=50.0, updated_at=50.0))
+    assert store.get_workflow("etl") == WorkflowRecord("etl", spec={"v": 2}, created_at=10.0, updated_at=50.0)
+    assert [w.name for w in store.list_workflows()] == ["a-first", "etl"]
+    assert store.list_workflows()[0].target == "pkg.mod:flow"
+
+
+def test_servers_beat_on_the_db_clock_list_and_remove(store: RunStore) -> None:
+    rec = ServerRecord("s1", "http://h1:8080", host="h1", pid=11, started_at=5.0, heartbeat_at=1.0,
+                       info={"version": "1", "ray": False})
+    beat = store.beat_server(rec)
+    assert beat != 1.0 and near_db_now(store, beat)
+    store.beat_server(ServerRecord("s0", "http://h0:8080", started_at=6.0))
+    servers = store.list_servers()
+    assert [s.server_id for s in servers] == ["s0", "s1"]
+    assert servers[1] == ServerRecord("s1", "http://h1:8080", host="h1", pid=11, started_at=5.0,
+                                      heartbeat_at=beat, info={"version": "1", "ray": False})
+    time.sleep(0.01)
+    again = store.beat_server(ServerRecord("s1", "http://h1:9090", host="h1", pid=11, started_at=5.0))
+    assert again >= beat
+    s1 = store.list_servers()[1]
+    assert (s1.url, s1.heartbeat_at, s1.info) == ("http://h1:9090", again, {})
+    store.remove_server("s0")
+    store.remove_server("ghost")
+    assert [s.server_id for s in store.list_servers()] == ["s1"]

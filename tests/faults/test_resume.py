@@ -74,7 +74,7 @@ def test_a_live_lease_refuses_a_second_driver(svc, ledger):
     assert h.status() == "FAILED"
     ledger.gate("fail", "total", on=False)
     svc.flush()
-    assert svc.store.claim_run(h.run_id, "elsewhere:1", now=9e12, stale_before=0)   # someone else drives it
+    assert svc.store.claim_run(h.run_id, "elsewhere:1", 30.0, force=True)   # someone else drives it
     with pytest.raises(RunBusy, match="driven by elsewhere:1"):
         rf.resume(h.run_id, executor="local")
     assert "total" in ledger.counts() and ledger.counts()["total"] == 1

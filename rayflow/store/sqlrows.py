@@ -1,0 +1,149 @@
+"""SQLite rows: the mapping between records and the rows of SqliteStore's tables, and
+the statements it runs.
+
+Owns the codec (dict/list fields as JSON text with sorted keys, bools as 0/1) and the SQL
+text over the schema that ``rayflow.store.sqlite`` migrates. Must not open a connection
+and must not import anything beyond the standard library.
+"""
+
+from __future__ import annotations
+
+import json
+import operator
+from collections.abc import Sequence
+from dataclasses import fields as dc_fields
+from typing import Any
+
+from rayflow.store.port import (
+    ComponentRecord,
+    EventRecord,
+    RunRecord,
+    ServerRecord,
+    TokenRecord,
+    WorkflowRecord,
+)
+
+# The database's clock, UNIX seconds: every lease time is on it (within one statement,
+# SQLite's 'now' is one value)
+DB_NOW = "((julianday('now') - 2440587.5) * 86400.0)"
+
+_JSON_MEMO: dict[int, tuple[Any, str]] = {}
+_JSON_MEMO_MAX = 20_000   # holds each value alive: bounded
+_SORTED = json.JSONEncoder(sort_keys=True)   # json.dumps(..., sort_keys=True) builds one per call: half its cost
+
+
+def _json_text(value: Any) -> str:
+    """JSON of a value that is never mutated once recorded (a component's resources and
+    upstream list, shared by every update of that component): encoded once, by identity."""
+    if not value:
+        return "[]" if isinstance(value, list) else json.dumps(value)
+    hit = _JSON_MEMO.get(id(value))
+    if hit is not None and hit[0] is value:
+        return hit[1]
+    text = _SORTED.encode(value)
+    if len(_JSON_MEMO) >= _JSON_MEMO_MAX:
+        _JSON_MEMO.clear()
+    _JSON_MEMO[id(value)] = (value, text)
+    return text
+
+
+def _json_any(value: Any) -> str:
+    """JSON of a value, sorted keys; an empty dict (most rows' outcome) without encoding."""
+    return "{}" if type(value) is dict and not value else _SORTED.encode(value)
+
+
+def _as_int(value: Any) -> int:
+    return int(bool(value))
+
+
+def _as_is(value: Any) -> Any:
+    return value
+
+
+class Codec:
+    """Maps one record dataclass to the columns of its table and back."""
+
+    def __init__(self, cls: type, table: str, json_fields: set[str], bool_fields: set[str],
+                 stable_fields: frozenset[str] = frozenset()) -> None:
+        self.cls = cls
+        self.stable_fields = stable_fields
+        self.table = table
+        self.columns = [f.name for f in dc_fields(cls)]
+        self.json_fields = json_fields
+        self.bool_fields = bool_fields
+        self.select = f"SELECT {', '.join(self.columns)} FROM {table}"
+        self._row = operator.attrgetter(*self.columns)
+        self._fixes = [(i, self._encoder(name)) for i, name in enumerate(self.columns)
+                       if name in json_fields or name in bool_fields]
+
+    def encode_value(self, name: str, value: Any) -> Any:
+        return self._encoder(name)(value)
+
+    def _encoder(self, name: str) -> Any:
+        """How a column's value is stored: JSON text, 0/1, or as it is."""
+        if name in self.json_fields:
+            return _json_text if name in self.stable_fields else _json_any
+        if name in self.bool_fields:
+            return _as_int
+        return _as_is
+
+    def encode(self, rec: Any) -> list[Any]:
+        row = list(self._row(rec))
+        for i, encode in self._fixes:   # a row per component: the column encoders are looked up once
+            row[i] = encode(row[i])
+        return row
+
+    def decode(self, row: Sequence[Any]) -> Any:
+        values: dict[str, Any] = {}
+        for name, value in zip(self.columns, row, strict=True):
+            if name in self.json_fields:
+                value = json.loads(value) if value is not None else None
+            elif name in self.bool_fields:
+                value = bool(value)
+            values[name] = value
+        return self.cls(**values)
+
+
+RUNS = Codec(RunRecord, "runs", {"inputs", "summary", "spec"}, {"cancel_requested"})
+COMPONENTS = Codec(ComponentRecord, "components", {"resources", "upstream", "features", "outcome"}, {"cached"},
+                    stable_fields=frozenset({"resources", "upstream"}))
+EVENTS = Codec(EventRecord, "events", {"data"}, set())
+TOKENS = Codec(TokenRecord, "tokens", set(), set())
+WORKFLOWS = Codec(WorkflowRecord, "workflows", {"spec"}, set())
+SERVERS = Codec(ServerRecord, "servers", {"info"}, set())
+
+
+def insert_sql(codec: Codec, verb: str = "INSERT") -> str:
+    cols = ", ".join(codec.columns)
+    marks = ", ".join("?" for _ in codec.columns)
+    return f"{verb} INTO {codec.table} ({cols}) VALUES ({marks})"
+
+
+def upsert_sql(codec: Codec, keys: Sequence[str]) -> str:
+    updates = ", ".join(f"{c} = excluded.{c}" for c in codec.columns if c not in keys)
+    return f"{insert_sql(codec)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+
+
+UPSERT_RUN = upsert_sql(RUNS, ("run_id",))
+UPSERT_COMPONENT = upsert_sql(COMPONENTS, ("run_id", "component_id"))
+INSERT_EVENT = insert_sql(EVENTS, "INSERT OR IGNORE")
+INSERT_NEW_RUN = f"{insert_sql(RUNS)} ON CONFLICT (run_id) DO NOTHING"
+INSERT_TOKEN = insert_sql(TOKENS)
+
+_TAKE = ("UPDATE runs SET owner = ?, heartbeat_at = {now}, status = 'RUNNING', lease_epoch = lease_epoch + 1 "
+         "WHERE {where} RETURNING run_id, lease_epoch, created_at").replace("{now}", DB_NOW)
+CLAIM_RUN = _TAKE.format(where=(
+    f"run_id = ? AND status != 'SUCCEEDED' AND (? OR heartbeat_at IS NULL OR heartbeat_at < {DB_NOW} - ?)"))
+# one statement in a write transaction (SQLite has one writer at a time): no two claimers
+# see the same run free; runs_claimable serves the subquery
+CLAIM_NEXT = _TAKE.format(where=(
+    "run_id IN (SELECT run_id FROM runs WHERE status IN ('PENDING', 'RUNNING') "
+    "AND (spec != '{}' OR (target != '' AND substr(target, 1, 9) != '__main__:')) "
+    f"AND (heartbeat_at IS NULL OR heartbeat_at < {DB_NOW} - ?) "
+    "ORDER BY created_at, run_id LIMIT ?)"))
+RENEW = f"UPDATE runs SET heartbeat_at = {DB_NOW} WHERE run_id = ? AND owner = ? AND lease_epoch = ?"
+RELEASE = ("UPDATE runs SET owner = '', heartbeat_at = NULL, status = COALESCE(?, status) "
+            "WHERE run_id = ? AND owner = ? AND lease_epoch = ?")
+PUT_WORKFLOW = (f"{insert_sql(WORKFLOWS)} ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, "
+                 "target = excluded.target, updated_at = excluded.updated_at")
+BEAT_SERVER = upsert_sql(SERVERS, ("server_id",))
