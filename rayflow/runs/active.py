@@ -1,8 +1,11 @@
 """A run driven in this process (``ActiveRun``), and the run lease.
 
 Owns the life of a run driven here: RUNNING -> drive the loop -> final state with
-metrics, written through the store writer, with a heartbeat (the lease) so other
-processes see it is driven, and cancellation polled from the store. Knows the
+metrics, written through the store writer, under the run's lease (kept live by the
+service's ``LeaseKeeper``; every write fenced by the lease's epoch), and cancellation
+polled from the store. A run whose lease was taken over stops and writes nothing more;
+a run handed back (the server shutting down) stops, keeps what it wrote, and releases
+its lease so another owner resumes it. Knows the
 service only through ``RunBacking`` (a store and a writer): must not import
 rayflow.service or rayflow.server, and must not import ray.
 """
@@ -23,10 +26,11 @@ from rayflow.execute.loop import drive, new_state
 from rayflow.execute.port import CheckpointTarget, Executor
 from rayflow.metrics.summary import run_metrics
 from rayflow.plan import Plan
+from rayflow.runs.leases import LeaseKeeper
 from rayflow.runs.recorder import RunRecorder
 from rayflow.store import RunStore
 from rayflow.store.checkpoints import Checkpoint, CheckpointStore
-from rayflow.store.port import ComponentRecord, RunRecord
+from rayflow.store.port import ComponentRecord, Lease, RunRecord
 from rayflow.store.writer import StoreWriter
 
 log = logging.getLogger("rayflow")
@@ -45,6 +49,11 @@ class RunBacking(Protocol):
 
     @property
     def writer(self) -> StoreWriter: ...
+
+    @property
+    def leases(self) -> LeaseKeeper: ...
+
+    def lease_s(self) -> float: ...
 
 
 def lease_s() -> float:
@@ -67,7 +76,7 @@ class ActiveRun:
     def __init__(self, service: RunBacking, plan: Plan, run: RunRecord, executor: Executor, *,
                  checkpoints: CheckpointStore | None = None, restored: dict[str, Checkpoint] | None = None,
                  earlier: dict[str, ComponentRecord] | None = None, first_seq: int = 0,
-                 cache: Any = None, resize: Any = None) -> None:
+                 cache: Any = None, resize: Any = None, lease: Lease | None = None) -> None:
         self.service = service
         self.plan = plan
         self.run = run
@@ -78,6 +87,9 @@ class ActiveRun:
         self.restored = dict(restored or {})
         self.cache = cache   # a RunCache, or None
         self.resize = resize   # after an out-of-memory kill: the task again, asking for more
+        self.lease = lease     # None: driven unfenced, with heartbeats through the writer
+        self.lost = False          # the lease was taken over: nothing more is written
+        self.handing_back = False  # stopping so another owner resumes the run
         for cid in self.restored:
             rec = (earlier or {}).get(cid)
             self.state.restore(cid, {**rec.features, **rec.to_dict()} if rec is not None else None)
@@ -87,7 +99,7 @@ class ActiveRun:
         self.status = "PENDING"
         self.error: str | None = None
         self._next_poll = 0.0
-        self._lease_s = lease_s()
+        self._lease_s = service.lease_s()
         self._next_beat = 0.0
 
     def execute(self) -> None:
@@ -97,8 +109,11 @@ class ActiveRun:
         now = time.time()
         self.run.started_at = self.run.started_at if self.restored else now
         self.status = "RUNNING"
-        self.run.owner = owner_id()
+        self.run.owner = self.lease.owner if self.lease is not None else owner_id()
         self._next_beat = time.monotonic() + self._lease_s / 3
+        if self.lease is not None:
+            writer.fence(run_id, self.lease.epoch, self._lease_lost)
+            self.service.leases.hold(self.lease, self._lease_lost)
         self.recorder.start()   # every row, written with the first transitions
         writer.run(run_id, status="RUNNING", started_at=self.run.started_at, owner=self.run.owner,
                    heartbeat_at=now, ended_at=None, error=None)
@@ -118,7 +133,21 @@ class ActiveRun:
             self.status, self.error = "FAILED", f"internal error: {type(exc).__name__}: {exc}"
         self._finish()
 
+    def _lease_lost(self, run_id: str) -> None:
+        self.lost = True
+        self.cancel_event.set()
+
+    def hand_back(self) -> None:
+        """Stop driving; keep what was written; release the lease (see ``_hand_back``)."""
+        self.handing_back = True
+        self.cancel_event.set()
+
     def _finish(self) -> None:
+        if self.lease is not None:
+            self.service.leases.drop(self.run.run_id)
+        if self.lost or self.handing_back:
+            self._stop_here()
+            return
         self.run.ended_at = time.time()
         self.run.status = self.status
         self.service.writer.write_soon()   # the last component rows, while the summary is computed
@@ -132,13 +161,30 @@ class ActiveRun:
                                 error=self.error, summary=summary, heartbeat_at=None)   # the lease ends
         self.recorder.run_event(self.status, error=self.error)
         self.service.writer.flush()
+        self.service.writer.unfence(self.run.run_id)
+        self.done.set()
+
+    def _stop_here(self) -> None:
+        """Lost: write nothing more. Handed back: flush what is queued, say so in the run's
+        events, release the lease (status left RUNNING: any owner may resume it)."""
+        writer, run_id = self.service.writer, self.run.run_id
+        if self.handing_back and not self.lost and self.lease is not None:
+            self.recorder.event("run_handed_back", owner=self.lease.owner)
+            if writer.flush(timeout=10):
+                try:
+                    self.service.store.release_lease(self.lease)
+                except Exception:  # noqa: BLE001 - the lease then lapses by itself
+                    log.warning("run %s: could not release its lease; it lapses in %.0f s", run_id, self._lease_s)
+        # the fence stays: whatever is still queued for the run is refused by the store
+        # (the writer drops the fence then), never written over the next owner's records
+        self.status = "RUNNING"   # not final here: whoever drives it next decides
         self.done.set()
 
     def _should_cancel(self) -> bool:
         if self.cancel_event.is_set():
             return True
         now = time.monotonic()
-        if now >= self._next_beat:   # the lease: other processes see this run is driven
+        if self.lease is None and now >= self._next_beat:   # unfenced: heartbeats through the writer
             self._next_beat = now + self._lease_s / 3
             self.service.writer.run(self.run.run_id, heartbeat_at=time.time())
         if now >= self._next_poll:

@@ -113,10 +113,13 @@ class RunRecorder:
                         self.run.run_id, len(outputs), exc)
 
     def run_event(self, status: str, **data: Any) -> None:
+        self.event("run_state", state=status, **data)
+
+    def event(self, kind: str, **data: Any) -> None:
+        """One run-level event (no component) in the run's sequence."""
         with self._lock:
             self._seq += 1
-            self._writer.event(EventRecord(self.run.run_id, self._seq, time.time(), "run_state", None,
-                                           {"state": status, **data}))
+            self._writer.event(EventRecord(self.run.run_id, self._seq, time.time(), kind, None, data))
 
     def _record(self, cid: str, with_features: bool = True) -> ComponentRecord:
         """The component's record as of now (under the lock)."""
@@ -143,7 +146,8 @@ class RunRecorder:
                 features["input_rows"] = s.input_rows
         return ComponentRecord(self.run.run_id, cid, s.state, s.attempts, s.submitted_at, started, ended,
                                queued, duration, s.node_id, s.worker_id, resources, s.error, s.cached,
-                               upstream, s.cpu_s, s.peak_rss_bytes, features, s.outcome or {})
+                               upstream, s.cpu_s, s.peak_rss_bytes, features,
+                               {**(s.outcome or {}), "oom_reruns": s.resubmitted} if s.resubmitted else (s.outcome or {}))
 
     def _features(self, task: Any) -> dict[str, Any]:
         """What the resource model learns from (see ComponentRecord.features)."""

@@ -24,6 +24,7 @@ from rayflow.execute.port import Executor
 from rayflow.plan import Plan, make_plan
 from rayflow.plan.planner import check_cluster
 from rayflow.runs.active import ActiveRun
+from rayflow.runs.leases import LeaseKeeper
 from rayflow.service.settings import (
     CLUSTER_TTL_S,
     EXECUTORS,
@@ -35,7 +36,7 @@ from rayflow.service.settings import (
 from rayflow.spec.targets import blueprint_of
 from rayflow.store import RunStore, open_store
 from rayflow.store.checkpoints import Checkpoint, CheckpointStore, checkpoint_url
-from rayflow.store.port import ComponentRecord, RunRecord
+from rayflow.store.port import ComponentRecord, Lease, RunRecord
 from rayflow.store.writer import StoreWriter
 
 log = logging.getLogger("rayflow")
@@ -55,6 +56,7 @@ class Composition:
         self._runs_since_fit = 0
         self._fitting = False
         self._lock = threading.RLock()
+        self._leases = LeaseKeeper(lambda: self.store, self.lease_s)
 
     # -- adapters ----------------------------------------------------------------------
 
@@ -71,6 +73,15 @@ class Composition:
             if self._writer is None:
                 self._writer = StoreWriter(self.store, flush_interval_s=WRITE_INTERVAL_S)
             return self._writer
+
+    def lease_s(self) -> float:
+        """How long an owner of a run may stay silent before another may take the run."""
+        return self.settings.configured_lease_s()
+
+    @property
+    def leases(self) -> LeaseKeeper:
+        """Keeps the leases of the runs this process drives live (see rayflow.runs.leases)."""
+        return self._leases
 
     def cache(self) -> Any:
         """The result cache (a ``MultiLevelCache``), opened on first use."""
@@ -191,12 +202,14 @@ class Composition:
 
     def active_run(self, plan: Plan, run: RunRecord, executor: str, *,
                    restored: dict[str, Checkpoint] | None = None,
-                   earlier: dict[str, ComponentRecord] | None = None, first_seq: int = 0) -> ActiveRun:
+                   earlier: dict[str, ComponentRecord] | None = None, first_seq: int = 0,
+                   lease: Lease | None = None) -> ActiveRun:
         """The one way an ``ActiveRun`` is made: this service's writer and store, the
-        executor named, the checkpoint store, the run's cache and the out-of-memory resizer."""
+        executor named, the checkpoint store, the run's cache and the out-of-memory resizer,
+        under ``lease`` (fenced writes) when given."""
         return ActiveRun(self, plan, run, self.executor(executor), checkpoints=self.checkpoint_store(),
                          restored=restored, earlier=earlier, first_seq=first_seq,
-                         cache=self.run_cache(plan), resize=self.oom_resizer(executor))
+                         cache=self.run_cache(plan), resize=self.oom_resizer(executor), lease=lease)
 
     # -- planning, with the resource model ----------------------------------------------
 

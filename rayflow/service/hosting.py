@@ -4,9 +4,10 @@ A run submitted to a cluster started elsewhere is driven by a host that outlives
 submitting process (the cluster's tracker actor, ``rayflow.server.tracker``): the
 service plans and records the run, hands it over with ``RunHost.hand_over``, and gets
 a ``RunView`` of it back for the ``RunHandle``. The service defines this port; the
-server implements it; the composition root (``rayflow.api``, imported by the package
-``rayflow`` and so by anything importing ``rayflow.*``) registers the host. Must not
-import rayflow.server (it is above) nor ray.
+server implements it; the composition root (``rayflow.api``, loaded by the package
+``rayflow`` on first use of any of its public names, and by every local CLI command)
+registers the host. A ``rayflow server`` registers none: it drives what it claims itself.
+Must not import rayflow.server (it is above) nor ray.
 """
 
 from __future__ import annotations

@@ -20,24 +20,27 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from rayflow.core import gcpause
-from rayflow.core.errors import RayflowError, RunBusy, RunNotFound
+from rayflow.core.errors import RayflowError, RunBusy, RunExists, RunNotFound
 from rayflow.plan import Plan
-from rayflow.runs.active import ActiveRun, lease_s, owner_id
+from rayflow.runs.active import ActiveRun, owner_id
 from rayflow.runs.handle import RunHandle
 from rayflow.runs.views import LocalView, StoreView
 from rayflow.service import hosting
 from rayflow.service.composition import Composition, history_saved
 from rayflow.service.settings import EXECUTORS, Settings
-from rayflow.store.port import RunRecord
+from rayflow.spec.targets import spec_document
+from rayflow.store.port import Lease, RunRecord
 
 __all__ = ["EXECUTORS", "Service", "Settings", "get_service", "history_saved", "new_run_id"]
 
 log = logging.getLogger("rayflow")
 
-NOT_JSON = "$not_json"   # marks a recorded input that only its repr could keep
+NOT_JSON = "$not_json"
+SERVERS_TTL_S = 5.0   # how long "a server shares this store" is believed before asking the store again   # marks a recorded input that only its repr could keep
 
 
 class Service(Composition):
@@ -46,6 +49,8 @@ class Service(Composition):
     def __init__(self, settings: Settings | None = None) -> None:
         super().__init__(settings)
         self._active: dict[str, ActiveRun] = {}
+        self.finished_hooks: list[Callable[[ActiveRun], None]] = []   # called after each run driven here
+        self._servers_seen: tuple[float, bool] | None = None   # (monotonic time, a live server shares the store)
 
     # -- handles ------------------------------------------------------------------------
 
@@ -66,17 +71,41 @@ class Service(Composition):
                 return existing
         with gcpause.paused():   # tracing and planning allocate in bursts; collect after
             plan = self.plan(target, inputs, executor)
+            spec = spec_document(target)
             if background:
-                return self.start(plan, executor=executor, run_id=run_id, background=True)
-        return self.start(plan, executor=executor, run_id=run_id, background=False)
+                return self.start(plan, executor=executor, run_id=run_id, background=True, spec=spec)
+        return self.start(plan, executor=executor, run_id=run_id, background=False, spec=spec)
 
     def start(self, plan: Plan, *, executor: str = "ray", run_id: str | None = None,
-              background: bool = True) -> RunHandle:
-        run = self.record_new_run(plan, run_id)
+              background: bool = True, spec: dict[str, Any] | None = None) -> RunHandle:
         host = hosting.run_host() if executor == "ray" and background and self.use_tracker() else None
+        queue = host is not None and self._server_takes(plan, spec)
+        try:
+            run = self.record_new_run(plan, run_id, spec=spec, queued=queue)
+        except RunExists:
+            return self._stored(run_id or "")
+        if queue:   # a rayflow server on this store claims it from the queue and drives it
+            return self._stored(run.run_id)
         if host is not None:
             return RunHandle(host.hand_over(plan, run, self._hand_over_to(), StoreView(run.run_id, self)))
-        return self._launch(self.active_run(plan, run, executor), background)
+        return self._launch(self.active_run(plan, run, executor, lease=lease_of(run)), background)
+
+    def _server_takes(self, plan: Plan, spec: dict[str, Any] | None) -> bool:
+        """Whether a live ``rayflow server`` shares this store and can plan ``plan`` again
+        (from its spec, or an importable target): then it drives the run, not the tracker."""
+        if not spec and (not plan.target or plan.target.startswith("__main__:")):
+            return False
+        now = time.monotonic()
+        with self._lock:
+            cached = self._servers_seen
+        if cached is None or now - cached[0] > SERVERS_TTL_S:
+            db_now, live = self.store.db_now(), self.lease_s()
+            alive = any(s.heartbeat_at is not None and s.heartbeat_at >= db_now - live
+                        for s in self.store.list_servers())
+            cached = (now, alive)
+            with self._lock:
+                self._servers_seen = cached
+        return cached[1]
 
     def _hand_over_to(self) -> hosting.HandOver:
         ckpt = self.checkpoint_store()
@@ -100,10 +129,20 @@ class Service(Composition):
             active.execute()
         finally:
             with self._lock:
-                self._active.pop(active.run.run_id, None)
+                if self._active.get(active.run.run_id) is active:
+                    del self._active[active.run.run_id]
             self._ran_one()
+            for hook in list(self.finished_hooks):
+                try:
+                    hook(active)
+                except Exception:  # noqa: BLE001 - an observer must not break the run's end
+                    log.exception("a run-finished hook failed for %s", active.run.run_id)
 
-    def record_new_run(self, plan: Plan, run_id: str | None) -> RunRecord:
+    def record_new_run(self, plan: Plan, run_id: str | None, *, queued: bool = False,
+                       spec: dict[str, Any] | None = None) -> RunRecord:
+        """Record a new PENDING run. Its lease (epoch 1) is this process's, unless ``queued``:
+        then no one holds it and whoever claims it first drives it (a server, or the driver
+        ``rayflow submit`` starts). RunExists when ``run_id`` is taken."""
         run = RunRecord(
             run_id=run_id or new_run_id(plan.name),
             name=plan.name,
@@ -112,10 +151,13 @@ class Service(Composition):
             target=plan.target,
             inputs=_json_inputs(plan.inputs),
             n_components=len(plan.tasks),
-            owner=owner_id(),
-            heartbeat_at=time.time(),
+            owner="" if queued else owner_id(),
+            heartbeat_at=None if queued else self.store.db_now(),
+            lease_epoch=0 if queued else 1,
+            spec=spec or {},
         )
-        self.store.create_run(run, [])   # component rows follow through the writer (ActiveRun)
+        if not self.store.insert_run(run):   # component rows follow through the writer (ActiveRun)
+            raise RunExists(f"run {run.run_id} already exists", run_id=run.run_id)
         return run
 
     def adopt(self, run_id: str, target: Any, *, executor: str = "ray") -> RunHandle:
@@ -126,7 +168,8 @@ class Service(Composition):
         if run.status != "PENDING":
             raise RayflowError(f"run {run_id} is {run.status}; only a PENDING run can be started")
         plan = self.plan(target, dict(run.inputs), executor)
-        return self._launch(self.active_run(plan, run, executor), background=False)
+        lease = self._claim(run, force=False)
+        return self._launch(self.active_run(plan, run, executor, lease=lease), background=False)
 
     def resume(self, run_id: str, *, target: Any = None, executor: str = "ray", force: bool = False,
                background: bool = True) -> RunHandle:
@@ -146,28 +189,49 @@ class Service(Composition):
             return self._stored(run_id)
         _check_resumable_inputs(run)
         plan = self.plan(target if target is not None else _recorded_target(run), dict(run.inputs), executor)
-        self._claim(run, force=force)
-        ckpt = self.checkpoint_store()
-        found = ckpt.index(run_id) if ckpt is not None else {}
-        restored = {cid: c for cid, c in found.items() if cid in plan.tasks}
-        earlier = {c.component_id: c for c in self.store.get_components(run_id)}
-        events = self.store.get_events(run_id, after_seq=0, limit=10_000_000)
-        run.status = "RUNNING"
-        active = self.active_run(plan, run, executor, restored=restored, earlier=earlier,
-                                 first_seq=events[-1].seq if events else 0)
+        lease = self._claim(run, force=force)
+        return self._launch(self._resumed(plan, run, executor, lease), background)
+
+    def drive_claimed(self, lease: Lease, *, executor: str = "ray", background: bool = True) -> RunHandle:
+        """Drive a run whose lease this process holds already (a server's claim from the
+        queue): planned again from its recorded spec or target, resumed from what it kept.
+        Raises when it cannot be planned here (the caller decides what the run becomes)."""
+        with self._lock:
+            if lease.run_id in self._active:
+                raise RunBusy(f"run {lease.run_id} is driven by this process already", run_id=lease.run_id)
+        run = self.store.get_run(lease.run_id)
+        if run is None:
+            raise RunNotFound(lease.run_id)
+        _check_resumable_inputs(run)
+        target = run.spec if run.spec else _recorded_target(run)
+        plan = self.plan(target, dict(run.inputs), executor)
+        run.owner, run.lease_epoch = lease.owner, lease.epoch
+        active = self._resumed(plan, run, executor, lease)
+        log.info("run %s: driven here under lease epoch %d; %d of %d components kept from before", run.run_id,
+                 lease.epoch, len(active.restored), len(plan.tasks))
         return self._launch(active, background)
 
-    def _claim(self, run: RunRecord, *, force: bool) -> None:
+    def _resumed(self, plan: Plan, run: RunRecord, executor: str, lease: Lease) -> ActiveRun:
+        """``run`` wired to continue from its checkpoints, component rows and events."""
+        ckpt = self.checkpoint_store()
+        found = ckpt.index(run.run_id) if ckpt is not None else {}
+        restored = {cid: c for cid, c in found.items() if cid in plan.tasks}
+        earlier = {c.component_id: c for c in self.store.get_components(run.run_id)}
+        events = self.store.get_events(run.run_id, after_seq=0, limit=10_000_000)
+        run.status = "RUNNING"
+        return self.active_run(plan, run, executor, restored=restored, earlier=earlier,
+                               first_seq=events[-1].seq if events else 0, lease=lease)
+
+    def _claim(self, run: RunRecord, *, force: bool) -> Lease:
         """Take ``run``'s lease for this process; RunBusy while its owner still heartbeats."""
-        now = time.time()
-        stale_before = float("inf") if force or _owner_gone(run.owner) else now - lease_s()
-        if self.store.claim_run(run.run_id, owner_id(), now, stale_before):
-            return
+        lease = self.store.claim_run(run.run_id, owner_id(), self.lease_s(), force=force or _owner_gone(run.owner))
+        if lease is not None:
+            return lease
         again = self.store.get_run(run.run_id)
         owner, beat = (again.owner, again.heartbeat_at) if again else ("?", None)
-        age = f"{now - beat:.0f} s ago" if beat else "never"
-        raise RunBusy(f"run {run.run_id} is driven by {owner} (last heartbeat {age}); it can be resumed once "
-                      f"that is older than {lease_s():.0f} s (RAYFLOW_LEASE_S), or with force",
+        age = f"{self.store.db_now() - beat:.0f} s ago" if beat else "never"
+        raise RunBusy(f"run {run.run_id} is driven by {owner or 'no one'} (last heartbeat {age}); it can be resumed "
+                      f"once that is older than {self.lease_s():.0f} s (RAYFLOW_LEASE_S), or with force",
                       run_id=run.run_id)
 
     # -- reading runs -------------------------------------------------------------------
@@ -190,7 +254,7 @@ class Service(Composition):
     def resumable(self, limit: int = 100) -> list[RunRecord]:
         """Runs not final whose owner stopped heartbeating (it crashed or was killed)."""
         self.flush()
-        stale_before = time.time() - lease_s()
+        stale_before = self.store.db_now() - self.lease_s()
         runs = [r for status in ("RUNNING", "PENDING") for r in self.store.list_runs(status=status, limit=100_000)]
         out = [r for r in runs if r.heartbeat_at is None or r.heartbeat_at < stale_before or _owner_gone(r.owner)]
         out.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
@@ -240,6 +304,26 @@ class Service(Composition):
         if writer is not None:
             writer.flush(timeout=10)
 
+    def active_of(self, run_id: str) -> ActiveRun | None:
+        """The run, when this process drives it now."""
+        with self._lock:
+            return self._active.get(run_id)
+
+    def active(self) -> list[ActiveRun]:
+        """The runs this process drives now."""
+        with self._lock:
+            return list(self._active.values())
+
+    def hand_back(self, *, wait_s: float = 10.0) -> int:
+        """Stop driving every run here without ending it: what ran is kept, each lease is
+        released, and any owner (another server) resumes the runs. How many there were."""
+        active = self.active()
+        for run in active:
+            run.hand_back()
+        for run in active:
+            run.done.wait(wait_s)
+        return len(active)
+
     def shutdown(self, *, wait_s: float = 2.0) -> None:
         """At exit: cancel runs still in flight here, record it, close the store."""
         with self._lock:
@@ -249,6 +333,7 @@ class Service(Composition):
             run.cancel_event.set()
         for run in active:
             run.done.wait(wait_s)
+        self.leases.stop()
         self.close_adapters()
 
 
@@ -280,6 +365,11 @@ def _recorded_target(run: RunRecord) -> str:
         raise RayflowError(f"run {run.run_id} ran {run.target or 'a workflow object'}, which another process "
                            "cannot import; resume it with the workflow: rf.resume(run_id, workflow=...)")
     return run.target
+
+
+def lease_of(run: RunRecord) -> Lease | None:
+    """The lease ``run`` was recorded with (None: no one holds it)."""
+    return Lease(run.run_id, run.owner, run.lease_epoch) if run.owner and run.lease_epoch else None
 
 
 def _owner_gone(owner: str) -> bool:

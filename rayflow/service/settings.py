@@ -26,6 +26,10 @@ class Settings:
     num_cpus: int | None = None
     checkpoints_url: str | None = None   # None: RAYFLOW_CHECKPOINTS or ~/.rayflow/checkpoints; "off"
     predicted_order: bool = True      # order ready components by the model's durations when it knows them
+    lease_s: float | None = None      # None: RAYFLOW_LEASE_S or 30 s (how long a silent owner keeps a run)
+
+    def configured_lease_s(self) -> float:
+        return max(config.MIN_LEASE_S, float(self.lease_s)) if self.lease_s is not None else config.lease_s()
 
     def configured_store_url(self) -> str | None:
         """The store URL as configured (password included): the setting, else RAYFLOW_STORE."""

@@ -79,3 +79,18 @@ def blueprint_of(target: Any, inputs: dict[str, Any]) -> Blueprint:
     if isinstance(obj, Workflow):
         return obj.build(**inputs)
     return to_blueprint(obj, inputs, target=name)
+
+
+def spec_document(target: Any) -> dict[str, Any] | None:
+    """The spec behind ``target`` as a JSON object (what a run records so that any process
+    can plan it again, without the file), or None when ``target`` is not a spec."""
+    if isinstance(target, Workflow):
+        return None
+    if isinstance(target, (str, os.PathLike)):
+        text = os.fspath(target)
+        if not (text.endswith(SPEC_SUFFIXES) or os.path.isfile(text)):
+            return None
+    obj, _ = load_target(target) if not isinstance(target, WorkflowSpec) else (target, "")
+    if not isinstance(obj, WorkflowSpec):
+        return None
+    return obj.model_dump(mode="json", by_alias=True, exclude_none=True)

@@ -73,6 +73,11 @@ def cluster_shape() -> ClusterShape:
     return ClusterShape(nodes)
 
 
+def connected() -> bool:
+    """Whether this process is connected to Ray now."""
+    return ray.is_initialized()
+
+
 def cluster_outlives_process() -> bool:
     """Whether this process joined a cluster started elsewhere (so work left there survives
     the process) rather than running Ray inside itself."""

@@ -1,0 +1,105 @@
+"""The lease keeper: renews the leases of the runs a process drives, on the store's clock.
+
+A run is driven by whoever holds its lease (``store.port.Lease``: owner and fencing
+epoch). The keeper renews every held lease each third of the lease time in one
+background thread, so a lease stays live while the control loop blocks (settling, a
+long final fetch). An owner that learns it lost its lease (someone claimed the run:
+renewal refused), or that cannot reach the store for most of a lease time (so it
+cannot know whether someone did), stops driving: the run's ``lease_lost`` is called.
+Its later writes are refused by the store anyway (fenced by epoch); stopping keeps it
+from starting components the new owner will run. Must not import rayflow.service,
+rayflow.server or ray.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from rayflow.store.port import Lease, RunStore
+
+log = logging.getLogger("rayflow")
+
+SELF_FENCE = 0.8   # an owner that has not renewed for this share of the lease stops driving
+
+
+@dataclass
+class _Held:
+    lease: Lease
+    on_lost: Callable[[str], None]
+    renewed: float   # monotonic time of the last confirmed renewal
+
+
+class LeaseKeeper:
+    """Renews held leases in one daemon thread; started on the first ``hold``."""
+
+    def __init__(self, store: Callable[[], RunStore], lease_s: Callable[[], float]) -> None:
+        self._store = store
+        self._lease_s = lease_s
+        self._held: dict[str, _Held] = {}
+        self._cond = threading.Condition()
+        self._thread: threading.Thread | None = None
+        self._stop = False
+
+    def hold(self, lease: Lease, on_lost: Callable[[str], None]) -> None:
+        with self._cond:
+            self._held[lease.run_id] = _Held(lease, on_lost, time.monotonic())
+            if self._thread is None or not self._thread.is_alive():
+                self._stop = False
+                self._thread = threading.Thread(target=self._loop, name="rayflow-leases", daemon=True)
+                self._thread.start()
+
+    def drop(self, run_id: str) -> None:
+        with self._cond:
+            self._held.pop(run_id, None)
+
+    def held(self) -> list[Lease]:
+        with self._cond:
+            return [h.lease for h in self._held.values()]
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                if self._stop:
+                    return
+                self._cond.wait(self._lease_s() / 3)
+                if self._stop:
+                    return
+                held = list(self._held.values())
+            started = time.monotonic()
+            for entry in held:
+                self._renew(entry)
+            took = time.monotonic() - started
+            if took > self._lease_s() / 3:
+                log.warning("renewing %d lease(s) took %.1f s, more than a third of the lease (%.0f s)",
+                            len(held), took, self._lease_s())
+
+    def _renew(self, entry: _Held) -> None:
+        run_id = entry.lease.run_id
+        try:
+            ok = self._store().renew_lease(entry.lease)
+        except Exception as exc:  # noqa: BLE001 - a store outage: keep driving for a while
+            if time.monotonic() - entry.renewed < SELF_FENCE * self._lease_s():
+                log.warning("run %s: could not renew its lease (%s); retrying", run_id, type(exc).__name__)
+                return
+            log.error("run %s: no lease renewal for %.0f s; it stops here so that another owner can take it",
+                      run_id, time.monotonic() - entry.renewed)
+            ok = False
+        if ok:
+            entry.renewed = time.monotonic()
+            return
+        with self._cond:
+            if self._held.get(run_id) is not entry:
+                return   # dropped meanwhile: the run ended
+            self._held.pop(run_id, None)
+        log.warning("run %s: its lease (epoch %d) was taken over; this process stops driving it",
+                    run_id, entry.lease.epoch)
+        entry.on_lost(run_id)
