@@ -1,20 +1,31 @@
-"""Terminal rendering for the CLI: plans, run tables, progress. Formatting only: the live
-bar is a rich renderer of ``rayflow.runs.progress.poll`` (the one polling loop)."""
+"""Terminal rendering for the CLI: plans, run tables, progress, a finished run. Formatting
+only: the live bar is a rich renderer of ``rayflow.runs.progress.poll`` (the one polling
+loop) for a local run, and of the remote commands' polling for a server's run. A run is
+anything with a ``RunRecord``'s attributes (a record, or a server's JSON run as a
+namespace: ``run_view``). Imports no planner, service or runs module at import time, so
+the commands that only talk to a server stay light.
+"""
 
 from __future__ import annotations
 
+import json
 import time
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from types import SimpleNamespace
+from typing import TYPE_CHECKING, Any
 
+import click
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from rayflow.core.states import FAILED_COMPONENT_STATES, FINAL_COMPONENT_STATES
-from rayflow.plan import Plan
-from rayflow.runs.handle import RunHandle
-from rayflow.runs.progress import Snapshot, poll, stream_postfix
-from rayflow.store.port import RunRecord
+
+if TYPE_CHECKING:
+    from rayflow.plan import Plan
+    from rayflow.runs.handle import RunHandle
+    from rayflow.store.port import RunRecord
 
 FINAL = FINAL_COMPONENT_STATES
 BAD = FAILED_COMPONENT_STATES
@@ -25,6 +36,11 @@ MAX_ROWS = 40
 
 def console(err: bool = False) -> Console:
     return Console(stderr=err, highlight=False, soft_wrap=True)
+
+
+def note(text: str) -> None:
+    """One dim line on stderr (taken as it is: no rich markup)."""
+    console(err=True).print(text, style="dim", markup=False)
 
 
 def _fmt_s(value: float | None) -> str:
@@ -90,6 +106,15 @@ def print_fused(out: Console, plan: Plan) -> None:
         out.print(f"  ... {len(plan.fused) - FUSED_SHOWN:,} more groups")
 
 
+RUN_DEFAULTS = {"run_id": "", "name": "", "status": "", "created_at": None, "started_at": None,
+                "ended_at": None, "target": "", "inputs": {}, "error": None, "owner": "", "n_components": 0}
+
+
+def run_view(run: dict[str, Any]) -> SimpleNamespace:
+    """A server's JSON run with the attributes of a ``RunRecord`` that the pages read."""
+    return SimpleNamespace(**{**RUN_DEFAULTS, **run})
+
+
 def print_run(out: Console, run: RunRecord) -> None:
     style = STATE_STYLE.get(run.status, "")
     out.print(f"run [bold]{run.run_id}[/bold] ({run.name}): [{style}]{run.status}[/{style}]" if style
@@ -144,16 +169,78 @@ def follow(handle: RunHandle, total: int, *, show: bool, poll_s: float = 0.1) ->
     rows through its last stage) when ``show``."""
     if not show:
         return handle.wait()
+    from rayflow.runs.progress import poll, stream_postfix
+
+    with live_bar(handle.run_id, total) as draw:
+        return poll(handle, lambda snap: draw(snap.counts, stream_postfix(snap.streams)), poll_s=poll_s)
+
+
+@contextmanager
+def live_bar(run_id: str, total: int) -> Iterator[Callable[..., None]]:
+    """A progress bar on stderr; yields ``draw(counts, streams=None)``: component counts by
+    state, and each stream's postfix text by its last stage."""
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                TextColumn("{task.fields[detail]}"), TimeElapsedColumn())
     with Progress(*columns, console=console(err=True), transient=False) as bar:
-        task = bar.add_task(handle.run_id, total=total, detail="")
+        task = bar.add_task(run_id, total=total, detail="")
 
-        def draw(snap: Snapshot) -> None:
-            streams = "".join(f"  {k}: {v}" for k, v in stream_postfix(snap.streams).items())
-            bar.update(task, completed=snap.done, detail=f"running {snap.running}  failed {snap.failed}{streams}")
+        def draw(counts: dict[str, int], streams: dict[str, str] | None = None) -> None:
+            done = sum(n for state, n in counts.items() if state in FINAL)
+            failed = sum(n for state, n in counts.items() if state in BAD)
+            shown = "".join(f"  {k}: {v}" for k, v in (streams or {}).items())
+            bar.update(task, completed=done, detail=f"running {counts.get('RUNNING', 0)}  failed {failed}{shown}")
 
-        return poll(handle, draw, poll_s=poll_s)
+        yield draw
+
+
+def jsonish(value: Any) -> Any:
+    try:
+        json.dumps(value)
+        return value
+    except (TypeError, ValueError):
+        return repr(value)
+
+
+def print_finished(run_id: str, status: str, metrics: dict[str, Any], value: Any, *, quiet: bool,
+                   as_json: bool) -> None:
+    """What ``rayflow run`` prints at the end: JSON, the bare result (``--quiet``), or the
+    component table, the summary and the result."""
+    if as_json:
+        click.echo(json.dumps({"run_id": run_id, "status": status, "result": jsonish(value), "metrics": metrics},
+                              default=str))
+    elif quiet:
+        if status == "SUCCEEDED":
+            click.echo(jsonish(value) if isinstance(value, str) else json.dumps(jsonish(value), default=str))
+    else:
+        out = console()
+        out.print(component_table(metrics, title=f"Run {run_id}: {status}"))
+        print_metrics_summary(out, metrics)
+        if status == "SUCCEEDED":
+            out.print(f"result: {value!r}"[:2000])
+
+
+def runs_table(runs: list[Any], title: str) -> Table:
+    """``rayflow runs``: one row per run (records, or ``run_view`` namespaces)."""
+    table = Table(title=title)
+    table.add_column("run id", no_wrap=True)
+    for col in ("name", "status", "created", "wall", "components"):
+        table.add_column(col, no_wrap=True)
+    for r in runs:
+        wall = r.ended_at - r.started_at if r.ended_at and r.started_at else None
+        table.add_row(r.run_id, r.name, r.status, _ts(r.created_at), _fmt_s(wall), str(r.n_components))
+    return table
+
+
+def allocations_table(allocations: list[Any]) -> Table:
+    """``rayflow report``: components whose requests were far from what they used."""
+    table = Table(title="Over- and under-allocated components (requested vs used)")
+    for col in ("component", "cpus req", "cores used p90", "cpu", "mem req", "peak p90", "memory", "advice"):
+        table.add_column(col, overflow="fold")
+    for a in allocations:
+        used = "-" if a.used_cpus_p90 is None else f"{a.used_cpus_p90:.2f}"
+        table.add_row(a.component_id, f"{a.requested_cpus:g}", used, a.cpu_verdict, _mib(a.requested_memory),
+                      _mib(a.peak_memory_p90), a.memory_verdict, a.recommendation)
+    return table
 
 
 def _mib(value: float | None) -> str:

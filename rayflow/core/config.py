@@ -27,6 +27,10 @@ RAYFLOW_GC_FREEZE          1                                     0: no ``gc.free
 RAYFLOW_FAST_SUBMIT        1                                     0: always Ray's public ``.remote()``
 RAYFLOW_STREAM_PROGRESS    1                                     0: streams report no batch progress
 RAYFLOW_MEASURE_MEMORY     1                                     0: workers do not sample their peak memory
+RAYFLOW_SERVER             unset (the CLI tries                  a ``rayflow server`` URL: the CLI's commands go
+                           ``http://127.0.0.1:8470``)            over HTTP to it (``--server``), and ``rf.Client()``;
+                                                                 ``local``: run here, never try a server
+RAYFLOW_TOKEN              unset                                 the bearer token sent to that server (``--token``)
 =========================  ====================================  ===============================================
 """
 
@@ -47,11 +51,14 @@ GC_FREEZE_VAR = "RAYFLOW_GC_FREEZE"
 FAST_SUBMIT_VAR = "RAYFLOW_FAST_SUBMIT"
 STREAM_PROGRESS_VAR = "RAYFLOW_STREAM_PROGRESS"
 MEASURE_MEMORY_VAR = "RAYFLOW_MEASURE_MEMORY"
+SERVER_VAR = "RAYFLOW_SERVER"
+TOKEN_VAR = "RAYFLOW_TOKEN"
 
 DEFAULT_HOME = "~/.rayflow"
 DEFAULT_LEASE_S = 30.0
 MIN_LEASE_S = 0.3
 GC_MODES = ("tune", "off")
+DEFAULT_SERVER_URL = "http://127.0.0.1:8470"   # where ``rayflow server`` listens by default
 
 
 def _get(name: str) -> str | None:
@@ -127,3 +134,23 @@ def stream_progress() -> bool:
 def measure_memory() -> bool:
     """$RAYFLOW_MEASURE_MEMORY: False only for ``0``."""
     return _on(MEASURE_MEMORY_VAR)
+
+
+SERVER_LOCAL = "local"
+
+
+def server_url() -> str | None:
+    """$RAYFLOW_SERVER without a trailing slash; None when unset, blank or ``local``."""
+    url = (_get(SERVER_VAR) or "").strip()
+    return None if url.lower() == SERVER_LOCAL else url.rstrip("/") or None
+
+
+def server_probe() -> bool:
+    """Whether the CLI may look for a server on this machine: $RAYFLOW_SERVER unset or blank
+    (a URL names the server; ``local`` says run here)."""
+    return not (_get(SERVER_VAR) or "").strip()
+
+
+def token() -> str | None:
+    """$RAYFLOW_TOKEN; None when unset or blank. A secret: never log or echo it."""
+    return (_get(TOKEN_VAR) or "").strip() or None
