@@ -19,6 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 _HOME = tempfile.mkdtemp(prefix="rayflow-tests-")
 os.environ.setdefault("RAYFLOW_HOME", _HOME)
 os.environ.setdefault("RAYFLOW_CHECKPOINTS", os.path.join(_HOME, "checkpoints"))
+# The CLI never goes to a `rayflow server` it finds on this machine's 8470 (a developer's):
+# the tests that use a server name it (--server), or unset this themselves.
+os.environ.setdefault("RAYFLOW_SERVER", "local")
 
 
 @pytest.fixture(scope="session")

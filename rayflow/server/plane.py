@@ -92,7 +92,7 @@ class ControlPlane:
         if (spec is None) == (workflow is None):
             raise SpecError("give exactly one of 'spec' (a workflow spec) or 'workflow' (a name or module:attr)")
         target, document = self._target(spec, workflow)
-        plan = self.service.plan(target, inputs, "local")   # every check but the cluster's, no Ray call
+        plan = self.service.check(target, inputs)   # every check but the cluster's, no Ray call
         new_id = run_id or _new_id(plan.name)
         if idempotency_key:
             digest = _body_hash(spec, workflow, inputs, run_id)

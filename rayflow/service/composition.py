@@ -216,6 +216,11 @@ class Composition:
     def explain(self, target: Any, inputs: dict[str, Any]) -> Plan:
         return make_plan(blueprint_of(target, inputs), require_functions=False)
 
+    def check(self, target: Any, inputs: dict[str, Any]) -> Plan:
+        """Every check planning makes (the spec, the inputs, the functions import) without
+        the resource model or the cluster: what a server does before it accepts a run."""
+        return make_plan(blueprint_of(target, inputs))
+
     def plan(self, target: Any, inputs: dict[str, Any], executor: str) -> Plan:
         """One planning pass: the resource model orders and sizes through the planner's
         sizing port (asked only once the blueprint checked out), then the cluster check."""

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import REPO
+from tests.helpers import REPO, free_port
 
 pytestmark = pytest.mark.slow
 
@@ -118,6 +118,7 @@ def cluster(tmp_path_factory) -> Cluster:
         RAYFLOW_HEAD_PORT=str(head_port),
         RAYFLOW_DASHBOARD_PORT=str(dashboard_port),
         RAY_AUTH_MODE="token",          # clusters from `ray start` require the token (~/.ray/auth_token)
+        RAYFLOW_SERVER_PORT=str(free_port()),   # its server: never the machine's 8470
     )
     try:
         try:
