@@ -126,7 +126,7 @@ class ManagedPool:
             self._target.dsn, min_size=s.min_size, max_size=s.max_size,
             max_inactive_connection_lifetime=s.max_idle_lifetime, timeout=s.connect_timeout,
             command_timeout=s.command_timeout, server_settings=self._target.server_settings(),
-            connection_class=TrackedConnection,
+            connection_class=TrackedConnection, reset=_reset,
         )
         self.stats["rebuilds"] += self._pools_built > 0
         self._pools_built += 1
@@ -485,3 +485,12 @@ class PostgresStore(ServerRecords):
 
     def __repr__(self) -> str:
         return f"PostgresStore({self.url!r})"
+
+
+async def _reset(conn: Any) -> None:
+    """What a connection needs before it goes back to the pool: only a transaction left open
+    (a call that failed midway) rolled back. The store keeps no other session state (its
+    search path is a server setting of the connection), so asyncpg's default reset (RESET
+    ALL, UNLISTEN, ...) would be a second round trip per call for nothing."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
