@@ -22,15 +22,13 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rayflow.core.errors import RayflowError, RunExists, RunNotFound, SpecError
+from rayflow.core.errors import RayflowError, RunNotFound, SpecError
 from rayflow.core.states import TERMINAL_RUN_STATES
 from rayflow.metrics.summary import run_metrics
 from rayflow.server.runner import Runner
 from rayflow.spec.model import WorkflowSpec
 from rayflow.spec.targets import load_target
 from rayflow.store.port import ComponentRecord, EventRecord, RunRecord, ServerRecord, WorkflowRecord
-
-REPLAY_WAIT_S = 5.0   # an idempotent replay racing its first request waits this long for its run
 
 
 class Conflict(RayflowError):
@@ -93,19 +91,18 @@ class ControlPlane:
             raise SpecError("give exactly one of 'spec' (a workflow spec) or 'workflow' (a name or module:attr)")
         target, document = self._target(spec, workflow)
         plan = self.service.check(target, inputs)   # every check but the cluster's, no Ray call
-        new_id = run_id or _new_id(plan.name)
-        if idempotency_key:
+        run = self.service.new_run(plan, run_id, queued=True, spec=document)
+        if idempotency_key:   # the key and the run are recorded together, or neither is
             digest = _body_hash(spec, workflow, inputs, run_id)
-            kept_id, kept_hash = self.store.remember_request(f"{caller}:{idempotency_key}", digest, new_id, time.time())
+            kept_id, kept_hash, created = self.store.insert_run_once(run, f"{caller}:{idempotency_key}", digest,
+                                                                     time.time())
             if kept_hash != digest:
                 raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for a different request",
-                               field="Idempotency-Key")
-            if kept_id != new_id:
-                return Submitted(self._replayed(kept_id), created=False)
-        try:
-            run = self.service.record_new_run(plan, new_id, queued=True, spec=document)
-        except RunExists:
-            return Submitted(self.get(new_id), created=False)
+                               field="header.Idempotency-Key")
+        else:
+            kept_id, created = run.run_id, self.store.insert_run(run)
+        if not created:
+            return Submitted(self.get(kept_id), created=False)
         self.runner.wake()
         return Submitted(run, created=True)
 
@@ -125,14 +122,6 @@ class ControlPlane:
         if isinstance(obj, WorkflowSpec):
             return obj, obj.model_dump(mode="json", by_alias=True, exclude_none=True)
         return workflow, {}
-
-    def _replayed(self, run_id: str) -> RunRecord:
-        deadline = time.monotonic() + REPLAY_WAIT_S
-        while True:
-            run = self.store.get_run(run_id)
-            if run is not None or time.monotonic() > deadline:
-                return run if run is not None else self.get(run_id)
-            time.sleep(0.02)
 
     # -- reading ------------------------------------------------------------------------
 

@@ -140,10 +140,18 @@ class Service(Composition):
 
     def record_new_run(self, plan: Plan, run_id: str | None, *, queued: bool = False,
                        spec: dict[str, Any] | None = None) -> RunRecord:
-        """Record a new PENDING run. Its lease (epoch 1) is this process's, unless ``queued``:
-        then no one holds it and whoever claims it first drives it (a server, or the driver
-        ``rayflow submit`` starts). RunExists when ``run_id`` is taken."""
-        run = RunRecord(
+        """Record a new PENDING run (``new_run``); RunExists when ``run_id`` is taken."""
+        run = self.new_run(plan, run_id, queued=queued, spec=spec)
+        if not self.store.insert_run(run):   # component rows follow through the writer (ActiveRun)
+            raise RunExists(f"run {run.run_id} already exists", run_id=run.run_id)
+        return run
+
+    def new_run(self, plan: Plan, run_id: str | None, *, queued: bool = False,
+                spec: dict[str, Any] | None = None) -> RunRecord:
+        """The record of a new PENDING run of ``plan``. Its lease (epoch 1) is this process's,
+        unless ``queued``: then no one holds it and whoever claims it first drives it (a
+        server, or the driver ``rayflow submit`` starts)."""
+        return RunRecord(
             run_id=run_id or new_run_id(plan.name),
             name=plan.name,
             status="PENDING",
@@ -156,9 +164,6 @@ class Service(Composition):
             lease_epoch=0 if queued else 1,
             spec=spec or {},
         )
-        if not self.store.insert_run(run):   # component rows follow through the writer (ActiveRun)
-            raise RunExists(f"run {run.run_id} already exists", run_id=run.run_id)
-        return run
 
     def adopt(self, run_id: str, target: Any, *, executor: str = "ray") -> RunHandle:
         """Drive, in this process, a run another process recorded as PENDING (``rayflow submit``)."""

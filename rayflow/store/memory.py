@@ -251,10 +251,13 @@ class MemoryStore:
             token.revoked_at = now
             return True
 
-    def remember_request(self, key: str, body_hash: str, run_id: str, now: float) -> tuple[str, str]:
+    def insert_run_once(self, run: RunRecord, key: str, body_hash: str, now: float) -> tuple[str, str, bool]:
         with self._lock:
-            kept = self._requests.setdefault(key, (run_id, body_hash, now))
-            return kept[0], kept[1]
+            kept = self._requests.get(key)
+            if kept is not None:
+                return kept[0], kept[1], False
+            self._requests[key] = (run.run_id, body_hash, now)
+            return run.run_id, body_hash, self.insert_run(run)
 
     def put_workflow(self, workflow: WorkflowRecord) -> None:
         with self._lock:

@@ -49,6 +49,18 @@ async def insert_then_fetch(conn: Any, insert: str, insert_args: Sequence[Any], 
     return await conn.fetch(query, *args)
 
 
+async def insert_run_once(conn: Any, request: Sequence[Any], run_arrays: list[list[Any]]) -> tuple[str, str, bool]:
+    """The key (ON CONFLICT DO NOTHING; a concurrent holder of the key waits for the first
+    to commit), then the run only if the key is this request's, in one transaction."""
+    async with conn.transaction():
+        status = await conn.execute(sql.REMEMBER_REQUEST, *request)
+        if rows_changed(status) == 0:
+            kept = await conn.fetchrow(sql.RECALL_REQUEST, request[0])
+            return kept["run_id"], kept["body_hash"], False
+        created = rows_changed(await conn.execute(sql.INSERT_NEW_RUN, *run_arrays)) > 0
+        return request[2], request[1], created
+
+
 async def create_run(conn: Any, run_arrays: list[list[Any]], comp_arrays: list[list[Any]] | None) -> None:
     async with conn.transaction():
         await conn.execute(sql.UPSERT_RUN, *run_arrays)

@@ -44,10 +44,9 @@ class ServerRecords:
     def revoke_token(self, token_id: str, now: float) -> bool:
         return ops.rows_changed(self._write(ops.execute, sql.REVOKE_TOKEN, token_id, float(now))) > 0
 
-    def remember_request(self, key: str, body_hash: str, run_id: str, now: float) -> tuple[str, str]:
-        rows = self._write(ops.insert_then_fetch, sql.REMEMBER_REQUEST, (key, body_hash, run_id, float(now)),
-                           sql.RECALL_REQUEST, key)
-        return rows[0]["run_id"], rows[0]["body_hash"]
+    def insert_run_once(self, run: RunRecord, key: str, body_hash: str, now: float) -> tuple[str, str, bool]:
+        return self._write(ops.insert_run_once, (key, body_hash, run.run_id, float(now)),
+                           sql.RUNS.as_arrays([run], keep="last"))
 
     def put_workflow(self, workflow: WorkflowRecord) -> None:
         self._write(ops.execute, sql.PUT_WORKFLOW, *sql.WORKFLOWS.encode(workflow))

@@ -247,9 +247,11 @@ class RunStore(Protocol):
 
     def revoke_token(self, token_id: str, now: float) -> bool: ...
 
-    def remember_request(self, key: str, body_hash: str, run_id: str, now: float) -> tuple[str, str]:
-        """Idempotency: keep (key -> body_hash, run_id) unless ``key`` is known; return what
-        is kept under ``key`` (the earlier request's run_id and body hash when it was)."""
+    def insert_run_once(self, run: RunRecord, key: str, body_hash: str, now: float) -> tuple[str, str, bool]:
+        """An idempotent submit, in one transaction: when ``key`` is known, nothing is
+        inserted and the kept (run_id, body_hash) come back with False; otherwise ``key`` is
+        kept for ``run.run_id`` and the run inserted (True; False when that id existed).
+        A key never points at a run that was not recorded."""
 
     def put_workflow(self, workflow: WorkflowRecord) -> None:
         """Register or replace a workflow by name (``created_at`` of the first kept)."""

@@ -423,13 +423,15 @@ class SqliteStore:
         return self._write("UPDATE tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL",
                            [(now, token_id)]) > 0
 
-    def remember_request(self, key: str, body_hash: str, run_id: str, now: float) -> tuple[str, str]:
-        with self._transaction() as conn:
-            conn.execute("INSERT INTO idempotency (key, body_hash, run_id, created_at) VALUES (?, ?, ?, ?) "
-                         "ON CONFLICT (key) DO NOTHING", (key, body_hash, run_id, now))
-            kept_run, kept_hash = conn.execute(
-                "SELECT run_id, body_hash FROM idempotency WHERE key = ?", (key,)).fetchone()
-        return kept_run, kept_hash
+    def insert_run_once(self, run: RunRecord, key: str, body_hash: str, now: float) -> tuple[str, str, bool]:
+        with self._transaction() as conn:   # SQLite's one writer: nothing comes between these
+            kept = conn.execute("SELECT run_id, body_hash FROM idempotency WHERE key = ?", (key,)).fetchone()
+            if kept is not None:
+                return kept[0], kept[1], False
+            conn.execute("INSERT INTO idempotency (key, body_hash, run_id, created_at) VALUES (?, ?, ?, ?)",
+                         (key, body_hash, run.run_id, now))
+            created = conn.execute(q.INSERT_NEW_RUN, tuple(q.RUNS.encode(run))).rowcount > 0
+            return run.run_id, body_hash, created
 
     def put_workflow(self, workflow: WorkflowRecord) -> None:
         self._write(q.PUT_WORKFLOW, [tuple(q.WORKFLOWS.encode(workflow))])

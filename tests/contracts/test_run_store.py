@@ -617,24 +617,29 @@ def test_tokens_by_hash_newest_first_and_revoked_once(store: RunStore) -> None:
     assert store.get_token("b" * 64).revoked_at is None
 
 
-def test_remember_request_keeps_the_first(store: RunStore) -> None:
-    assert store.remember_request("k1", "h1", "run-1", 1.0) == ("run-1", "h1")
-    assert store.remember_request("k1", "h2", "run-2", 2.0) == ("run-1", "h1")
-    assert store.remember_request("k1", "h1", "run-3", 3.0) == ("run-1", "h1")
-    assert store.remember_request("k2", "h2", "run-2", 4.0) == ("run-2", "h2")
+def test_insert_run_once_records_the_key_and_the_run_together(store: RunStore) -> None:
+    first = RunRecord("r1", "wf", created_at=1.0)
+    assert store.insert_run_once(first, "k1", "h1", 1.0) == ("r1", "h1", True)
+    assert store.get_run("r1") is not None
+    # a replay (or a different body) under the same key: nothing inserted, the first kept
+    assert store.insert_run_once(RunRecord("r2", "wf", created_at=2.0), "k1", "h2", 2.0) == ("r1", "h1", False)
+    assert store.get_run("r2") is None
+    # a new key naming a run id that exists: the key is kept for it, nothing replaced
+    assert store.insert_run_once(RunRecord("r1", "other", created_at=3.0), "k2", "h3", 3.0) == ("r1", "h3", False)
+    assert store.get_run("r1").name == "wf"
 
 
-def test_remember_request_at_once_from_4_stores_keeps_one(store: RunStore) -> None:
+def test_insert_run_once_at_once_from_4_stores_inserts_one_run(store: RunStore) -> None:
     stores = [other_store(store) for _ in range(4)]
     start = threading.Barrier(len(stores))
-    kept: list[tuple[str, str]] = []
+    kept: list[tuple[str, str, bool]] = []
 
-    def remember(i: int) -> None:
+    def submit(i: int) -> None:
         start.wait()
-        kept.append(stores[i].remember_request("key", f"h{i}", f"run-{i}", float(i)))
+        kept.append(stores[i].insert_run_once(RunRecord(f"run-{i}", "wf", created_at=float(i)), "key", "h", 1.0))
 
     try:
-        threads = [threading.Thread(target=remember, args=(i,)) for i in range(len(stores))]
+        threads = [threading.Thread(target=submit, args=(i,)) for i in range(len(stores))]
         for t in threads:
             t.start()
         for t in threads:
@@ -643,9 +648,8 @@ def test_remember_request_at_once_from_4_stores_keeps_one(store: RunStore) -> No
         for s in stores:
             if s is not store:
                 s.close()
-    assert len(kept) == 4 and len(set(kept)) == 1
-    run_id, body_hash = kept[0]
-    assert body_hash == "h" + run_id.split("-")[1]
+    assert sum(created for _, _, created in kept) == 1 and len({run_id for run_id, _, _ in kept}) == 1
+    assert len(store.list_runs_page(limit=10)) == 1
 
 
 def test_workflows_upsert_by_name_keeping_the_first_created_at(store: RunStore) -> None:
