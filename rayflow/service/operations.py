@@ -212,8 +212,10 @@ class Service(Composition):
         plan = self.plan(target, dict(run.inputs), executor)
         run.owner, run.lease_epoch = lease.owner, lease.epoch
         active = self._resumed(plan, run, executor, lease)
-        log.info("run %s: driven here under lease epoch %d; %d of %d components kept from before", run.run_id,
-                 lease.epoch, len(active.restored), len(plan.tasks))
+        # a run taken over from another owner is worth a line in the log; a fresh one is not
+        log.log(logging.INFO if lease.epoch > 1 else logging.DEBUG,
+                "run %s: driven here under lease epoch %d; %d of %d components kept from before", run.run_id,
+                lease.epoch, len(active.restored), len(plan.tasks))
         return self._launch(active, background)
 
     def _resumed(self, plan: Plan, run: RunRecord, executor: str, lease: Lease) -> ActiveRun:
