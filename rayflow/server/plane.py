@@ -22,7 +22,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from rayflow.core.errors import RayflowError, RunNotFound, SpecError
+from rayflow.core.errors import RayflowError, RunExists, RunNotFound, SpecError
 from rayflow.core.states import TERMINAL_RUN_STATES
 from rayflow.metrics.summary import run_metrics
 from rayflow.server.runner import Runner
@@ -91,8 +91,8 @@ class ControlPlane:
             raise SpecError("give exactly one of 'spec' (a workflow spec) or 'workflow' (a name or module:attr)")
         target, document = self._target(spec, workflow)
         plan = self.service.check(target, inputs)   # every check but the cluster's, no Ray call
-        run = self.service.new_run(plan, run_id, queued=True, spec=document)
         if idempotency_key:   # the key and the run are recorded together, or neither is
+            run = self.service.new_run(plan, run_id, queued=True, spec=document)
             digest = _body_hash(spec, workflow, inputs, run_id)
             kept_id, kept_hash, created = self.store.insert_run_once(run, f"{caller}:{idempotency_key}", digest,
                                                                      time.time())
@@ -100,7 +100,13 @@ class ControlPlane:
                 raise Conflict(f"Idempotency-Key {idempotency_key!r} was used for a different request",
                                field="header.Idempotency-Key")
         else:
-            kept_id, created = run.run_id, self.store.insert_run(run)
+            try:
+                run = self.service.record_new_run(plan, run_id, queued=True, spec=document)
+                kept_id, created = run.run_id, True
+            except RunExists:
+                if run_id is None:
+                    raise
+                kept_id, created = run_id, False
         if not created:
             return Submitted(self.get(kept_id), created=False)
         self.runner.wake()

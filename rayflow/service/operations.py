@@ -83,7 +83,9 @@ class Service(Composition):
         try:
             run = self.record_new_run(plan, run_id, spec=spec, queued=queue)
         except RunExists:
-            return self._stored(run_id or "")
+            if run_id is None:
+                raise
+            return self._stored(run_id)
         if queue:   # a rayflow server on this store claims it from the queue and drives it
             return self._stored(run.run_id)
         if host is not None:
@@ -141,10 +143,13 @@ class Service(Composition):
     def record_new_run(self, plan: Plan, run_id: str | None, *, queued: bool = False,
                        spec: dict[str, Any] | None = None) -> RunRecord:
         """Record a new PENDING run (``new_run``); RunExists when ``run_id`` is taken."""
-        run = self.new_run(plan, run_id, queued=queued, spec=spec)
-        if not self.store.insert_run(run):   # component rows follow through the writer (ActiveRun)
-            raise RunExists(f"run {run.run_id} already exists", run_id=run.run_id)
-        return run
+        for _ in range(3):
+            run = self.new_run(plan, run_id, queued=queued, spec=spec)
+            if self.store.insert_run(run) or _inserted_before(self.store.get_run(run.run_id), run):
+                return run   # (the second: a store that retried an insert it had made)
+            if run_id is not None:
+                raise RunExists(f"run {run.run_id} already exists", run_id=run.run_id)
+        raise RunExists(f"run ids made for {plan.name!r} kept colliding", run_id=run.run_id)
 
     def new_run(self, plan: Plan, run_id: str | None, *, queued: bool = False,
                 spec: dict[str, Any] | None = None) -> RunRecord:
@@ -346,7 +351,8 @@ class Service(Composition):
 
 def new_run_id(name: str) -> str:
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name)[:40] or "run"
-    return f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+    return f"{safe}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(6)}"   # 48 bits: no collisions at
+    # thousands of runs a second
 
 
 def _json_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
@@ -372,6 +378,11 @@ def _recorded_target(run: RunRecord) -> str:
         raise RayflowError(f"run {run.run_id} ran {run.target or 'a workflow object'}, which another process "
                            "cannot import; resume it with the workflow: rf.resume(run_id, workflow=...)")
     return run.target
+
+
+def _inserted_before(kept: RunRecord | None, run: RunRecord) -> bool:
+    """Whether the row kept under ``run``'s id is ``run`` itself (same creation and owner)."""
+    return kept is not None and (kept.created_at, kept.owner, kept.name) == (run.created_at, run.owner, run.name)
 
 
 def lease_of(run: RunRecord) -> Lease | None:

@@ -179,3 +179,40 @@ def test_resume_and_retry_rules(nodes, tmp_path):
     assert counts["total"] == 2 and counts["square_0"] == 1   # only the failed part ran again
     with pytest.raises(Conflict, match="SUCCEEDED"):
         a.plane.resume(run_id)
+
+
+def test_a_run_inserted_by_a_retried_write_is_the_callers_and_a_colliding_id_is_made_again(tmp_path):
+    from rayflow.store.memory import MemoryStore
+    from rayflow.store.port import RunRecord
+
+    class RetriedInsert(MemoryStore):
+        """Inserts, then answers as a retry after a lost reply would: "exists"."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.taken: set[str] = set()
+
+        def insert_run(self, run: RunRecord) -> bool:
+            if run.run_id in self.taken:   # an id another run holds: refused
+                return False
+            super().insert_run(run)
+            return False
+
+    service = Service(Settings(store_url="memory://"))
+    store = RetriedInsert()
+    service._store = store
+    plan = service.check("tests.fns.durability:ledgered", {"folder": str(tmp_path), "n": 1})
+    run = service.record_new_run(plan, None, queued=True)
+    assert store.get_run(run.run_id) is not None   # recorded once, and the caller knows it
+
+    calls = iter(["taken-1", "taken-2", "free-3"])
+    store.taken = {"taken-1", "taken-2"}
+    import rayflow.service.operations as ops
+
+    real = ops.new_run_id
+    ops.new_run_id = lambda name: next(calls)
+    try:
+        again = service.record_new_run(plan, None, queued=True)
+    finally:
+        ops.new_run_id = real
+    assert again.run_id == "free-3"
