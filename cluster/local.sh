@@ -2,13 +2,20 @@
 # A two-node Ray cluster on one machine, for trying rayflow's placement and `ray job submit`.
 #
 #   cluster/local.sh start    head on port 6380 (Redis holds 6379), dashboard on 127.0.0.1:8265,
-#                             and a second node offering the custom resource node_b=1
-#   cluster/local.sh status   show the nodes
-#   cluster/local.sh stop     stop both nodes (only these two: other Ray instances are left alone)
+#                             a second node offering the custom resource node_b=1, and
+#                             `rayflow server` on http://127.0.0.1:8470 driving runs on this cluster
+#   cluster/local.sh status   show the nodes and whether the server answers
+#   cluster/local.sh stop     stop the server (it hands its runs back), then both nodes (only
+#                             these: other Ray instances and servers are left alone)
 #
 # Settings (environment): RAYFLOW_CLUSTER_DIR (state, default ~/.rayflow/local-cluster),
 # RAYFLOW_HEAD_PORT (6380), RAYFLOW_DASHBOARD_PORT (8265), RAYFLOW_HEAD_CPUS (2),
 # RAYFLOW_NODE_B_CPUS (1), RAYFLOW_CLIENT_PORT (Ray client server; default a free port).
+# The server: RAYFLOW_LOCAL_SERVER (1; 0 starts none), RAYFLOW_SERVER_PORT (8470),
+# RAYFLOW_SERVER_STORE (its run store; default $RAYFLOW_STORE, else sqlite in the state
+# folder), RAYFLOW_SERVER_AUTH (auto: token once the store holds a token, else none; the
+# server binds 127.0.0.1 only). Its log is $RAYFLOW_CLUSTER_DIR/server.log. When the port is
+# taken (another server), the cluster starts without one and says so.
 # Each node's dashboard agent gets a free HTTP port (Ray's default, 52365, is often held by
 # another Ray instance on the same machine, and without it `ray job submit` fails with
 # "No available agent to submit job"). Run it with the project's virtualenv first on PATH so the
@@ -20,6 +27,11 @@ PORT="${RAYFLOW_HEAD_PORT:-6380}"
 DASH="${RAYFLOW_DASHBOARD_PORT:-8265}"
 HEAD_CPUS="${RAYFLOW_HEAD_CPUS:-2}"
 B_CPUS="${RAYFLOW_NODE_B_CPUS:-1}"
+WITH_SERVER="${RAYFLOW_LOCAL_SERVER:-1}"
+SERVER_PORT="${RAYFLOW_SERVER_PORT:-8470}"
+SERVER_STORE="${RAYFLOW_SERVER_STORE:-${RAYFLOW_STORE:-sqlite:///$DIR/rayflow.db}}"
+SERVER_AUTH="${RAYFLOW_SERVER_AUTH:-auto}"
+SERVER_URL="http://127.0.0.1:$SERVER_PORT"
 export RAY_AUTH_MODE=token   # clusters started with `ray start` require the token (written to ~/.ray/auth_token)
 # On SIGTERM `ray start --block` first drains its node for up to 30 s (for Serve); a local
 # test cluster has nothing to drain, so stop at once.
@@ -72,6 +84,53 @@ start() {
   wait_nodes 2 || { stop; return 1; }
   echo "started: address $ADDRESS, dashboard http://127.0.0.1:$DASH"
   echo "use: RAY_ADDRESS=$ADDRESS rayflow run ...   or   ray job submit --address http://127.0.0.1:$DASH ..."
+  [ "$WITH_SERVER" = "0" ] || start_server
+}
+
+port_taken() {  # something listens on 127.0.0.1:$1
+  python3 -c 'import socket, sys
+s = socket.socket()
+try:
+    s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError:
+    sys.exit(0)
+sys.exit(1)' "$1"
+}
+
+server_answers() {  # GET /healthz answers 200 (it needs no token)
+  python3 -c 'import sys, urllib.request
+try:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))   # loopback: never a proxy
+    sys.exit(0 if opener.open(sys.argv[1] + "/healthz", timeout=2).status == 200 else 1)
+except Exception:
+    sys.exit(1)' "$SERVER_URL"
+}
+
+start_server() {  # `rayflow server` beside the cluster: a Ray driver joined to it, on loopback
+  if ! command -v rayflow >/dev/null 2>&1; then
+    echo "server: not started (no \`rayflow\` on PATH; put the virtualenv first on PATH)" >&2; return 0
+  fi
+  if port_taken "$SERVER_PORT"; then
+    echo "server: not started (127.0.0.1:$SERVER_PORT is taken; set RAYFLOW_SERVER_PORT)" >&2; return 0
+  fi
+  setsid rayflow server --host 127.0.0.1 --port "$SERVER_PORT" --address "$ADDRESS" \
+      --store "$SERVER_STORE" --auth "$SERVER_AUTH" >"$DIR/server.log" 2>&1 < /dev/null &
+  echo $! >"$DIR/server.pgid"
+  echo "$SERVER_URL" >"$DIR/server_url"
+  for _ in $(seq 1 120); do
+    if server_answers; then
+      echo "server: $SERVER_URL (store $SERVER_STORE, log $DIR/server.log)"
+      echo "use: rayflow --server $SERVER_URL submit ...   (RAYFLOW_SERVER=$SERVER_URL)"
+      return 0
+    fi
+    kill -0 "$(cat "$DIR/server.pgid")" 2>/dev/null || break
+    sleep 0.5
+  done
+  echo "server: did not answer on $SERVER_URL; see $DIR/server.log (the cluster is up without it)" >&2
+  tail -n 5 "$DIR/server.log" >&2 || true
+  stop_group server 60 80
+  rm -f "$DIR/server_url"
+  return 0
 }
 
 members() {  # live processes of process group $1 and their descendants (Ray workers leave the group)
@@ -86,19 +145,21 @@ members() {  # live processes of process group $1 and their descendants (Ray wor
     }'
 }
 
-stop_group() {  # TERM the `ray start` leader (it stops its node), then TERM and KILL what is left
+stop_group() {  # TERM the leader ($1: `ray start` stops its node, the server hands its runs back),
+                # then TERM every process left after $2 half-seconds and KILL after $3 (default 8 s, 12 s)
   local file="$DIR/$1.pgid"
   [ -f "$file" ] || return 0
+  local term_at="${2:-16}" kill_at="${3:-24}"
   local pgid seen="" live signal
   pgid=$(cat "$file")
   kill -TERM "$pgid" 2>/dev/null || true
-  for i in $(seq 1 30); do
+  for i in $(seq 1 $((kill_at + 6))); do
     live=$(members "$pgid" "$seen")   # remembered pids too: once a parent dies its children move to init
     [ -n "$live" ] || break
     seen=$(echo "$seen $live" | tr ' ' '\n' | sort -u | tr '\n' ' ')
     signal=""
-    [ "$i" -eq 16 ] && signal=TERM   # after 8 s, every process left
-    [ "$i" -ge 24 ] && signal=KILL   # after 12 s, for good
+    [ "$i" -eq "$term_at" ] && signal=TERM   # every process left
+    [ "$i" -ge "$kill_at" ] && signal=KILL   # for good
     [ -z "$signal" ] || kill -"$signal" $live 2>/dev/null || true
     sleep 0.5
   done
@@ -106,6 +167,8 @@ stop_group() {  # TERM the `ray start` leader (it stops its node), then TERM and
 }
 
 stop() {
+  stop_group server 40 50   # first, while the cluster is up: up to 20 s to hand its runs back
+  rm -f "$DIR/server_url"
   stop_group node_b
   stop_group head
   rm -f "$DIR/address"
@@ -116,6 +179,12 @@ status() {
   if [ ! -f "$DIR/address" ]; then echo "not running"; return 1; fi
   ADDRESS=$(cat "$DIR/address")
   echo "address $ADDRESS, alive nodes: $(alive_nodes | tail -n 1)"
+  if [ -f "$DIR/server_url" ]; then
+    SERVER_URL=$(cat "$DIR/server_url")
+    if server_answers; then echo "server $SERVER_URL: up"; else echo "server $SERVER_URL: not answering (see $DIR/server.log)"; fi
+  else
+    echo "server: none"
+  fi
 }
 
 case "${1:-}" in
