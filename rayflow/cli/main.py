@@ -201,7 +201,7 @@ def submit(ctx: click.Context, target: str, inputs: tuple[str, ...], address: st
         svc.plan(target, values, "local")  # raises the missing-function error
     run_id = run_id or new_run_id(plan.name)
     if svc.store.get_run(run_id) is None:
-        record = svc.record_new_run(plan, run_id)
+        record = svc.record_new_run(plan, run_id, queued=True)   # the driver started next claims it
         _spawn_driver(record.run_id, plan.target or target, svc.store_url_for_others(), address)
     click.echo(run_id)
 
