@@ -50,8 +50,6 @@ class Runner:
         self._started_at = time.time()
         self._driving: dict[str, Any] = {}   # run_id -> RunHandle
         self._lock = threading.Lock()
-        self.claimed = 0        # runs claimed since start
-        self.unplannable = 0    # claimed runs that could not be planned here (recorded FAILED)
 
     @property
     def owner(self) -> str:
@@ -116,7 +114,6 @@ class Runner:
         leases = self.service.store.claim_next(self.owner, self._lease_s(), min(room, CLAIM_BATCH))
         for lease in leases:
             self._drive(lease)
-        self.claimed += len(leases)
         return len(leases)
 
     def _drive(self, lease: Lease) -> None:
@@ -130,7 +127,6 @@ class Runner:
             return
         except Exception as exc:  # noqa: BLE001 - the run cannot be planned here: say why, in the run
             self.service.leases.drop(lease.run_id)
-            self.unplannable += 1
             self._fail(lease, exc)
             return
         with self._lock:

@@ -1,13 +1,14 @@
 """The run operations every front end calls: one ``Service`` per process.
 
-Owns submit, start, adopt, resume, get_run / list_runs / resumable, stats, flush and
+Owns submit, start, adopt, resume, drive_claimed (a server's claim), hand_back, get_run / list_runs /
+resumable, stats, flush and
 shutdown: recording a run, choosing where it is driven (this process, or a
 registered ``RunHost`` such as the cluster's tracker), and giving back a
 ``RunHandle`` over the matching ``RunView``. The adapters and planning are
 ``rayflow.service.composition``'s; this module must not build adapters itself, must
 not import rayflow.server (the host is registered through
 ``rayflow.service.hosting``), and must not import ray. The Python API, the CLI and
-(later) the HTTP API are thin layers over one ``Service``.
+the server (``rayflow.server.plane``) are thin layers over one ``Service``.
 """
 
 from __future__ import annotations
