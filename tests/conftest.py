@@ -14,11 +14,12 @@ from tests.support.redis import redis_namespace, redis_url, tier  # noqa: F401 -
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Checkpoints and the signing key of the whole test run live in one temporary folder (not
-# in ~/.rayflow); set before Ray starts, so workers and subprocesses inherit it.
+# Checkpoints, logs and the signing key of the whole test run live in one temporary folder,
+# never in ~/.rayflow nor in a RAYFLOW_HOME the developer set; set before Ray starts, so
+# workers and subprocesses inherit it.
 _HOME = tempfile.mkdtemp(prefix="rayflow-tests-")
-os.environ.setdefault("RAYFLOW_HOME", _HOME)
-os.environ.setdefault("RAYFLOW_CHECKPOINTS", os.path.join(_HOME, "checkpoints"))
+os.environ["RAYFLOW_HOME"] = _HOME
+os.environ["RAYFLOW_CHECKPOINTS"] = os.path.join(_HOME, "checkpoints")
 # The CLI never goes to a `rayflow server` it finds on this machine's 8470 (a developer's):
 # the tests that use a server name it (--server), or unset this themselves.
 os.environ.setdefault("RAYFLOW_SERVER", "local")

@@ -21,26 +21,24 @@ none), and a write that fails leaves no object. Must not decode what it stores.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 import time
 import uuid
 from typing import Any
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from rayflow.cache.port import TierCounters, check_ttl
 from rayflow.core.errors import CacheUnavailable, ConfigError
+from rayflow.core.paths import from_path_name, path_name
 
 MAGIC = b"RFC1"
 _HEADER = struct.Struct(">d")
 _NO_SEP_DIR = "%3A"          # keys without ':' (quote() of a component never yields it)
-_EMPTY = "%"                 # an empty part (no quote() output is a lone '%')
 _TMP = ".tmp-"
-_MAX_NAME = 200
 
 
 class FileTier:
@@ -188,9 +186,9 @@ class FileTier:
 
 
 def _name(part: str) -> str:
-    """A file or directory name for one key part: reversible unless hashed (too long)."""
-    quoted = quote(part, safe="") or _EMPTY
-    return quoted if len(quoted) <= _MAX_NAME else "%~" + hashlib.sha256(part.encode()).hexdigest()
+    """A file or directory name for one key part (``core.paths.path_name``): never ``..``
+    or a separator, so every entry stays under the root."""
+    return path_name(part)
 
 
 def _is_entry(root: str, path: str, prefix: str | None) -> bool:
@@ -209,4 +207,4 @@ def _is_entry(root: str, path: str, prefix: str | None) -> bool:
 
 
 def _unname(part: str) -> str:
-    return "" if part == _EMPTY else unquote(part)
+    return from_path_name(part)

@@ -18,6 +18,7 @@ import click
 
 from rayflow.core import config
 from rayflow.core.errors import ConfigError, RayflowError, RunNotFound, SpecError, WorkflowFailed
+from rayflow.core.paths import check_run_id
 from rayflow.core.states import RunStatus
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -125,3 +126,13 @@ status_opt = click.option("--status", "status_filter", metavar="STATE",
 local_opt = click.option("--local", "force_local", is_flag=True,
                          help=f"Run here even when a rayflow server answers at {config.DEFAULT_SERVER_URL} "
                               "(without --server and $RAYFLOW_SERVER, run and submit use one that answers there).")
+
+
+def valid_run_id(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """--run-id checked before anything else is done (exit 2 and one line when invalid)."""
+    if value is not None:
+        try:
+            check_run_id(value, field="--run-id")
+        except SpecError as exc:
+            raise click.BadParameter(str(exc).removeprefix("--run-id "), param_hint="--run-id") from None
+    return value

@@ -20,7 +20,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import click
 
@@ -41,10 +40,12 @@ from rayflow.cli.common import (
     status_opt,
     store_opt,
     target_arg,
+    valid_run_id,
     where,
 )
 from rayflow.core import config, gcpause
 from rayflow.core.errors import ConfigError
+from rayflow.core.paths import path_name
 
 EXECUTORS = ("ray", "local")   # as rayflow.service.settings.EXECUTORS (not imported: it loads the service)
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
@@ -125,7 +126,8 @@ def _submit_remote(found: Where, target: str, inputs: dict, run_id: str | None, 
 @store_opt
 @click.option("--executor", type=click.Choice(EXECUTORS), default="ray", show_default=True,
               help="'local' runs every component in this process, one at a time (debugging).")
-@click.option("--run-id", metavar="ID", help="Use this run id (an existing run's id returns that run).")
+@click.option("--run-id", metavar="ID", callback=valid_run_id,
+              help="Use this run id (an existing run's id returns that run).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no tables; print the result only.")
 @json_opt
 @local_opt
@@ -165,7 +167,7 @@ def run(ctx: click.Context, target: str, inputs: tuple[str, ...], address: str |
 @input_opt
 @address_opt
 @store_opt
-@click.option("--run-id", metavar="ID", help="Use this run id.")
+@click.option("--run-id", metavar="ID", callback=valid_run_id, help="Use this run id.")
 @local_opt
 @click.pass_context
 @guard
@@ -175,9 +177,9 @@ def submit(ctx: click.Context, target: str, inputs: tuple[str, ...], address: st
 
     With a server (--server, $RAYFLOW_SERVER, or one answering at http://127.0.0.1:8470)
     the server runs it. Otherwise, on a cluster (--address or RAY_ADDRESS) the cluster's
-    run tracker drives the run, else a detached local process does (log under
-    ~/.rayflow/logs/). Follow it with `rayflow status RUN_ID` from anywhere that reads the
-    same store (or with the same --server).
+    run tracker drives the run, else a detached local process does (its log in
+    $RAYFLOW_HOME/logs/, ~/.rayflow/logs/ by default). Follow it with `rayflow status
+    RUN_ID` from anywhere that reads the same store (or with the same --server).
     """
     values = parse_inputs(inputs)
     found = _server_for(ctx, target, force_local=force_local, quiet=False)
@@ -207,13 +209,13 @@ def submit(ctx: click.Context, target: str, inputs: tuple[str, ...], address: st
 
 
 def _spawn_driver(run_id: str, target: str, store_url: str, address: str | None) -> None:
-    logs = Path(os.path.expanduser("~/.rayflow/logs"))
-    logs.mkdir(parents=True, exist_ok=True)
+    logs = config.home() / "logs"
+    logs.mkdir(mode=0o700, parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "rayflow.cli.main", "drive", run_id, target]
     if address:
         cmd += ["--address", address]
     env = {**os.environ, config.STORE_VAR: store_url}   # not on the command line: it may hold a password
-    with open(logs / f"{run_id}.log", "ab") as log:
+    with open(logs / f"{path_name(run_id)}.log", "ab") as log:
         subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                          start_new_session=True, cwd=os.getcwd(), env=env)
 

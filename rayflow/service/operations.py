@@ -26,6 +26,7 @@ from typing import Any
 
 from rayflow.core import gcpause
 from rayflow.core.errors import RayflowError, RunBusy, RunExists, RunNotFound
+from rayflow.core.paths import check_run_id
 from rayflow.plan import Plan
 from rayflow.runs.active import ActiveRun, owner_id
 from rayflow.runs.handle import RunHandle
@@ -67,6 +68,7 @@ class Service(Composition):
                run_id: str | None = None, background: bool = True) -> RunHandle:
         """Plan, record, and start a run; with ``background=False`` drive it in this thread."""
         if run_id is not None:
+            check_run_id(run_id)
             existing = self._existing(run_id)
             if existing is not None:
                 return existing
@@ -144,6 +146,8 @@ class Service(Composition):
     def record_new_run(self, plan: Plan, run_id: str | None, *, queued: bool = False,
                        spec: dict[str, Any] | None = None) -> RunRecord:
         """Record a new PENDING run (``new_run``); RunExists when ``run_id`` is taken."""
+        if run_id is not None:
+            check_run_id(run_id)
         for _ in range(3):
             run = self.new_run(plan, run_id, queued=queued, spec=spec)
             if self.store.insert_run(run) or _inserted_before(self.store.get_run(run.run_id), run):

@@ -29,7 +29,6 @@ from __future__ import annotations
 import os
 import secrets
 import time
-import urllib.parse
 from typing import Any
 
 import pyarrow as pa
@@ -37,6 +36,7 @@ import pyarrow.fs as pafs
 
 from rayflow.core import config
 from rayflow.core.errors import ConfigError
+from rayflow.core.paths import from_path_name, path_name
 from rayflow.core.records import Checkpoint
 from rayflow.data import codec
 
@@ -114,13 +114,11 @@ class CheckpointStore:
         found: dict[str, Checkpoint] = {}
         for info in sorted(infos, key=lambda i: (i.mtime_ns or 0, i.path)):
             name = info.base_name
-            if ".tmp-" in name:
-                continue   # a write that never finished
             if name.startswith("inline-") and name.endswith(".arrow"):
                 for cid, blob in self._read_inline(info.path):
                     found[cid] = Checkpoint(cid, blob=blob)
-            elif name.endswith(".rfc"):
-                cid = urllib.parse.unquote(name[: -len(".rfc")])
+            elif name.endswith(".rfc"):   # (a write that never finished ends in .tmp-<hex>)
+                cid = from_path_name(name[: -len(".rfc")])
                 found[cid] = Checkpoint(cid, path=info.path)
         return found
 
@@ -151,7 +149,7 @@ class CheckpointStore:
 
 
 def _quote(name: str) -> str:
-    return urllib.parse.quote(name, safe="-_.")
+    return path_name(name)
 
 
 class MemoryCheckpoints:

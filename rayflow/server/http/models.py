@@ -13,12 +13,12 @@ from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rayflow.core.paths import RUN_ID_PATTERN
 from rayflow.store.port import RUN_STATES, ComponentRecord, RunRecord, WorkflowRecord
 
 RunState = Literal["PENDING", "RUNNING", "SUCCEEDED", "FAILED", "CANCELLED"]
 assert set(get_args(RunState)) == set(RUN_STATES), "RunState must list the run states of rayflow.core.states"
 
-RUN_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,127}$"
 RUN_FIELDS = ("run_id", "name", "status", "created_at", "started_at", "ended_at", "target", "inputs",
               "error", "n_components", "owner", "cancel_requested")
 COMPONENT_FIELDS = ("state", "attempts", "queued_s", "started_at", "ended_at", "duration_s", "node_id", "error")
