@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import socket
 import threading
 import time
 from typing import Any, Protocol
@@ -27,6 +25,7 @@ from rayflow.execute.port import CheckpointTarget, Executor
 from rayflow.metrics.summary import run_metrics
 from rayflow.plan import Plan
 from rayflow.runs.leases import LeaseKeeper
+from rayflow.runs.owners import owner_id
 from rayflow.runs.recorder import RunRecorder
 from rayflow.store import RunStore
 from rayflow.store.checkpoints import Checkpoint, CheckpointStore
@@ -60,10 +59,6 @@ def lease_s() -> float:
     """How long a run's owner may go without a heartbeat before another process may
     resume the run ($RAYFLOW_LEASE_S, default 30 s); owners beat every third of it."""
     return config.lease_s()
-
-
-def owner_id() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class ActiveRun:

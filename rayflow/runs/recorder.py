@@ -155,10 +155,7 @@ class RunRecorder:
         if fn is None:
             fn = self._function[id(task.fn)] = function_features(task)
         out: dict[str, Any] = {**fn, "n_up": len(task.deps)}
-        config = numeric_config(task.kwargs) if task.kwargs else {}
-        for i, arg in enumerate(task.args):
-            if type(arg) in (int, float, bool):
-                config[f"arg{i}"] = float(arg)
+        config = literal_config(task)
         if config:
             out["config"] = config
         if task.options.sizing is not None:
@@ -183,3 +180,13 @@ class RunRecorder:
         resource model learns from, which metrics do not read)."""
         with self._lock:
             return [self._record(cid, features) for cid in self.plan.tasks]
+
+
+def literal_config(task: Any) -> dict[str, float]:
+    """The numeric literal arguments of ``task`` (keyword ones by name, positional ones as
+    ``arg<i>``): what the resource model learns from, and what resume compares."""
+    config = numeric_config(task.kwargs) if task.kwargs else {}
+    for i, arg in enumerate(task.args):
+        if type(arg) in (int, float, bool):
+            config[f"arg{i}"] = float(arg)
+    return config

@@ -106,6 +106,7 @@ class ControlPlane:
             except RunExists:
                 if run_id is None:
                     raise
+                self.service.check_same_run(run_id, plan, document)
                 kept_id, created = run_id, False
         if not created:
             return Submitted(self.get(kept_id), created=False)

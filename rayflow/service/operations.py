@@ -16,9 +16,7 @@ from __future__ import annotations
 import atexit
 import json
 import logging
-import os
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -28,8 +26,10 @@ from rayflow.core import gcpause
 from rayflow.core.errors import RayflowError, RunBusy, RunExists, RunNotFound
 from rayflow.core.paths import check_run_id
 from rayflow.plan import Plan
-from rayflow.runs.active import ActiveRun, owner_id
+from rayflow.runs.active import ActiveRun
 from rayflow.runs.handle import RunHandle
+from rayflow.runs.owners import owner_gone, owner_id
+from rayflow.runs.replay import reusable
 from rayflow.runs.views import LocalView, StoreView
 from rayflow.service import hosting
 from rayflow.service.composition import Composition, history_saved
@@ -71,6 +71,7 @@ class Service(Composition):
             check_run_id(run_id)
             existing = self._existing(run_id)
             if existing is not None:
+                self._check_same(run_id, target, inputs)
                 return existing
         with gcpause.paused():   # tracing and planning allocate in bursts; collect after
             plan = self.plan(target, inputs, executor)
@@ -88,12 +89,24 @@ class Service(Composition):
         except RunExists:
             if run_id is None:
                 raise
+            self.check_same_run(run_id, plan, spec)
             return self._stored(run_id)
         if queue:   # a rayflow server on this store claims it from the queue and drives it
             return self._stored(run.run_id)
         if host is not None:
             return RunHandle(host.hand_over(plan, run, self._hand_over_to(), StoreView(run.run_id, self)))
         return self._launch(self.active_run(plan, run, executor, lease=lease_of(run)), background)
+
+    def _check_same(self, run_id: str, target: Any, inputs: dict[str, Any]) -> None:
+        """RunExists when the run kept under ``run_id`` ran another target or other inputs
+        (a second submit with the same id gets the first run only when it asks for it)."""
+        if self.store.get_run(run_id) is not None:
+            self.check_same_run(run_id, self.check(target, inputs), spec_document(target))
+
+    def check_same_run(self, run_id: str, plan: Plan, spec: dict[str, Any] | None) -> None:
+        """RunExists when the run kept under ``run_id`` is not a run of ``plan`` (its target,
+        spec or inputs differ)."""
+        _check_same_run(self.store.get_run(run_id), plan.target, spec, dict(plan.inputs))
 
     def _server_takes(self, plan: Plan, spec: dict[str, Any] | None) -> bool:
         """Whether a live ``rayflow server`` shares this store and can plan ``plan`` again
@@ -203,7 +216,7 @@ class Service(Composition):
         if run.status == "SUCCEEDED":
             return self._stored(run_id)
         _check_resumable_inputs(run)
-        plan = self.plan(target if target is not None else _recorded_target(run), dict(run.inputs), executor)
+        plan = self.plan(target if target is not None else what_ran(run), dict(run.inputs), executor)
         lease = self._claim(run, force=force)
         return self._launch(self._resumed(plan, run, executor, lease), background)
 
@@ -218,8 +231,7 @@ class Service(Composition):
         if run is None:
             raise RunNotFound(lease.run_id)
         _check_resumable_inputs(run)
-        target = run.spec if run.spec else _recorded_target(run)
-        plan = self.plan(target, dict(run.inputs), executor)
+        plan = self.plan(what_ran(run), dict(run.inputs), executor)
         run.owner, run.lease_epoch = lease.owner, lease.epoch
         active = self._resumed(plan, run, executor, lease)
         # a run taken over from another owner is worth a line in the log; a fresh one is not
@@ -232,8 +244,10 @@ class Service(Composition):
         """``run`` wired to continue from its checkpoints, component rows and events."""
         ckpt = self.checkpoint_store()
         found = ckpt.index(run.run_id) if ckpt is not None else {}
-        restored = {cid: c for cid, c in found.items() if cid in plan.tasks}
         earlier = {c.component_id: c for c in self.store.get_components(run.run_id)}
+        restored, again = reusable(plan, found, earlier)
+        for cid, why in sorted(again.items())[:20]:
+            log.warning("run %s: component %r runs again: %s", run.run_id, cid, why)
         events = self.store.get_events(run.run_id, after_seq=0, limit=10_000_000)
         run.status = "RUNNING"
         return self.active_run(plan, run, executor, restored=restored, earlier=earlier,
@@ -241,7 +255,7 @@ class Service(Composition):
 
     def _claim(self, run: RunRecord, *, force: bool) -> Lease:
         """Take ``run``'s lease for this process; RunBusy while its owner still heartbeats."""
-        lease = self.store.claim_run(run.run_id, owner_id(), self.lease_s(), force=force or _owner_gone(run.owner))
+        lease = self.store.claim_run(run.run_id, owner_id(), self.lease_s(), force=force or owner_gone(run.owner))
         if lease is not None:
             return lease
         again = self.store.get_run(run.run_id)
@@ -273,7 +287,7 @@ class Service(Composition):
         self.flush()
         stale_before = self.store.db_now() - self.lease_s()
         runs = [r for status in ("RUNNING", "PENDING") for r in self.store.list_runs(status=status, limit=100_000)]
-        out = [r for r in runs if r.heartbeat_at is None or r.heartbeat_at < stale_before or _owner_gone(r.owner)]
+        out = [r for r in runs if r.heartbeat_at is None or r.heartbeat_at < stale_before or owner_gone(r.owner)]
         out.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
         return out[:limit]
 
@@ -378,11 +392,35 @@ def _check_resumable_inputs(run: RunRecord) -> None:
                            "so the run store only kept its repr; submit the workflow again")
 
 
-def _recorded_target(run: RunRecord) -> str:
+def what_ran(run: RunRecord) -> Any:
+    """What to plan again for ``run``: the spec it recorded (a spec runs as it ran, whatever
+    its file holds now), else its import path."""
+    if run.spec:
+        return run.spec
     if not run.target or run.target.startswith("__main__:"):
         raise RayflowError(f"run {run.run_id} ran {run.target or 'a workflow object'}, which another process "
                            "cannot import; resume it with the workflow: rf.resume(run_id, workflow=...)")
     return run.target
+
+
+def _check_same_run(kept: RunRecord | None, target: str, spec: dict[str, Any] | None, inputs: dict[str, Any]) -> None:
+    if kept is None:
+        return
+    if kept.spec and spec:
+        differs = "spec" if kept.spec != spec else None
+    else:
+        differs = "target" if (kept.target or "") != (target or "") else None
+    if differs is None and kept.inputs != _json_inputs(inputs):
+        shown = ", ".join(sorted(set(kept.inputs) ^ set(inputs)) or
+                          [k for k in sorted(inputs) if kept.inputs.get(k) != _json_inputs(inputs).get(k)])
+        raise RunExists(f"run {kept.run_id} already exists with other inputs (differing: {shown[:200]}); "
+                        "give another run id, or none", run_id=kept.run_id)
+    if differs == "target":
+        raise RunExists(f"run {kept.run_id} already exists for target {kept.target!r}, not {target!r}; "
+                        "give another run id, or none", run_id=kept.run_id)
+    if differs == "spec":
+        raise RunExists(f"run {kept.run_id} already exists with another spec; give another run id, or none",
+                        run_id=kept.run_id)
 
 
 def _inserted_before(kept: RunRecord | None, run: RunRecord) -> bool:
@@ -393,20 +431,6 @@ def _inserted_before(kept: RunRecord | None, run: RunRecord) -> bool:
 def lease_of(run: RunRecord) -> Lease | None:
     """The lease ``run`` was recorded with (None: no one holds it)."""
     return Lease(run.run_id, run.owner, run.lease_epoch) if run.owner and run.lease_epoch else None
-
-
-def _owner_gone(owner: str) -> bool:
-    """True when ``owner`` (host:pid) is a process of this host that no longer exists."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
-    try:
-        os.kill(int(pid), 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 _SERVICE: Service | None = None
