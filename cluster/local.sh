@@ -106,6 +106,10 @@ except Exception:
     sys.exit(1)' "$SERVER_URL"
 }
 
+shown_url() {  # a URL with its password as *** (up to the last @, as rayflow.core.redact reads it)
+  printf '%s' "$1" | sed -E 's#^([A-Za-z][A-Za-z0-9+.-]*://[^:/?#@[]*):.*@#\1:***@#'
+}
+
 start_server() {  # `rayflow server` beside the cluster: a Ray driver joined to it, on loopback
   if ! command -v rayflow >/dev/null 2>&1; then
     echo "server: not started (no \`rayflow\` on PATH; put the virtualenv first on PATH)" >&2; return 0
@@ -113,13 +117,14 @@ start_server() {  # `rayflow server` beside the cluster: a Ray driver joined to 
   if port_taken "$SERVER_PORT"; then
     echo "server: not started (127.0.0.1:$SERVER_PORT is taken; set RAYFLOW_SERVER_PORT)" >&2; return 0
   fi
-  setsid rayflow server --host 127.0.0.1 --port "$SERVER_PORT" --address "$ADDRESS" \
-      --store "$SERVER_STORE" --auth "$SERVER_AUTH" >"$DIR/server.log" 2>&1 < /dev/null &
+  # the store through the environment, not the command line: its URL may hold a password
+  RAYFLOW_STORE="$SERVER_STORE" setsid rayflow server --host 127.0.0.1 --port "$SERVER_PORT" \
+      --address "$ADDRESS" --auth "$SERVER_AUTH" >"$DIR/server.log" 2>&1 < /dev/null &
   echo $! >"$DIR/server.pgid"
   echo "$SERVER_URL" >"$DIR/server_url"
   for _ in $(seq 1 120); do
     if server_answers; then
-      echo "server: $SERVER_URL (store $SERVER_STORE, log $DIR/server.log)"
+      echo "server: $SERVER_URL (store $(shown_url "$SERVER_STORE"), log $DIR/server.log)"
       echo "use: rayflow --server $SERVER_URL submit ...   (RAYFLOW_SERVER=$SERVER_URL)"
       return 0
     fi

@@ -22,7 +22,7 @@ import threading
 import weakref
 from collections.abc import Coroutine
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import redis.asyncio as aioredis
 from redis.asyncio.retry import Retry
@@ -32,6 +32,7 @@ from redis.exceptions import RedisError, ResponseError
 from rayflow.cache.breaker import CircuitBreaker
 from rayflow.cache.port import TierCounters, check_ttl
 from rayflow.core.errors import CacheUnavailable, ConfigError
+from rayflow.core.redact import redact
 
 log = logging.getLogger("rayflow.cache")
 
@@ -205,6 +206,7 @@ def _shut_down(loop: _LoopThread, client: aioredis.Redis) -> None:
 
 def _check_url(url: str, namespace: str) -> None:
     parts = urlsplit(url)
+    url = redact(url)   # for the messages
     try:
         port_ok = parts.port is None or parts.port > 0
     except ValueError:
@@ -224,8 +226,4 @@ def _glob_escape(text: str) -> str:
 
 def _redacted(url: str) -> str:
     """``url`` without its password, for logs and stats."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = f"{parts.username or ''}:***@{parts.hostname}" + (f":{parts.port}" if parts.port else "")
-    return urlunsplit(parts._replace(netloc=netloc))
+    return redact(url)

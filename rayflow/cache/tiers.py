@@ -6,7 +6,11 @@ Owns the walk across tiers and the safety rule on the way back:
   it is promoted into every tier above the one it came from. An entry that fails to
   decode or verify (``UntrustedData``: a bad signature, a malformed header, or any
   other decode error) is a miss, is deleted from that tier and counted as
-  ``rejected``; its pickle payload is never loaded.
+  ``rejected``; its payload is never decoded, a pickle never loaded. Every entry is
+  signed together with its cache key and header (``rayflow.cache.entry``), so one
+  moved to another key, with a changed creation time or TTL, or a swapped payload, is
+  such a miss; and one older than its signed ``ttl_s`` times the largest TTL scale is
+  a miss (and deleted) whatever its tier's own expiry says.
 - ``put(key, value, ttl_s=, cost_s=)`` encodes once (``rayflow.cache.entry``) and
   writes every tier. A memory tier holds an immutable value itself (Arrow tables and
   record batches, numpy arrays as read-only views, str/bytes/numbers and tuples of
@@ -70,6 +74,8 @@ class MultiLevelCache:
         if len(ttl_scales) != len(self.tiers):
             raise ConfigError(f"cache: {len(ttl_scales)} ttl_scales for {len(self.tiers)} tiers")
         self.ttl_scales = list(ttl_scales)
+        scales = [scale for scale in self.ttl_scales if scale is not None]
+        self._max_scale = max(scales) if scales else None
         self._lock = threading.Lock()
         self._served = dict.fromkeys(names, 0)
         self._rejected = dict.fromkeys(names, 0)
@@ -89,7 +95,7 @@ class MultiLevelCache:
 
     def get(self, key: str) -> CacheResult:
         for level, tier in enumerate(self.tiers):
-            found = self._read(tier, key)
+            found = self._read(tier, key, self.ttl_scales[level])
             if found is None:
                 continue
             data, value, meta = found
@@ -102,7 +108,7 @@ class MultiLevelCache:
             self._misses += 1
         return CacheResult(False, None, None)
 
-    def _read(self, tier: CacheTier, key: str) -> tuple[bytes | None, Any, EntryMeta | None] | None:
+    def _read(self, tier: CacheTier, key: str, scale: float | None) -> tuple[bytes | None, Any, EntryMeta | None] | None:
         """(bytes, value, meta) of a live entry, (None, value, None) for a held value."""
         if isinstance(tier, MemoryTier):
             slot = tier.lookup(key)
@@ -116,13 +122,16 @@ class MultiLevelCache:
             if data is None:
                 return None
         try:
-            meta, value = unpack(data)
+            meta, value = unpack(data, key=key)
         except Exception as exc:       # a bad signature, a malformed or foreign entry
             tier.delete(key)
             with self._lock:
                 self._rejected[tier.name] += 1
             log.warning("cache tier %r: entry %r rejected and deleted (%s: %s)", tier.name, key,
                         type(exc).__name__, exc)
+            return None
+        if _expired(meta, scale, self._max_scale):   # past its signed TTL, whatever the tier's own expiry says
+            tier.delete(key)
             return None
         held = _held(value)       # an array comes back read-only: a memory tier may share it
         return data, value if held is _NOTHING else held, meta
@@ -175,7 +184,7 @@ class MultiLevelCache:
 
     def _encode(self, key: str, value: Any, meta: EntryMeta) -> bytes | None:
         try:
-            return pack(value, meta)
+            return pack(value, meta, key=key)
         except Exception as exc:
             with self._lock:
                 self._unencodable += 1
@@ -229,6 +238,15 @@ class MultiLevelCache:
 
 def _scaled(ttl_s: float | None, scale: float | None) -> float | None:
     return None if ttl_s is None or scale is None else ttl_s * scale
+
+
+def _expired(meta: EntryMeta, scale: float | None, max_scale: float | None) -> bool:
+    """Whether an entry is older than its signed ``ttl_s`` times the largest TTL scale of
+    the cache (a promoted copy never outlives its source, so no copy lives longer than
+    that). A tier that ignores TTLs (scale None) keeps its entries."""
+    if meta.ttl_s is None or scale is None or max_scale is None:
+        return False
+    return meta.created + meta.ttl_s * max_scale < time.time()
 
 
 def _left(meta: EntryMeta, scale: float | None, now: float) -> float | None:

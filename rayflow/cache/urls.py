@@ -23,10 +23,16 @@ pyarrow.fs) until that tier is asked for. Tiers are listed top-down, comma-separ
 
 Every tier also takes ``ttl_scale=X`` (a number >= 0, or ``none`` to ignore TTLs);
 defaults in ``rayflow.cache.tiers``. Unset ``RAYFLOW_CACHE`` means ``memory://``.
+
+A URL is shown only redacted (``redis://user:***@host:1/0``, ``rayflow.core.redact``),
+in this module's errors and in a tier's (each scrubbed of the URL's secrets); a tier is
+opened on the URL with its user and password percent-encoded, so a password may hold
+``@ / ? #`` as written.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -34,8 +40,9 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from rayflow.cache.port import CacheTier
 from rayflow.cache.tiers import MultiLevelCache, default_ttl_scale
 from rayflow.core import config
-from rayflow.core.errors import ConfigError, SpecError
+from rayflow.core.errors import ConfigError, RayflowError, SpecError
 from rayflow.core.options import parse_memory
+from rayflow.core.redact import normalized, redact, scrub
 
 CACHE_ENV_VAR = "RAYFLOW_CACHE"
 DEFAULT_CACHE_URL = "memory://"
@@ -43,6 +50,7 @@ OFF = "off"
 _ACCEPTED = "memory://, redis://HOST:PORT/DB, rediss://..., file:///DIR, a directory path, s3://BUCKET/PREFIX (any pyarrow.fs URI), sqlite:///PATH, postgresql://..., off"
 _LOCAL = ("", "file")
 _PYARROW_FS = ("s3", "gs", "gcs", "hdfs", "viewfs", "abfs", "abfss")
+_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):")   # as urllib reads a scheme
 _DEFAULT: Any = object()      # a URL without ttl_scale: the tier's default applies
 
 
@@ -66,12 +74,13 @@ def open_cache(urls: str | Sequence[str] | None = None) -> MultiLevelCache:
     if parts == [OFF]:
         return MultiLevelCache([])
     if not all(parts):
-        raise ConfigError(f"cache URL list {urls!r} has an empty entry; accepted: {_ACCEPTED}")
+        shown = ", ".join(redact(u) for u in parts)
+        raise ConfigError(f"cache URL list [{shown}] has an empty entry; accepted: {_ACCEPTED}")
     tiers: list[CacheTier] = []
     scales: list[float | None] = []
     try:
         for i, url in enumerate(parts):
-            tier, scale = _open_tier(url, name=_unique(_kind(url), [t.name for t in tiers]))
+            tier, scale = _open_scrubbed(url, name=_unique(_kind(url), [t.name for t in tiers]))
             tiers.append(tier)
             scales.append(default_ttl_scale(tier, last=i == len(parts) - 1) if scale is _DEFAULT else scale)
     except BaseException:
@@ -81,10 +90,22 @@ def open_cache(urls: str | Sequence[str] | None = None) -> MultiLevelCache:
     return MultiLevelCache(tiers, scales)
 
 
+def _open_scrubbed(url: str, *, name: str) -> tuple[CacheTier, Any]:
+    """``_open_tier``; an error (its own, a tier's or a driver's) never shows the URL's
+    secrets; one that is no rayflow error becomes a one-line ConfigError naming the URL."""
+    try:
+        return _open_tier(url, name=name)
+    except RayflowError as exc:
+        exc.args = tuple(scrub(a, url) if isinstance(a, str) else a for a in exc.args)
+        raise
+    except (ValueError, TypeError, OSError) as exc:   # a driver refusing the URL
+        raise ConfigError(f"cache URL {redact(url)!r}: {type(exc).__name__}: {scrub(str(exc), url)}") from None
+
+
 def _open_tier(url: str, *, name: str | None = None) -> tuple[CacheTier, Any]:
     """One tier and its ``ttl_scale`` (``_DEFAULT`` when the URL does not say)."""
     kind = _kind(url)
-    parts = urlsplit(url)
+    parts = urlsplit(normalized(url))   # the user and password encoded: they may hold @ / ? #
     params = _query(url, parts.query)
     scale = _DEFAULT
     if "ttl_scale" in params:
@@ -108,7 +129,8 @@ def _store(url: str, name: str) -> CacheTier:
 
 
 def _kind(url: str) -> str:
-    scheme = urlsplit(url).scheme.lower()
+    scheme = _SCHEME.match(url)
+    scheme = scheme.group(1).lower() if scheme else ""
     if scheme == "memory":
         return "memory"
     if scheme in ("redis", "rediss"):
@@ -117,19 +139,19 @@ def _kind(url: str) -> str:
         return "store"
     if scheme in _LOCAL + _PYARROW_FS:
         return "files"
-    raise ConfigError(f"unsupported cache URL {url!r} (scheme {scheme!r}); accepted: {_ACCEPTED}")
+    raise ConfigError(f"unsupported cache URL {redact(url)!r} (scheme {scheme!r}); accepted: {_ACCEPTED}")
 
 
 def _memory(url: str, parts: Any, params: dict[str, str], name: str) -> CacheTier:
     from rayflow.cache.memory import DEFAULT_MAX_BYTES, DEFAULT_POLICY, MemoryTier
 
     if parts.netloc or parts.path:
-        raise ConfigError(f"cache URL {url!r}: memory:// takes no host or path, only ?max_bytes=&policy=")
+        raise ConfigError(f"cache URL {redact(url)!r}: memory:// takes no host or path, only ?max_bytes=&policy=")
     _only(url, params, ("max_bytes", "policy"))
     try:
         max_bytes = parse_memory(params.get("max_bytes", DEFAULT_MAX_BYTES), field_name="max_bytes")
     except SpecError as exc:
-        raise ConfigError(f"cache URL {url!r}: {exc}") from None
+        raise ConfigError(f"cache URL {redact(url)!r}: {exc}") from None
     return MemoryTier(max_bytes or 0, params.get("policy", DEFAULT_POLICY), name=name)
 
 
@@ -160,13 +182,13 @@ def _redis(url: str, bare: str, params: dict[str, str], name: str) -> CacheTier:
         try:
             kwargs[arg] = parse(text)
         except ValueError:
-            raise ConfigError(f"cache URL {url!r}: parameter {key}={text!r} must be {what}") from None
+            raise ConfigError(f"cache URL {redact(url)!r}: parameter {key}={text!r} must be {what}") from None
     try:
         from rayflow.cache.redis_tier import RedisTier
     except ModuleNotFoundError as exc:
         if exc.name != "redis" and not str(exc.name).startswith("redis."):
             raise
-        raise ConfigError(f"cache URL {url!r} needs the redis package: pip install 'redis>=5'") from None
+        raise ConfigError(f"cache URL {redact(url)!r} needs the redis package: pip install 'redis>=5'") from None
     return RedisTier(bare, name=name, **kwargs)
 
 
@@ -181,14 +203,14 @@ def _query(url: str, query: str) -> dict[str, str]:
     keys = [k for k, _ in pairs]
     repeated = sorted({k for k in keys if keys.count(k) > 1})
     if repeated:
-        raise ConfigError(f"cache URL {url!r}: parameter {repeated[0]!r} given more than once")
+        raise ConfigError(f"cache URL {redact(url)!r}: parameter {repeated[0]!r} given more than once")
     return dict(pairs)
 
 
 def _only(url: str, params: dict[str, str], allowed: tuple[str, ...]) -> None:
     unknown = sorted(set(params) - set(allowed))
     if unknown:
-        raise ConfigError(f"cache URL {url!r}: unknown parameter {unknown[0]!r}; expected one of "
+        raise ConfigError(f"cache URL {redact(url)!r}: unknown parameter {unknown[0]!r}; expected one of "
                           f"{', '.join(allowed + ('ttl_scale',))}")
 
 
@@ -200,7 +222,7 @@ def _ttl_scale(url: str, text: str) -> float | None:
     except ValueError:
         scale = -1.0
     if not scale >= 0 or scale == float("inf"):
-        raise ConfigError(f"cache URL {url!r}: ttl_scale={text!r} must be a number >= 0 or 'none'")
+        raise ConfigError(f"cache URL {redact(url)!r}: ttl_scale={text!r} must be a number >= 0 or 'none'")
     return scale
 
 

@@ -1,11 +1,12 @@
-"""``rayflow server`` and ``rayflow token create|list|revoke``: running the control plane
-and managing who may call it.
+"""``rayflow server``, ``rayflow token create|list|revoke`` and ``rayflow gc``: running the
+control plane, managing who may call it, and removing what finished runs left behind.
 
 Owns parsing these commands' options and formatting their output; serving is
 ``rayflow.server.main.serve`` and the token format, hashing and scopes are
 ``rayflow.server.tokens`` (both imported when a command runs, so other commands never
 load them). A token is printed once, by ``token create``, and never logged; the store
-keeps its hash alone, which ``token list`` never shows.
+keeps its hash alone, which ``token list`` never shows. What ``gc`` removes is decided by
+``rayflow.service.retention``.
 """
 
 from __future__ import annotations
@@ -117,3 +118,65 @@ def token_revoke(token_id: str, store: str | None) -> None:
     if not configure(store, None).store.revoke_token(token_id, time.time()):
         raise ConfigError(f"no live token with id {token_id!r} (see `rayflow token list`)")
     click.echo(f"revoked {token_id}")
+
+
+@click.command()
+@click.option("--older-than", metavar="AGE",
+              help="Remove what finished runs that ended more than AGE ago left (30m, 12h, 7d, 2w). "
+                   "Default $RAYFLOW_RETENTION, else 7d.")
+@click.option("--dry-run", is_flag=True, help="List what would be removed; remove nothing.")
+@click.option("--rows", is_flag=True,
+              help="Also delete those runs' rows (run, components, events) from the store.")
+@store_opt
+@click.option("--checkpoints", "checkpoints_url", metavar="URL",
+              help="The checkpoint location (default $RAYFLOW_CHECKPOINTS or ~/.rayflow/checkpoints).")
+@json_opt
+@guard
+def gc(older_than: str | None, dry_run: bool, rows: bool, store: str | None, checkpoints_url: str | None,
+       as_json: bool) -> None:
+    """Remove the checkpoints of finished runs (SUCCEEDED, FAILED, CANCELLED) that ended
+    before the cutoff, leftover temporary files (*.tmp-*) untouched for an hour, and the
+    folders of runs the store does not know, once untouched for as long as the cutoff.
+
+    Unfinished runs (PENDING, RUNNING) are never touched: they may be resumed. A finished
+    run whose checkpoints are removed can no longer be resumed from them. Use the store the
+    runs were recorded in: a folder its store does not know counts as an orphan.
+    Prints what it removed (counts and bytes). See docs/operations.md.
+
+    \b
+    Examples:
+      rayflow gc --dry-run              what would go, with the default retention
+      rayflow gc --older-than 1d        what runs that ended over a day ago left
+      RAYFLOW_RETENTION=30d rayflow gc  the retention from the environment (cron)
+    """
+    from rayflow.service.retention import gc as collect
+
+    done = collect(configure(store, None), older_than=older_than, checkpoints_url=checkpoints_url, rows=rows,
+                   dry_run=dry_run)
+    if as_json:
+        click.echo(json.dumps(done.to_dict(), default=str))
+        return
+    if dry_run:
+        for item in done.removed:
+            click.echo(f"would remove {item.kind:<11} {_size(item.bytes):>9}  {item.what}")
+    verb = "would remove" if dry_run else "removed"
+    totals = done.totals()
+    parts = [f"{n} {_NOUNS[kind]} ({_size(size)})" if kind != "rows" else f"{n} runs' rows"
+             for kind, (n, size) in totals.items() if n or kind == "checkpoints"]
+    kept = f"; kept {done.kept_unfinished} unfinished run(s)" if done.kept_unfinished else ""
+    click.echo(f"{verb} " + ", ".join(parts) + kept)
+
+
+_NOUNS = {"checkpoints": "finished runs' checkpoints", "temporary": "temporary files",
+          "orphan": "orphan folders"}
+
+
+def _size(n: float) -> str:
+    """Bytes as people read them: 512 B, 3.4 KiB, 12.0 MiB, 1.5 GiB."""
+    if n < 1024:
+        return f"{int(n)} B"
+    for unit in ("KiB", "MiB"):
+        n /= 1024
+        if n < 1024:
+            return f"{n:.1f} {unit}"
+    return f"{n / 1024:.1f} GiB"

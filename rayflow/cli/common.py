@@ -17,8 +17,17 @@ from typing import Any
 import click
 
 from rayflow.core import config
-from rayflow.core.errors import ConfigError, RayflowError, RunNotFound, SpecError, WorkflowFailed
+from rayflow.core.errors import (
+    ConfigError,
+    NotResumable,
+    RayflowError,
+    RunBusy,
+    RunNotFound,
+    SpecError,
+    WorkflowFailed,
+)
 from rayflow.core.paths import check_run_id
+from rayflow.core.redact import has_secret
 from rayflow.core.states import RunStatus
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -48,17 +57,14 @@ def where(ctx: click.Context) -> Where:
 
 
 def parse_inputs(pairs: tuple[str, ...]) -> dict[str, Any]:
-    import yaml
+    from rayflow.spec.loading import parse_value  # YAML within the spec's limits (depth, aliases)
 
     inputs: dict[str, Any] = {}
     for pair in pairs:
         key, sep, raw = pair.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="-i/--input")
-        try:
-            inputs[key] = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            inputs[key] = raw
+        inputs[key] = parse_value(raw, name=f"input {key!r}") if raw else ""
     return inputs
 
 
@@ -68,6 +74,16 @@ def _usage_error(exc: RayflowError) -> bool:
     return errors is not None and isinstance(exc, errors.ClientAuthError)
 
 
+# what the user gave, or the state of a run, is wrong (exit 2): an invalid spec, a bad
+# setting, an unknown run, a run another process drives or an id taken (RunBusy and its
+# RunExists), a run that cannot be resumed
+USAGE_ERRORS = (SpecError, ConfigError, RunNotFound, RunBusy, NotResumable)
+
+
+def _line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
 def guard(fn):
     """Turn rayflow errors into one line on stderr and the documented exit code."""
 
@@ -75,14 +91,14 @@ def guard(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (SpecError, ConfigError, RunNotFound) as exc:
-            click.echo(f"error: {exc}", err=True)
+        except USAGE_ERRORS as exc:
+            click.echo(f"error: {_line(exc)}", err=True)
             sys.exit(EXIT_USAGE)
         except WorkflowFailed as exc:
-            click.echo(f"failed: {exc}", err=True)
+            click.echo(f"failed: {_line(exc)}", err=True)
             sys.exit(EXIT_FAILED)
         except RayflowError as exc:
-            click.echo(f"error: {exc}", err=True)
+            click.echo(f"error: {_line(exc)}", err=True)
             sys.exit(EXIT_USAGE if _usage_error(exc) else EXIT_FAILED)
 
     return wrapper
@@ -114,8 +130,18 @@ def refuse_with_server(ctx: click.Context, *names: str) -> None:
 target_arg = click.argument("target", metavar="TARGET")
 input_opt = click.option("-i", "--input", "inputs", multiple=True, metavar="KEY=VALUE",
                          help="A workflow input; VALUE is read as YAML (100, true, [1,2], text). Repeatable.")
-store_opt = click.option("--store", metavar="URL",   # unset: the service reads $RAYFLOW_STORE
-                         help="Run store URL (default $RAYFLOW_STORE or sqlite:///~/.rayflow/rayflow.db).")
+def _warn_store_password(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """--store with a password: it works, with one line on stderr (a command line is public)."""
+    if value and has_secret(value):
+        click.echo("warning: --store holds a password, which any user of this machine can read in the process "
+                   "list; set RAYFLOW_STORE instead, or leave it out of the URL and use PGPASSWORD or ~/.pgpass",
+                   err=True)
+    return value
+
+
+store_opt = click.option("--store", metavar="URL", callback=_warn_store_password,   # unset: $RAYFLOW_STORE
+                         help="Run store URL (default $RAYFLOW_STORE or sqlite:///~/.rayflow/rayflow.db); "
+                              "a password in it is better in $RAYFLOW_STORE, PGPASSWORD or ~/.pgpass.")
 address_opt = click.option("--address", envvar="RAY_ADDRESS", metavar="ADDR",
                            help="Ray cluster to join: 'auto', 'ray://host:10001', host:port (default: local Ray).")
 json_opt = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")

@@ -1,6 +1,6 @@
 """``rayflow`` commands: run, submit, status, runs, cancel, resume, explain, report; and
-from ``rayflow.cli.insight`` stats, cache and predict, from ``rayflow.cli.admin`` server
-and token.
+from ``rayflow.cli.insight`` stats, cache and predict, from ``rayflow.cli.admin`` server,
+token and gc.
 
 Each command parses its options, calls the service, and formats (computing nothing
 of its own: sizing and cache figures come from the service). With ``--server URL`` (or
@@ -43,6 +43,7 @@ from rayflow.cli.common import (
     valid_run_id,
     where,
 )
+from rayflow.cli.interrupts import Stopping
 from rayflow.core import config, gcpause
 from rayflow.core.errors import ConfigError
 from rayflow.core.paths import path_name
@@ -72,6 +73,7 @@ def cli(ctx: click.Context, server_url: str | None, token: str | None) -> None:
 
 cli.add_command(admin.server)
 cli.add_command(admin.token)
+cli.add_command(admin.gc)
 for _command in insight.COMMANDS:
     cli.add_command(_command)
 
@@ -137,7 +139,9 @@ def run(ctx: click.Context, target: str, inputs: tuple[str, ...], address: str |
         executor: str, run_id: str | None, quiet: bool, as_json: bool, force_local: bool) -> None:
     """Run TARGET to the end, with a live progress bar and a summary table.
 
-    Exit code 0 when the run succeeds, 1 when it fails, 2 for an invalid workflow.
+    Exit code 0 when the run succeeds, 1 when it fails, 2 for an invalid workflow. Ctrl-C
+    (SIGINT) or SIGTERM cancels the run (`rayflow resume RUN_ID` finishes it later) and
+    exits 130 or 143; a second Ctrl-C exits at once.
     """
     values = parse_inputs(inputs)
     found = _server_for(ctx, target, force_local=force_local, quiet=quiet or as_json)
@@ -150,10 +154,15 @@ def run(ctx: click.Context, target: str, inputs: tuple[str, ...], address: str |
 
             remote.run(handle, quiet=quiet, as_json=as_json)
             return
-    configure(store, address)
-    handle = service().submit(target, values, executor=executor, run_id=run_id, background=executor != "local")
-    total = len(handle.components()) if handle.status() != "SUCCEEDED" else 0
-    status = render.follow(handle, total, show=not quiet and not as_json and executor != "local")
+    svc = configure(store, address)
+    with Stopping(svc) as stop:   # SIGINT/SIGTERM: the run is cancelled, one line, exit 130/143
+        handle = svc.submit(target, values, executor=executor, run_id=run_id, background=executor != "local")
+        stop.install()   # again: ray.init installs a SIGTERM handler of its own
+        stop.follow(handle)
+        stop.check()
+        total = len(handle.components()) if handle.status() != "SUCCEEDED" else 0
+        status = render.follow(handle, total, show=not quiet and not as_json and executor != "local")
+        stop.check()
     metrics = handle.metrics()
     value = handle.result() if status == "SUCCEEDED" else None
     render.print_finished(handle.run_id, status, metrics, value, quiet=quiet, as_json=as_json)
@@ -212,9 +221,9 @@ def _spawn_driver(run_id: str, target: str, store_url: str, address: str | None)
     logs = config.home() / "logs"
     logs.mkdir(mode=0o700, parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "rayflow.cli.main", "drive", run_id, target]
-    if address:
-        cmd += ["--address", address]
-    env = {**os.environ, config.STORE_VAR: store_url}   # not on the command line: it may hold a password
+    # the store and the cluster through the environment, never the command line (which any
+    # user of the machine reads): either may hold a password (docs/security.md)
+    env = {**os.environ, config.STORE_VAR: store_url, **({"RAY_ADDRESS": address} if address else {})}
     with open(logs / f"{path_name(run_id)}.log", "ab") as log:
         subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                          start_new_session=True, cwd=os.getcwd(), env=env)

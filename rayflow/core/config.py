@@ -31,6 +31,15 @@ RAYFLOW_SERVER             unset (the CLI tries                  a ``rayflow ser
                            ``http://127.0.0.1:8470``)            over HTTP to it (``--server``), and ``rf.Client()``;
                                                                  ``local``: run here, never try a server
 RAYFLOW_TOKEN              unset                                 the bearer token sent to that server (``--token``)
+RAYFLOW_RETENTION          ``7d``                                how long ``rayflow gc`` keeps a finished run's
+                                                                 checkpoints (``30m``, ``12h``, ``7d``, ``2w``)
+RAYFLOW_MAX_SPEC_BYTES     8388608 (8 MiB)                       the largest spec file or text rayflow reads
+RAYFLOW_MAX_SPEC_DEPTH     64                                    how deep a spec's mappings and lists may nest
+RAYFLOW_MAX_SPEC_NODES     1000000                               values in a spec, YAML aliases counted expanded
+RAYFLOW_MAX_COMPONENTS     10000                                 components in one spec (also the server's limit)
+RAYFLOW_MAX_CONCURRENCY    10000                                 a spec component's ``concurrency``
+RAYFLOW_MAX_RETRIES        100                                   a spec component's ``max_retries``
+RAYFLOW_MAX_NUM_OUTPUTS    1000                                  a spec component's ``num_outputs``
 =========================  ====================================  ===============================================
 """
 
@@ -154,3 +163,74 @@ def server_probe() -> bool:
 def token() -> str | None:
     """$RAYFLOW_TOKEN; None when unset or blank. A secret: never log or echo it."""
     return (_get(TOKEN_VAR) or "").strip() or None
+
+
+# -- limits on what a spec may hold (docs/spec.md; read by rayflow.spec when it loads one) --
+
+MAX_SPEC_BYTES_VAR = "RAYFLOW_MAX_SPEC_BYTES"
+MAX_SPEC_DEPTH_VAR = "RAYFLOW_MAX_SPEC_DEPTH"
+MAX_SPEC_NODES_VAR = "RAYFLOW_MAX_SPEC_NODES"
+MAX_COMPONENTS_VAR = "RAYFLOW_MAX_COMPONENTS"
+MAX_CONCURRENCY_VAR = "RAYFLOW_MAX_CONCURRENCY"
+MAX_RETRIES_VAR = "RAYFLOW_MAX_RETRIES"
+MAX_NUM_OUTPUTS_VAR = "RAYFLOW_MAX_NUM_OUTPUTS"
+
+SPEC_LIMIT_DEFAULTS = {
+    MAX_SPEC_BYTES_VAR: 8 * 1024 * 1024,
+    MAX_SPEC_DEPTH_VAR: 64,
+    MAX_SPEC_NODES_VAR: 1_000_000,
+    MAX_COMPONENTS_VAR: 10_000,
+    MAX_CONCURRENCY_VAR: 10_000,
+    MAX_RETRIES_VAR: 100,
+    MAX_NUM_OUTPUTS_VAR: 1_000,
+}
+
+
+def spec_limit(var: str) -> int:
+    """The limit ``var`` (one of ``SPEC_LIMIT_DEFAULTS``) sets: a positive integer, its
+    default when unset or blank; ConfigError naming the variable for anything else."""
+    raw = (_get(var) or "").strip()
+    if not raw:
+        return SPEC_LIMIT_DEFAULTS[var]
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if value < 1:
+        from rayflow.core.errors import ConfigError
+
+        raise ConfigError(f"{var}: expected a positive integer, got {raw[:40]!r}")
+    return value
+
+
+def max_spec_bytes() -> int:
+    """$RAYFLOW_MAX_SPEC_BYTES: the largest spec file or text (default 8 MiB)."""
+    return spec_limit(MAX_SPEC_BYTES_VAR)
+
+
+def max_spec_depth() -> int:
+    """$RAYFLOW_MAX_SPEC_DEPTH: how deep mappings and lists may nest in a spec (default 64)."""
+    return spec_limit(MAX_SPEC_DEPTH_VAR)
+
+
+def max_spec_nodes() -> int:
+    """$RAYFLOW_MAX_SPEC_NODES: values in one spec, each YAML alias counted as a copy of its
+    anchor (default 1,000,000)."""
+    return spec_limit(MAX_SPEC_NODES_VAR)
+
+
+def max_components() -> int:
+    """$RAYFLOW_MAX_COMPONENTS: components in one spec (default 10,000)."""
+    return spec_limit(MAX_COMPONENTS_VAR)
+
+
+# -- retention (docs/operations.md; read by rayflow.service.retention) --
+
+RETENTION_VAR = "RAYFLOW_RETENTION"
+DEFAULT_RETENTION = "7d"
+
+
+def retention() -> str:
+    """$RAYFLOW_RETENTION as set, ``7d`` when unset or blank: the age past which ``rayflow gc``
+    removes a finished run's checkpoints (parsed, and refused in one line, by the caller)."""
+    return (_get(RETENTION_VAR) or "").strip() or DEFAULT_RETENTION

@@ -16,6 +16,9 @@ Owns every error type a user can catch. Must not import anything heavy.
     ├── RunCancelled                a run was cancelled while the caller waited for it
     ├── RunNotFound                 no run with that id in the store
     ├── RunBusy                     another live process holds the run's lease (resume)
+    ├── NotResumable                this run cannot be resumed here (its inputs or its workflow
+    │                               were not kept in a form another process can use)
+    ├── DriverLost                  a run's driver is gone and the waiting process cannot resume it
     ├── ConfigError                 bad store/cache URL or option
     ├── StoreError                  the run store refused or failed a read or write
     │   └── StoreUnavailable        the run store cannot be reached now (server down or
@@ -123,6 +126,21 @@ class RunBusy(RayflowError):
 
 class RunExists(RunBusy):
     """A new run was asked for under an id the store already holds."""
+
+
+class NotResumable(RayflowError):
+    """A run cannot be resumed (here): its inputs were not JSON values, or its workflow was
+    defined where another process cannot import it. Submit it again, or resume it with
+    the workflow object."""
+
+
+class DriverLost(RayflowError):
+    """The process driving a run stopped renewing its lease, and the process asking could
+    not resume it: ``rayflow resume RUN_ID`` (with the workflow, where needed) does."""
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
 
 
 class ConfigError(RayflowError, ValueError):

@@ -36,7 +36,7 @@ def parse_memory(value: Any, *, component: str | None = None, field_name: str = 
     if isinstance(value, bool):
         raise ResourceError(f"{where}: expected bytes or a size like '512MiB', got {value!r}", component=component)
     if isinstance(value, (int, float)):
-        number = float(value)
+        number = _float(value)
     elif isinstance(value, str):
         match = _QUANTITY.match(value)
         unit = match.group(2).lower() if match else None
@@ -60,11 +60,19 @@ def parse_amount(value: Any, *, component: str | None, field_name: str) -> float
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise ResourceError(f"{where}: expected a non-negative number, got {value!r}", component=component)
     try:
-        number = float(value)
+        number = _float(value)
     except ValueError:
         raise ResourceError(f"{where}: expected a non-negative number, got {value!r}", component=component) from None
     _check_number(number, where, component)
     return number
+
+
+def _float(value: Any) -> float:
+    """``float(value)``, infinite for an int too large for a float (``_check_number`` refuses it)."""
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 def _check_number(number: float, where: str, component: str | None) -> None:

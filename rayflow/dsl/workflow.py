@@ -2,8 +2,9 @@
 
 The workflow function runs once, on the driver, with the run's inputs; each
 component call inside it records a node. Owns id assignment (function name, then
-``_1``, ``_2``...), the conversion of NodeHandles into NodeRefs, and input binding.
-Must not import ray.
+``_1``, ``_2``...), the conversion of NodeHandles into NodeRefs, input binding, and
+turning an exception the function raises while it is traced into a one-line SpecError
+(the cause chained). Must not import ray.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import replace
 from typing import Any
 
 from rayflow.core.blueprint import Blueprint, Call, check_signature
-from rayflow.core.errors import DuplicateIdError, SpecError
+from rayflow.core.errors import DuplicateIdError, RayflowError, SpecError
 from rayflow.core.groups import Group
 from rayflow.core.options import FAILURE_STRATEGIES, with_sizing
 from rayflow.core.template import NodeRef
@@ -170,6 +171,10 @@ class Workflow:
         token = BUILDER.set(builder)
         try:
             returned = self.fn(*bound.args, **bound.kwargs)
+        except RayflowError:
+            raise                      # already one line, naming its culprit
+        except Exception as exc:
+            raise self._traced_error(exc) from exc
         finally:
             BUILDER.reset(token)
         return Blueprint(
@@ -182,6 +187,15 @@ class Workflow:
             inputs={k: v for k, v in bound.arguments.items()},
             groups=builder.built_groups(),
         )
+
+    def _traced_error(self, exc: Exception) -> SpecError:
+        try:
+            text = " ".join(str(exc).split())
+        except Exception:  # noqa: BLE001 - an exception whose __str__ raises
+            text = "(its message cannot be read)"
+        text = text if len(text) <= 200 else text[:197] + "..."
+        return SpecError(f"workflow {self.name!r} ({self.target}) raised {type(exc).__name__} while it was "
+                         f"traced: {text or '(no message)'}")
 
     def _bind(self, inputs: dict[str, Any]) -> inspect.BoundArguments:
         sig = inspect.signature(self.fn)

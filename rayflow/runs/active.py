@@ -54,6 +54,10 @@ class RunBacking(Protocol):
 
     def lease_s(self) -> float: ...
 
+    def take_over(self, run_id: str) -> bool:
+        """Resume a run whose driver is gone in this process (see Service.take_over)."""
+        ...
+
 
 def lease_s() -> float:
     """How long a run's owner may go without a heartbeat before another process may
@@ -124,9 +128,20 @@ class ActiveRun:
             elif self.status == "FAILED":
                 self.error = _first_error(self.state.errors())
         except BaseException as exc:  # an internal or executor error: the run fails, with the reason kept
-            log.exception("run %s stopped by an internal error", run_id)
-            self.status, self.error = "FAILED", f"internal error: {type(exc).__name__}: {exc}"
+            if isinstance(exc, KeyboardInterrupt) and self.cancel_event.is_set():
+                self.status = self._interrupted()   # asked to stop, then a signal stopped a component in this thread
+            else:
+                log.exception("run %s stopped by an internal error", run_id)
+                self.status, self.error = "FAILED", f"internal error: {type(exc).__name__}: {exc}"
         self._finish()
+
+    def _interrupted(self) -> str:
+        """CANCELLED, as a polled cancel ends a run: what was in flight or pending is CANCELLED."""
+        self.state.cancel()
+        changed = self.state.drain_changed()
+        if changed:
+            self.recorder.on_change(self.state, changed)
+        return "CANCELLED"
 
     def _lease_lost(self, run_id: str) -> None:
         self.lost = True
@@ -138,9 +153,9 @@ class ActiveRun:
         self.cancel_event.set()
 
     def _finish(self) -> None:
-        if self.lease is not None:
-            self.service.leases.drop(self.run.run_id)
         if self.lost or self.handing_back:
+            if self.lease is not None:
+                self.service.leases.drop(self.run.run_id)
             self._stop_here()
             return
         self.run.ended_at = time.time()
@@ -156,6 +171,8 @@ class ActiveRun:
                                 error=self.error, summary=summary, heartbeat_at=None)   # the lease ends
         self.recorder.run_event(self.status, error=self.error)
         self.service.writer.flush()
+        if self.lease is not None:   # renewed through the summary and the last writes, then dropped
+            self.service.leases.drop(self.run.run_id)
         self.service.writer.unfence(self.run.run_id)
         self.done.set()
 

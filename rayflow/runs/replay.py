@@ -7,12 +7,14 @@ upstream ids and numeric literal arguments it ran with (``ComponentRecord.featur
 plans the recorded spec again, never the file as it is now; then ``reusable`` keeps a
 checkpoint only when its component's code and upstreams are what they were: a component
 whose code changed runs again, and so does everything downstream of it (its inputs will
-differ). Pure: no I/O.
+differ). ``trusted`` then keeps only the checkpoints the run reads that pass the store's
+check (they verify and decode): one that does not is as if missing, and its component
+runs again. Pure: no I/O but the check it is given.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rayflow.predict.features import function_features
@@ -31,6 +33,25 @@ def reusable(plan: Any, found: Mapping[str, Any], earlier: Mapping[str, Any]) ->
             stale.setdefault(below, f"upstream {cid!r} {why.removeprefix('its ')}")
     keep = {cid: c for cid, c in found.items() if cid in plan.tasks and cid not in stale}
     return keep, {cid: why for cid, why in stale.items() if cid in found}
+
+
+def trusted(plan: Any, restored: Mapping[str, Any], check: Callable[[Any], None]) -> tuple[dict[str, Any], dict[str, str]]:
+    """The checkpoints of ``restored`` a resumed run can read, and why each other one runs
+    again. Those the run reads (by a component still to run, or as the workflow's output)
+    must pass ``check`` (it raises for one that would not verify or decode, or cannot be
+    read); one that fails is not restored (its component runs again), so what it reads
+    is read and checked in turn."""
+    keep, dropped, checked = dict(restored), {}, set()
+    outputs, children = set(plan.output_ids), plan.dag.children
+    while todo := [c for c in keep if c not in checked and (c in outputs or any(k not in keep for k in children(c)))]:
+        for cid in todo:
+            checked.add(cid)
+            try:
+                check(keep[cid])
+            except Exception as exc:  # noqa: BLE001 - an unusable checkpoint is a missing one
+                dropped[cid] = f"its checkpoint cannot be used ({type(exc).__name__}: {exc})"[:300]
+                del keep[cid]
+    return keep, dropped
 
 
 def _changed(plan: Any, cid: str, record: Any) -> str | None:

@@ -62,16 +62,18 @@ def timed_out(run_id: str, status: str, timeout: float | None) -> TimeoutError:
     return TimeoutError(f"run {run_id} still {status} after {timeout}s")
 
 
-def poll_final(view: RunView, deadline: float | None, timeout: float | None) -> str:
-    """Poll ``view.status()`` until the run is final, or raise TimeoutError once the
-    ``time.monotonic()`` ``deadline`` passes (``timeout`` names it in the message)."""
-    while True:
-        status = view.status()
-        if status in TERMINAL_RUN_STATES:
-            return status
-        if deadline is not None and time.monotonic() >= deadline:
-            raise timed_out(view.run_id, status, timeout)
-        time.sleep(STORE_POLL_S)
+def driver_gone(run: RunRecord, backing: RunBacking) -> bool:
+    """Whether no one drives ``run`` any more: it is not final, and its owner's lease
+    lapsed, or it was queued longer than a lease with no live server to claim it."""
+    if run.status in TERMINAL_RUN_STATES:
+        return False
+    store, lease_s = backing.store, backing.lease_s()
+    now = store.db_now()
+    if run.owner:
+        return run.heartbeat_at is not None and run.heartbeat_at < now - lease_s
+    if run.status != "PENDING" or run.created_at is None or run.created_at > time.time() - lease_s:
+        return False
+    return not any(s.heartbeat_at is not None and s.heartbeat_at >= now - lease_s for s in store.list_servers())
 
 
 class StoreView:
@@ -111,7 +113,24 @@ class StoreView:
             raise RunNotFound(self._run_id)
 
     def wait(self, timeout: float | None) -> str:
-        return poll_final(self, None if timeout is None else time.monotonic() + timeout, timeout)
+        """Poll the store until the run is final. A run whose driver is gone (its lease
+        lapsed on the database's clock) is taken over by this process (``take_over``:
+        resumed here, or DriverLost when it cannot be planned here), so no wait polls a
+        dead run forever."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        check_at = time.monotonic() + self._backing.lease_s() / 3
+        while True:
+            run = self.record()
+            if run.status in TERMINAL_RUN_STATES:
+                return run.status
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                raise timed_out(self._run_id, run.status, timeout)
+            if now >= check_at:
+                check_at = now + max(STORE_POLL_S, self._backing.lease_s() / 3)
+                if driver_gone(run, self._backing):
+                    self._backing.take_over(self._run_id)
+            time.sleep(STORE_POLL_S)
 
     def result(self) -> Any:
         run = self.record()

@@ -8,6 +8,15 @@ by the tracker itself, in batches, into the run store). Any process can then fol
 the run through the store, or through the tracker while it is live. One tracker serves
 every run (a thread each); it takes no CPU from the cluster (num_cpus=0).
 
+No single point of failure: a handed-over run is recorded queued and the tracker claims
+its lease, so its writes are fenced like any driver's. If the tracker dies, Ray restarts
+it (``max_restarts=-1``) and its leases lapse; then a client waiting on the run takes it
+over (``StoreView.wait``), a server on the store claims it, and every tracker sweeps the
+stores it serves for runs whose driver is gone (every half lease) and resumes those any
+process can plan again. A hand-over that fails leaves the run to the submitting process.
+The run's store, checkpoint and cache URLs (passwords included) reach the tracker sealed
+in the object store (``rayflow.execute.ray.sealed``), never as a call's arguments.
+
 Implements the service's ``RunHost`` port (``TrackerHost``, registered by
 ``rayflow.api``) and the runs' ``RunView`` protocol (``TrackerView``): the service and
 the runs never import this module. The tracker is a process rayflow owns, so it
@@ -19,6 +28,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import logging
 import pickle
 import threading
 import time
@@ -28,18 +38,24 @@ import ray
 from ray import cloudpickle
 
 from rayflow.core import gcpause
-from rayflow.core.errors import WorkflowFailed
+from rayflow.core.errors import RunBusy, WorkflowFailed
 from rayflow.core.states import TERMINAL_RUN_STATES
+from rayflow.execute.ray.sealed import Sealed
 from rayflow.plan import Plan
-from rayflow.runs.views import RunView, poll_final, timed_out
+from rayflow.runs.owners import owner_id
+from rayflow.runs.views import RunView, timed_out
 from rayflow.service.hosting import HandOver
 from rayflow.store.port import RunRecord
+
+log = logging.getLogger("rayflow.tracker")
 
 NAME = "tracker"
 NAMESPACE = "rayflow"
 MAX_CALLS = 256          # concurrent method calls the actor serves (status polls, starts)
 KEEP_FINISHED = 1000     # finished runs kept in memory for result(); older ones live in the store
 KEEP_FUNCTIONS = 1024    # distinct component functions the tracker keeps loaded
+SWEEP_MIN_S = 2.0        # the tracker looks for orphaned runs every half lease, at most this often
+SWEEP_BATCH = 16         # orphaned runs resumed per turn at most
 
 
 class _PlanPickler(cloudpickle.CloudPickler):
@@ -92,17 +108,21 @@ class RunTracker:
 
         gcpause.own_process()   # a long-lived actor of rayflow's: the collector is ours to tune
         self._service_type, self._settings_type = Service, Settings
-        self._services: dict[tuple[str, str | None, str | None], Any] = {}
+        self._services: dict[tuple[str, str | None, str | None, float | None], Any] = {}
         self._runs: dict[str, Any] = {}
         self._finished: list[str] = []
         self._functions: dict[bytes, Any] = {}   # sha256 of a pickled function -> the function
         self._lock = threading.Lock()
 
-    def start_plan(self, plan_blob: bytes, function_blobs: list[bytes], run: dict[str, Any], store_url: str,
-                   checkpoints_url: str | None = None, cache_url: str | None = None) -> str:
-        """Drive a run handed over by ``encode_plan``: functions already loaded are reused."""
+    def start_plan(self, plan_blob: bytes, function_blobs: list[bytes], run: dict[str, Any], where: Sealed,
+                   lease_s: float | None = None) -> str:
+        """Drive a run handed over by ``encode_plan`` (functions already loaded are reused),
+        under a lease of the submitter's length; "" when another driver claimed it first.
+        ``where``: the sealed (store, checkpoints, cache) URLs, passwords included, opened
+        while the submitter waits for this call (``hand_over``)."""
+        store_url, checkpoints_url, cache_url = where.open()
         plan = decode_plan(plan_blob, [self._function(b) for b in function_blobs])
-        return self._start(plan, run, store_url, checkpoints_url, cache_url)
+        return self._start(plan, run, self._service(store_url, cache_url, checkpoints_url, lease_s))
 
     def _function(self, blob: bytes) -> Any:
         key = hashlib.sha256(blob).digest()
@@ -116,10 +136,13 @@ class RunTracker:
                 self._functions.pop(next(iter(self._functions)))   # the oldest
             return self._functions.setdefault(key, fn)
 
-    def _start(self, plan: Plan, run: dict[str, Any], store_url: str, checkpoints_url: str | None,
-               cache_url: str | None) -> str:
-        service = self._service(store_url, cache_url, checkpoints_url)
-        active = service.active_run(plan, RunRecord(**run), "ray")
+    def _start(self, plan: Plan, run: dict[str, Any], service: Any) -> str:
+        record = RunRecord(**run)
+        lease = service.store.claim_run(record.run_id, owner_id(), service.lease_s(), force=False)
+        if lease is None:
+            return ""   # claimed by another driver (a server) first: the store follows it
+        record.owner, record.lease_epoch = lease.owner, lease.epoch
+        active = service.active_run(plan, record, "ray", lease=lease)
         with self._lock:
             self._runs[active.run.run_id] = active
         threading.Thread(target=self._drive, args=(active,), name=f"rayflow-{active.run.run_id}",
@@ -163,17 +186,41 @@ class RunTracker:
         active.done.wait(timeout)
         return active.status
 
-    def _service(self, store_url: str, cache_url: str | None = None, checkpoints_url: str | None = None) -> Any:
+    def _service(self, store_url: str, cache_url: str | None = None, checkpoints_url: str | None = None,
+                 lease_s: float | None = None) -> Any:
         """One service per (store, cache, checkpoints) the runs name: each has its writer and
         its cache (an in-memory cache tier lives in this actor, shared by the runs it drives)."""
         with self._lock:
-            key = (store_url, cache_url, checkpoints_url)
+            key = (store_url, cache_url, checkpoints_url, lease_s)
             service = self._services.get(key)
             if service is None:
                 settings = self._settings_type(store_url=store_url, cache_url=cache_url,
-                                               checkpoints_url=checkpoints_url or "off")   # None: none kept
+                                               checkpoints_url=checkpoints_url or "off",   # None: none kept
+                                               lease_s=lease_s)
                 service = self._services[key] = self._service_type(settings)
+                threading.Thread(target=self._sweep, args=(service,), name="rayflow-tracker-sweep", daemon=True).start()
             return service
+
+    def _sweep(self, service: Any) -> None:
+        """Resume, in this tracker, the runs of ``service``'s store whose driver is gone
+        (a script, a tracker or a server that died: its lease lapsed) and that any process
+        can plan again; every half lease. Queued runs are left to the servers."""
+        while True:
+            time.sleep(max(SWEEP_MIN_S, service.lease_s() / 2))
+            try:
+                orphans = [r for r in service.resumable(limit=SWEEP_BATCH) if r.owner and _replannable(r)]
+            except Exception as exc:  # noqa: BLE001 - the store is down: the next turn tries again
+                log.warning("tracker: could not look for orphaned runs: %s", str(exc)[:200])
+                continue
+            for run in orphans:
+                try:
+                    service.resume(run.run_id, background=True)
+                    log.warning("tracker: run %s lost its driver (%s); resumed here", run.run_id, run.owner)
+                except RunBusy:
+                    pass   # another claimer was quicker
+                except Exception as exc:  # noqa: BLE001 - one run that cannot resume must not stop the sweep
+                    log.warning("tracker: run %s lost its driver and could not be resumed here: %s", run.run_id,
+                                str(exc)[:200])
 
     def _drive(self, active: Any) -> None:
         active.execute()
@@ -181,6 +228,10 @@ class RunTracker:
             self._finished.append(active.run.run_id)
             while len(self._finished) > KEEP_FINISHED:
                 self._runs.pop(self._finished.pop(0), None)
+
+
+def _replannable(run: RunRecord) -> bool:
+    return bool(run.spec) or bool(run.target) and not run.target.startswith("__main__:")
 
 
 @functools.cache
@@ -196,26 +247,28 @@ def tracker() -> Any:
     node = ray.get_runtime_context().get_node_id()
     return _tracker_class().options(
         name=NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0,
-        max_concurrency=MAX_CALLS,
+        max_concurrency=MAX_CALLS, max_restarts=-1,   # restarted by Ray when its process dies
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=True),
     ).remote()
 
 
 def hand_over(plan: Plan, run: RunRecord, store_url: str, checkpoints_url: str | None = None,
-              cache_url: str | None = None) -> Any:
-    """Start ``run`` in the tracker; return the tracker handle."""
+              cache_url: str | None = None, lease_s: float | None = None) -> tuple[Any, bool]:
+    """Start ``run`` (recorded queued) in the tracker, which claims its lease; return the
+    tracker handle, and whether it took the run (False: another driver claimed it first)."""
     actor = tracker()
     plan_blob, function_blobs = encode_plan(plan)
-    ray.get(actor.start_plan.remote(plan_blob, function_blobs, run.to_dict(), store_url, checkpoints_url, cache_url))
-    return actor
+    where = Sealed((store_url, checkpoints_url, cache_url))   # passwords: never a Ray argument (docs/security.md)
+    taken = ray.get(actor.start_plan.remote(plan_blob, function_blobs, run.to_dict(), where, lease_s))
+    return actor, bool(taken)
 
 
 class TrackerHost:
     """The service's ``RunHost`` on a Ray cluster: hands runs to the tracker actor."""
 
     def hand_over(self, plan: Plan, run: RunRecord, where: HandOver, fallback: RunView) -> RunView:
-        actor = hand_over(plan, run, where.store_url, where.checkpoints_url, where.cache_url)
-        return TrackerView(actor, run.run_id, fallback)
+        actor, taken = hand_over(plan, run, where.store_url, where.checkpoints_url, where.cache_url, where.lease_s)
+        return TrackerView(actor, run.run_id, fallback) if taken else fallback
 
 
 class TrackerView:
@@ -226,13 +279,23 @@ class TrackerView:
         self._actor = actor
         self._run_id = run_id
         self._fallback = fallback
+        self._gone = False
 
     @property
     def run_id(self) -> str:
         return self._run_id
 
     def _ask(self, method: str, *args: Any) -> Any:
-        return ray.get(getattr(self._actor, method).remote(self._run_id, *args))
+        """The tracker's answer; None (the store answers) once the tracker is gone."""
+        if self._gone:
+            return None
+        try:
+            return ray.get(getattr(self._actor, method).remote(self._run_id, *args))
+        except ray.exceptions.ActorUnavailableError:
+            return None   # restarting: the store answers meanwhile
+        except ray.exceptions.RayActorError:
+            self._gone = True   # died: its leases lapse, and waiting on the store takes the run over
+            return None
 
     def record(self) -> RunRecord:
         return self._fallback.record()
@@ -266,7 +329,7 @@ class TrackerView:
                 return status
             if deadline is not None and time.monotonic() >= deadline:
                 raise timed_out(self._run_id, status, timeout)
-        return poll_final(self._fallback, deadline, timeout)
+        return self._fallback.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
 
     def result(self) -> Any:
         final = self._ask("result")

@@ -174,7 +174,9 @@ class Composition:
 
     def store_url_for_others(self) -> str:
         """The store URL to hand to another process of ours (the run tracker, a spawned
-        driver): as configured, password included (``store.url`` never shows one)."""
+        driver): as configured, password included (``store.url`` never shows one). So it
+        goes through an environment variable or sealed in Ray's object store, never on a
+        command line nor as a Ray argument (docs/security.md)."""
         return self.settings.configured_store_url() or self.store.url
 
     def close_store(self) -> None:

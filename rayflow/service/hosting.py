@@ -15,8 +15,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
+from rayflow.core.redact import redact
 from rayflow.plan import Plan
 from rayflow.runs.views import RunView
 from rayflow.store.port import RunRecord
@@ -25,11 +26,24 @@ from rayflow.store.port import RunRecord
 @dataclass(frozen=True)
 class HandOver:
     """Where the host finds what the run needs: the store (URL with its password), the
-    checkpoint location (None: none kept) and the cache tiers (None: the host's default)."""
+    checkpoint location (None: none kept) and the cache tiers (None: the host's default).
+
+    Its URLs hold passwords: its repr shows them redacted, and it refuses to be pickled
+    (a host passes them on its own way, never as plain arguments of another process)."""
 
     store_url: str
     checkpoints_url: str | None
     cache_url: str | None
+    lease_s: float | None = None   # the submitter's lease length, which the host's claims use
+
+    def __repr__(self) -> str:
+        shown = (redact(u) if u is not None else None for u in (self.store_url, self.checkpoints_url, self.cache_url))
+        return "HandOver(store_url={!r}, checkpoints_url={!r}, cache_url={!r}, lease_s={!r})".format(*shown,
+                                                                                                    self.lease_s)
+
+    def __reduce__(self) -> Any:
+        raise TypeError("a HandOver holds the run's URLs with their passwords and is not pickled; "
+                        "the run host hands them over sealed (rayflow.server.tracker)")
 
 
 class RunHost(Protocol):

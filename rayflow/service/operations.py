@@ -23,13 +23,20 @@ from collections.abc import Callable
 from typing import Any
 
 from rayflow.core import gcpause
-from rayflow.core.errors import RayflowError, RunBusy, RunExists, RunNotFound
+from rayflow.core.errors import (
+    DriverLost,
+    NotResumable,
+    RayflowError,
+    RunBusy,
+    RunExists,
+    RunNotFound,
+)
 from rayflow.core.paths import check_run_id
 from rayflow.plan import Plan
 from rayflow.runs.active import ActiveRun
 from rayflow.runs.handle import RunHandle
 from rayflow.runs.owners import owner_gone, owner_id
-from rayflow.runs.replay import reusable
+from rayflow.runs.replay import reusable, trusted
 from rayflow.runs.views import LocalView, StoreView
 from rayflow.service import hosting
 from rayflow.service.composition import Composition, history_saved
@@ -84,8 +91,8 @@ class Service(Composition):
               background: bool = True, spec: dict[str, Any] | None = None) -> RunHandle:
         host = hosting.run_host() if executor == "ray" and background and self.use_tracker() else None
         queue = host is not None and self._server_takes(plan, spec)
-        try:
-            run = self.record_new_run(plan, run_id, spec=spec, queued=queue)
+        try:   # (for a host: queued, so that the host's own claim fences the run)
+            run = self.record_new_run(plan, run_id, spec=spec, queued=host is not None)
         except RunExists:
             if run_id is None:
                 raise
@@ -94,8 +101,33 @@ class Service(Composition):
         if queue:   # a rayflow server on this store claims it from the queue and drives it
             return self._stored(run.run_id)
         if host is not None:
-            return RunHandle(host.hand_over(plan, run, self._hand_over_to(), StoreView(run.run_id, self)))
+            try:
+                return RunHandle(host.hand_over(plan, run, self._hand_over_to(), StoreView(run.run_id, self)))
+            except Exception as exc:  # noqa: BLE001 - whatever the host's failure, the run is not lost
+                log.warning("run %s: the run tracker could not take it (%s: %s); this process drives it",
+                            run.run_id, type(exc).__name__, str(exc)[:200])
+            lease = self.store.claim_run(run.run_id, owner_id(), self.lease_s(), force=False)
+            if lease is None:   # the host (or a server) claimed it after all
+                return self._stored(run.run_id)
+            run.owner, run.lease_epoch = lease.owner, lease.epoch
+            return self._launch(self.active_run(plan, run, executor, lease=lease), background)
         return self._launch(self.active_run(plan, run, executor, lease=lease_of(run)), background)
+
+    def take_over(self, run_id: str) -> bool:
+        """Resume here a run whose driver is gone (its lease lapsed), for a client waiting
+        on it: True once someone drives it again (this process, or another claimer that was
+        quicker); DriverLost when this process cannot plan it."""
+        try:
+            self.resume(run_id, background=True)
+        except RunBusy:
+            return True
+        except RunNotFound:
+            raise
+        except RayflowError as exc:
+            raise DriverLost(f"run {run_id}: its driver is gone and this process cannot resume it: {exc}",
+                             run_id=run_id) from None
+        log.warning("run %s: its driver stopped renewing its lease; resumed in this process", run_id)
+        return True
 
     def _check_same(self, run_id: str, target: Any, inputs: dict[str, Any]) -> None:
         """RunExists when the run kept under ``run_id`` ran another target or other inputs
@@ -129,7 +161,7 @@ class Service(Composition):
         ckpt = self.checkpoint_store()
         return hosting.HandOver(store_url=self.store_url_for_others(),
                                 checkpoints_url=ckpt.url if ckpt is not None else None,
-                                cache_url=self.settings.configured_cache_url())
+                                cache_url=self.settings.configured_cache_url(), lease_s=self.lease_s())
 
     def _launch(self, active: ActiveRun, background: bool) -> RunHandle:
         """Drive ``active`` here: in a thread of its own, or in the caller's."""
@@ -246,6 +278,9 @@ class Service(Composition):
         found = ckpt.index(run.run_id) if ckpt is not None else {}
         earlier = {c.component_id: c for c in self.store.get_components(run.run_id)}
         restored, again = reusable(plan, found, earlier)
+        if ckpt is not None and restored:   # one that does not verify or decode: as if missing
+            restored, unusable = trusted(plan, restored, ckpt.check)
+            again.update(unusable)
         for cid, why in sorted(again.items())[:20]:
             log.warning("run %s: component %r runs again: %s", run.run_id, cid, why)
         events = self.store.get_events(run.run_id, after_seq=0, limit=10_000_000)
@@ -333,7 +368,7 @@ class Service(Composition):
         with self._lock:
             writer = self._writer
         if writer is not None:
-            writer.flush(timeout=10)
+            writer.flush()   # at most the writer's flush_timeout_s; it logs what is left unwritten
 
     def active_of(self, run_id: str) -> ActiveRun | None:
         """The run, when this process drives it now."""
@@ -388,7 +423,7 @@ def _json_inputs(inputs: dict[str, Any]) -> dict[str, Any]:
 def _check_resumable_inputs(run: RunRecord) -> None:
     kept = [k for k, v in run.inputs.items() if isinstance(v, dict) and NOT_JSON in v]
     if kept:
-        raise RayflowError(f"run {run.run_id} cannot be resumed: its input {kept[0]!r} was not a JSON value, "
+        raise NotResumable(f"run {run.run_id} cannot be resumed: its input {kept[0]!r} was not a JSON value, "
                            "so the run store only kept its repr; submit the workflow again")
 
 
@@ -398,7 +433,7 @@ def what_ran(run: RunRecord) -> Any:
     if run.spec:
         return run.spec
     if not run.target or run.target.startswith("__main__:"):
-        raise RayflowError(f"run {run.run_id} ran {run.target or 'a workflow object'}, which another process "
+        raise NotResumable(f"run {run.run_id} ran {run.target or 'a workflow object'}, which another process "
                            "cannot import; resume it with the workflow: rf.resume(run_id, workflow=...)")
     return run.target
 

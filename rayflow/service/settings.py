@@ -36,5 +36,6 @@ class Settings:
         return self.store_url or config.store_url()
 
     def configured_cache_url(self) -> str | None:
-        """The cache tiers as configured: the setting, else RAYFLOW_CACHE (None: the default)."""
+        """The cache tiers as configured (passwords included): the setting, else RAYFLOW_CACHE
+        (None: the default)."""
         return self.cache_url or config.cache_url()

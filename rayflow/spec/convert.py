@@ -23,10 +23,9 @@ from rayflow.core.groups import Group
 from rayflow.core.options import ComponentOptions, normalize, with_sizing
 from rayflow.core.resolve import import_callable, import_exception
 from rayflow.core.template import NodeRef
-from rayflow.spec.model import ComponentSpec, WorkflowSpec
+from rayflow.spec.model import RESERVED_TYPES, RUNNABLE_TYPES, ComponentSpec, WorkflowSpec, _name
 
-RUNNABLE_TYPES = {"python": "task", "actor": "actor", "batch": "batch"}
-RESERVED_TYPES = ("sql", "http")
+__all__ = ["RESERVED_TYPES", "RUNNABLE_TYPES", "to_blueprint"]
 
 
 def to_blueprint(spec: WorkflowSpec, inputs: dict[str, Any] | None = None, *, target: str = "") -> Blueprint:
@@ -86,7 +85,7 @@ def _connections(spec: WorkflowSpec, ids: set[str]):
         for end in (conn.source, conn.target):
             if end not in ids:
                 raise UnknownComponentError(
-                    f"connection #{n} ({conn.source} -> {conn.target}) names unknown component {end!r}",
+                    f"connection #{n} ({_name(conn.source)} -> {_name(conn.target)}) names unknown component {end!r}",
                     component=end,
                 )
         if conn.source == conn.target:
@@ -102,6 +101,9 @@ def _resolve_inputs(value: Any, inputs: dict[str, Any], cid: str) -> Any:
     if isinstance(value, dict):
         if set(value) == {"$input"}:
             name = value["$input"]
+            if not isinstance(name, str):
+                raise SpecError(f"component {cid!r} field 'config': {{$input: NAME}} expects the name of an input, "
+                                f"got {type(name).__name__} {_name(name)}", component=cid)
             if name not in inputs:
                 known = ", ".join(sorted(inputs)) or "none"
                 raise SpecError(f"component {cid!r} reads unknown input {name!r} (inputs: {known})", component=cid)

@@ -1,20 +1,42 @@
 """Pydantic models of the declarative spec, and loading it from YAML, JSON or a dict.
 
-Owns the shape of a spec and turning pydantic's errors into one-line SpecErrors
-that name the component and the field. Validation only: resolving functions and
-inputs happens in rayflow.spec.convert. Must not import ray.
+Owns the shape of a spec, its known component types, the limits on its fields
+(``max_retries``, ``concurrency``, ``num_outputs``: settings in ``rayflow.core.config``),
+and turning pydantic's errors into one-line SpecErrors that name the component and the
+field. Reading the document safely (size, encoding, depth, aliases) is
+``rayflow.spec.loading``'s; resolving functions and inputs is ``rayflow.spec.convert``'s.
+Must not import ray.
 """
 
 from __future__ import annotations
 
-import json
+import difflib
+import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
+from rayflow.core import config
 from rayflow.core.errors import SpecError
+from rayflow.spec import loading
+
+RUNNABLE_TYPES = {"python": "task", "actor": "actor", "batch": "batch"}   # spec type -> option kind
+RESERVED_TYPES = ("sql", "http")
+KNOWN_TYPES = (*RUNNABLE_TYPES, *RESERVED_TYPES)
+
+FIELD_LIMITS = {   # component field -> the setting that caps it
+    "max_retries": config.MAX_RETRIES_VAR,
+    "concurrency": config.MAX_CONCURRENCY_VAR,
+    "num_outputs": config.MAX_NUM_OUTPUTS_VAR,
+}
+
+
+def _printable(value: str) -> str:
+    if not value.isprintable():
+        raise PydanticCustomError("unprintable", "expected printable text (no newlines or control characters)")
+    return value
 
 
 class ResourcesSpec(BaseModel):
@@ -54,6 +76,27 @@ class ComponentSpec(BaseModel):
     version: str | None = None
     description: str | None = None
 
+    _printable_id = field_validator("id")(_printable)
+
+    @field_validator("type")
+    @classmethod
+    def _known_type(cls, value: str) -> str:
+        if value in KNOWN_TYPES:
+            return value
+        close = difflib.get_close_matches(value.lower(), KNOWN_TYPES, n=1, cutoff=0.6)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise PydanticCustomError("unknown_type", "expected one of {valid}{hint}",
+                                  {"valid": ", ".join(KNOWN_TYPES), "hint": hint})
+
+    @field_validator(*FIELD_LIMITS)
+    @classmethod
+    def _within_limit(cls, value: int | None, info: ValidationInfo) -> int | None:
+        var = FIELD_LIMITS[info.field_name or ""]
+        limit = config.spec_limit(var)
+        if value is not None and value > limit:
+            raise PydanticCustomError("over_limit", "at most {limit} ({var})", {"limit": limit, "var": var})
+        return value
+
 
 class ConnectionSpec(BaseModel):
     """Data flows ``from`` -> ``to``; ``port`` names the keyword argument of ``to``."""
@@ -63,6 +106,8 @@ class ConnectionSpec(BaseModel):
     source: str = Field(alias="from")
     target: str = Field(alias="to")
     port: str | None = None
+
+    _printable_ends = field_validator("source", "target")(_printable)
 
 
 class GroupSpec(BaseModel):
@@ -103,7 +148,17 @@ class WorkflowSpec(BaseModel):
 
     @classmethod
     def model_validate(cls, obj: Any, *args: Any, **kwargs: Any) -> WorkflowSpec:  # type: ignore[override]
-        """Validate a dict; raise a one-line SpecError naming the component and field."""
+        """Validate a dict; raise a one-line SpecError naming the component and field
+        (or the limit of docs/spec.md it is over)."""
+        return cls._validated(obj, None, *args, **kwargs)
+
+    @classmethod
+    def _validated(cls, obj: Any, source: str | None, *args: Any, **kwargs: Any) -> WorkflowSpec:
+        for var in FIELD_LIMITS.values():
+            config.spec_limit(var)          # a bad setting is a ConfigError, not a field's error
+        if isinstance(obj, dict):
+            loading.check_components(obj)   # before pydantic validates every one of them
+            loading.measure(obj, name=loading.who(source))
         try:
             return super().model_validate(obj, *args, **kwargs)
         except ValidationError as exc:
@@ -111,24 +166,18 @@ class WorkflowSpec(BaseModel):
 
     @classmethod
     def from_file(cls, path: str | Path) -> WorkflowSpec:
-        """Load a ``.yaml``/``.yml`` or ``.json`` spec file."""
+        """Load a ``.yaml``/``.yml`` or ``.json`` spec file (UTF-8, at most
+        $RAYFLOW_MAX_SPEC_BYTES)."""
         p = Path(path)
-        try:
-            text = p.read_text()
-        except OSError as exc:
-            raise SpecError(f"cannot read spec file {str(p)!r}: {exc.strerror or exc}") from None
+        text = loading.read_file(p)
         return cls.from_text(text, source=str(p), fmt="json" if p.suffix == ".json" else "yaml")
 
     @classmethod
     def from_text(cls, text: str, *, source: str = "<string>", fmt: str = "yaml") -> WorkflowSpec:
-        try:
-            data = json.loads(text) if fmt == "json" else yaml.safe_load(text)
-        except (json.JSONDecodeError, yaml.YAMLError) as exc:
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise SpecError(f"spec {source!r} is not valid {fmt.upper()}: {reason}") from None
+        data = loading.parse(text, source=source, fmt=fmt)
         if not isinstance(data, dict):
             raise SpecError(f"spec {source!r}: expected a mapping at the top level, got {type(data).__name__}")
-        spec = cls.model_validate(data)
+        spec = cls._validated(data, source)
         if spec.name == "workflow" and "name" not in data:
             spec = spec.model_copy(update={"name": Path(source).stem if source != "<string>" else "workflow"})
         return spec
@@ -142,7 +191,7 @@ def format_validation_error(exc: ValidationError, data: Any) -> str:
     got = err.get("input")
     got_text = "" if err.get("type") == "missing" else f", got {_short(got)}"
     more = f" (+{exc.error_count() - 1} more errors)" if exc.error_count() > 1 else ""
-    message = err.get("msg", "invalid")
+    message = " ".join(str(err.get("msg", "invalid")).split())
     if err.get("type") == "extra_forbidden":
         message = "unknown field"
         got_text = ""
@@ -166,11 +215,12 @@ def _describe_location(loc: list[Any], data: Any) -> str:
         field = _field_path(rest) or "(whole entry)"
         if section == "components":
             cid = item.get("id") if isinstance(item, dict) else None
-            who = f"component {cid!r}" if cid else f"component #{index + 1}"
+            named = isinstance(cid, str) and 0 < len(cid) <= 60
+            who = f"component {cid!r}" if named else f"component #{index + 1}"
         else:
             src = item.get("from") if isinstance(item, dict) else None
             dst = item.get("to") if isinstance(item, dict) else None
-            who = f"connection #{index + 1} ({src} -> {dst})"
+            who = f"connection #{index + 1} ({_name(src)} -> {_name(dst)})"
         return f"{who} field {field!r}"
     return f"workflow field {_field_path(loc) or '(top level)'!r}"
 
@@ -182,6 +232,20 @@ def _item(data: Any, section: str, index: int) -> Any:
         return None
 
 
+_REPR = reprlib.Repr()
+_REPR.maxstring = _REPR.maxother = 80
+_REPR.maxlevel = 3
+
+
 def _short(value: Any) -> str:
-    text = repr(value)
+    try:
+        text = _REPR.repr(value) if isinstance(value, (dict, list, tuple, set)) else repr(value)
+    except Exception:  # noqa: BLE001 - a value whose repr fails is named by its type
+        text = f"a {type(value).__name__}"
     return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _name(value: Any) -> str:
+    """An id as it reads in a message: itself when short and printable, else its repr."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= 60 and text.isprintable() else _short(text)

@@ -16,6 +16,7 @@ from rayflow.core.errors import SpecError
 from rayflow.dsl.workflow import Workflow
 from rayflow.plan import Blueprint
 from rayflow.spec.convert import to_blueprint
+from rayflow.spec.loading import first_line
 from rayflow.spec.model import WorkflowSpec
 
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
@@ -58,12 +59,21 @@ def _import_target(text: str) -> Workflow | WorkflowSpec:
     module_name, _, attr = text.partition(":")
     if "" not in sys.path and os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())  # as `python -m` does: the current folder's modules
+    if not module_name or not attr:
+        raise SpecError(f"target {text!r}: expected 'module:workflow', e.g. 'rayflow.examples.etl:pipeline'")
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
-        raise SpecError(f"target {text!r}: cannot import module {module_name!r}: {exc}") from None
+        raise SpecError(f"target {text!r}: cannot import module {module_name!r}: {first_line(exc)}") from exc
+    except (Exception, SystemExit) as exc:   # the module itself fails: SyntaxError, ZeroDivisionError, exit()
+        raise SpecError(f"target {text!r}: importing module {module_name!r} raised "
+                        f"{type(exc).__name__}: {first_line(exc)}") from exc
     for part in attr.split("."):
-        obj = getattr(obj, part, None)
+        try:
+            obj = getattr(obj, part, None)
+        except Exception as exc:  # noqa: BLE001 - a module __getattr__ or property that fails
+            raise SpecError(f"target {text!r}: reading {attr!r} of module {module_name!r} raised "
+                            f"{type(exc).__name__}: {first_line(exc)}") from exc
         if obj is None:
             raise SpecError(f"target {text!r}: module {module_name!r} has no attribute {attr!r}")
     if isinstance(obj, (Workflow, WorkflowSpec)):

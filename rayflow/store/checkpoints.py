@@ -10,7 +10,13 @@ Blobs are ``rayflow.data.codec`` blobs: Arrow IPC, .npy, JSON or signed pickle, 
 nothing read back is unpickled unless its signature verifies. Files appear whole: on
 a local disk each is written to a temporary name and renamed; object stores publish
 an object only once its upload completes. A component has a checkpoint when one of
-these files names it; a later file wins over an earlier one.
+these files names it; a later file wins over an earlier one. A write that fails (a full
+disk) removes its temporary file and raises ``CheckpointWriteError``: one line naming
+the component(s), the run and the path; its callers log it and the run goes on (a lost
+checkpoint costs a rerun on resume, not the run).
+
+``folders`` and ``remove`` are what retention (``rayflow gc``, rayflow/service/retention.py)
+needs: each run folder with its size, age and leftover temporary files.
 
 Small outputs ride back to the driver with the call's metadata and are written in
 batches by the store writer's thread; larger ones are written on the cluster by a
@@ -29,23 +35,54 @@ from __future__ import annotations
 import os
 import secrets
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.fs as pafs
 
 from rayflow.core import config
-from rayflow.core.errors import ConfigError
-from rayflow.core.paths import from_path_name, path_name
+from rayflow.core.errors import ConfigError, RayflowError, SpecError
+from rayflow.core.paths import check_run_id, from_path_name, path_name
 from rayflow.core.records import Checkpoint
+from rayflow.core.redact import redact, scrub
 from rayflow.data import codec
 
 CHECKPOINTS_ENV_VAR = "RAYFLOW_CHECKPOINTS"
-__all__ = ["CHECKPOINTS_ENV_VAR", "Checkpoint", "CheckpointStore", "MemoryCheckpoints", "checkpoint_url",
-           "default_url"]
+__all__ = ["CHECKPOINTS_ENV_VAR", "Checkpoint", "CheckpointStore", "CheckpointWriteError", "MemoryCheckpoints",
+           "RunFolder", "TempFile", "checkpoint_url", "default_url"]
 
 _INLINE_SCHEMA = pa.schema([("component_id", pa.string()), ("blob", pa.binary())])
 OFF = ("off", "false", "0", "none")
+TEMP_MARK = ".tmp-"   # a file being written: ``<final name>.tmp-<hex>``, renamed when whole
+SHOWN_IDS = 3         # component ids an error names before "and N more"
+
+
+class CheckpointWriteError(RayflowError):
+    """A checkpoint could not be written (a full disk, a lost mount); no partial file is left."""
+
+
+@dataclass(frozen=True)
+class TempFile:
+    """A file a write never finished (``*.tmp-<hex>``): its path, size and last change (UNIX s)."""
+
+    path: str
+    bytes: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """One folder at the top of a checkpoint location: ``run_id`` is the run it holds, or
+    None when its name is not one ``path_name`` makes of a valid run id (not rayflow's)."""
+
+    name: str
+    path: str
+    run_id: str | None
+    files: int
+    bytes: int
+    newest: float                      # last change of its newest file (the folder's own when empty)
+    temporary: tuple[TempFile, ...] = ()
 
 
 def default_url() -> str:
@@ -72,9 +109,15 @@ class CheckpointStore:
             else:
                 self._fs, root = pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(url))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-            raise ConfigError(f"checkpoint location {url!r} cannot be opened: {exc}") from None
+            raise ConfigError(f"checkpoint location {redact(url)!r} cannot be opened: {scrub(str(exc), url)}") from None
         self._root = root.rstrip("/")
         self._local = isinstance(self._fs, pafs.LocalFileSystem)
+
+    @property
+    def local(self) -> bool:
+        """Whether the location is a folder on this machine's disk (not shared by the
+        machines of a cluster: the Ray executor writes and reads it on the driver's node)."""
+        return self._local
 
     def __reduce__(self):
         return (CheckpointStore, (self.url,))
@@ -90,20 +133,37 @@ class CheckpointStore:
         with pa.ipc.new_file(sink, _INLINE_SCHEMA) as writer:
             writer.write_table(table)
         name = f"inline-{time.time_ns():020d}-{secrets.token_hex(4)}.arrow"
-        self._publish(f"{self._run_dir(run_id)}/{name}", sink.getvalue())
+        self._publish(f"{self._run_dir(run_id)}/{name}", sink.getvalue(), _what(list(entries), run_id))
 
     def write_one(self, run_id: str, component_id: str, value: Any) -> None:
         """One output, encoded here, in its own file."""
         blob = codec.encode(value).blob()
-        self._publish(f"{self._run_dir(run_id)}/one/{_quote(component_id)}.rfc", pa.py_buffer(blob))
+        self._publish(f"{self._run_dir(run_id)}/one/{_quote(component_id)}.rfc", pa.py_buffer(blob),
+                      _what([component_id], run_id))
 
-    def _publish(self, path: str, data: pa.Buffer) -> None:
-        self._fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-        target = f"{path}.tmp-{secrets.token_hex(4)}" if self._local else path
-        with self._fs.open_output_stream(target) as out:
-            out.write(data)
-        if self._local:
-            self._fs.move(target, path)   # rename: readers never see a partial file
+    def _publish(self, path: str, data: pa.Buffer, what: str) -> None:
+        """Write ``data`` to ``path`` whole or not at all; CheckpointWriteError (one line
+        naming ``what`` and ``path``) when it cannot, with no temporary file left behind."""
+        target = f"{path}{TEMP_MARK}{secrets.token_hex(4)}" if self._local else path
+        try:
+            self._fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
+            with self._fs.open_output_stream(target) as out:
+                out.write(data)
+            if self._local:
+                self._fs.move(target, path)   # rename: readers never see a partial file
+        except BaseException as exc:   # KeyboardInterrupt too: never leave a partial file
+            if self._local:
+                self._discard(target)
+            if isinstance(exc, (OSError, pa.ArrowException)):
+                raise CheckpointWriteError(f"checkpoint of {what} could not be written to {path}: "
+                                           f"{_reason(exc)}") from None
+            raise
+
+    def _discard(self, path: str) -> None:
+        try:
+            self._fs.delete_file(path)
+        except (OSError, pa.ArrowException):
+            pass   # never created, or already gone
 
     # -- reading -------------------------------------------------------------------------
 
@@ -130,11 +190,55 @@ class CheckpointStore:
                 blob = f.read()
         return codec.unblob(blob)
 
+    def check(self, checkpoint: Checkpoint) -> None:
+        """``codec.UntrustedData`` unless the saved value would verify and decode (a file is
+        read a chunk at a time; a pickle is never loaded); OSError when it cannot be read."""
+        if checkpoint.blob is not None:
+            codec.check_blob(checkpoint.blob)
+            return
+        with self._fs.open_input_file(checkpoint.path) as f:
+            codec.check_file(f)
+
     def delete_run(self, run_id: str) -> None:
         try:
             self._fs.delete_dir(self._run_dir(run_id))
         except FileNotFoundError:
             pass
+
+    # -- retention -----------------------------------------------------------------------
+
+    def folders(self) -> list[RunFolder]:
+        """Every folder at the top of the location (one per run), with its size, its newest
+        change and its leftover temporary files; files at the top are not listed."""
+        selector = pafs.FileSelector(self._root, recursive=True, allow_not_found=True)
+        tops: dict[str, Any] = {}
+        files: dict[str, list[Any]] = {}
+        for info in self._fs.get_file_info(selector):
+            rel = info.path[len(self._root) + 1:] if info.path.startswith(self._root + "/") else ""
+            top, sep, _ = rel.partition("/")
+            if not top:
+                continue
+            if not sep:
+                if info.type == pafs.FileType.Directory:
+                    tops[top] = info
+            elif info.type == pafs.FileType.File:
+                files.setdefault(top, []).append(info)
+        return [self._folder(name, tops[name], files.get(name, [])) for name in sorted(tops)]
+
+    def remove(self, path: str) -> None:
+        """Delete a file or folder that ``folders`` listed (refused outside the location)."""
+        if not path.startswith(self._root + "/") or "/../" in f"{path}/":
+            raise ConfigError(f"{path!r} is not inside the checkpoint location {self._root!r}")
+        info = self._fs.get_file_info(path)
+        if info.type == pafs.FileType.Directory:
+            self._fs.delete_dir(path)
+        elif info.type == pafs.FileType.File:
+            self._fs.delete_file(path)
+
+    def _folder(self, name: str, info: Any, files: list[Any]) -> RunFolder:
+        temporary = tuple(TempFile(f.path, f.size or 0, _mtime(f)) for f in files if TEMP_MARK in f.base_name)
+        return RunFolder(name, info.path, _run_id_of(name), len(files), sum(f.size or 0 for f in files),
+                         max((_mtime(f) for f in files), default=_mtime(info)), temporary)
 
     def _read_inline(self, path: str) -> list[tuple[str, bytes]]:
         try:
@@ -150,6 +254,37 @@ class CheckpointStore:
 
 def _quote(name: str) -> str:
     return path_name(name)
+
+
+def _run_id_of(folder: str) -> str | None:
+    """The run id a folder name was made from; None when it is not one ``path_name`` makes
+    of a valid run id."""
+    run_id = from_path_name(folder)
+    try:
+        check_run_id(run_id)
+    except SpecError:
+        return None
+    return run_id if path_name(run_id) == folder else None
+
+
+def _mtime(info: Any) -> float:
+    ns = getattr(info, "mtime_ns", None)
+    return ns / 1e9 if ns else 0.0
+
+
+def _what(component_ids: list[str], run_id: str) -> str:
+    """"component 'a' of run R", or "components 'a', 'b', 'c' and 4 more of run R"."""
+    shown = ", ".join(repr(c) for c in component_ids[:SHOWN_IDS])
+    more = f" and {len(component_ids) - SHOWN_IDS} more" if len(component_ids) > SHOWN_IDS else ""
+    return f"component{'s' if len(component_ids) > 1 else ''} {shown}{more} of run {run_id}"
+
+
+def _reason(exc: BaseException) -> str:
+    """The OS's words for an I/O error ("No space left on device"), else its one-line message."""
+    errno = getattr(exc, "errno", None)
+    if isinstance(errno, int) and errno > 0:
+        return os.strerror(errno)
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class MemoryCheckpoints:
@@ -187,6 +322,9 @@ class MemoryCheckpoints:
             except KeyError:
                 raise FileNotFoundError(checkpoint.path) from None
         return codec.unblob(blob)
+
+    def check(self, checkpoint: Checkpoint) -> None:
+        codec.check_blob(checkpoint.blob if checkpoint.blob is not None else self._files[checkpoint.path or ""])
 
     def delete_run(self, run_id: str) -> None:
         self._runs.pop(run_id, None)

@@ -15,6 +15,7 @@ import time
 from dataclasses import fields as dc_fields
 from typing import Any
 
+from rayflow.core.errors import RunExists
 from rayflow.store.port import (
     ComponentRecord,
     EventRecord,
@@ -62,7 +63,10 @@ class MemoryStore:
         self._servers: dict[str, ServerRecord] = {}
 
     def create_run(self, run: RunRecord, components: list[ComponentRecord]) -> None:
+        """Insert ``run`` and its components; RunExists (nothing changed) when the id is taken."""
         with self._lock:
+            if run.run_id in self._runs:
+                raise RunExists(f"run {run.run_id} already exists", run_id=run.run_id)
             self._runs[run.run_id] = copy.deepcopy(run)
             bucket = self._components.setdefault(run.run_id, {})
             for rec in components:

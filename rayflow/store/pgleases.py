@@ -1,7 +1,7 @@
 """PostgreSQL run store: the operations PostgresStore runs on one pooled connection.
 
 Owns the coroutines behind PostgresStore's calls: the plain ones (a statement, its rows,
-its value), a run created with its components, and the writer cycle, fenced by the
+its value), a run created (insert-if-new) with its components, and the writer cycle, fenced by the
 runs' lease epochs (``RunStore.write_batch``). Must not import asyncpg (a connection
 arrives as an argument) nor hold a transaction open past the coroutine.
 """
@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from rayflow.core.errors import RunExists
 from rayflow.store import pgschema as sql
 from rayflow.store.port import Lease
 
@@ -62,8 +63,12 @@ async def insert_run_once(conn: Any, request: Sequence[Any], run_arrays: list[li
 
 
 async def create_run(conn: Any, run_arrays: list[list[Any]], comp_arrays: list[list[Any]] | None) -> None:
+    """The run only if its id is new (RunExists, nothing changed, when it is not), then its
+    components, in one transaction."""
     async with conn.transaction():
-        await conn.execute(sql.UPSERT_RUN, *run_arrays)
+        if rows_changed(await conn.execute(sql.INSERT_NEW_RUN, *run_arrays)) == 0:
+            run_id = run_arrays[0][0]
+            raise RunExists(f"run {run_id} already exists", run_id=run_id)
         if comp_arrays is not None:
             await conn.execute(sql.UPSERT_COMPONENTS, *comp_arrays)
 

@@ -10,7 +10,6 @@ against a million component rows. Must not import asyncpg or open a connection.
 from __future__ import annotations
 
 import json
-import math
 import operator
 import types
 import typing
@@ -26,6 +25,7 @@ from rayflow.store.port import (
     TokenRecord,
     WorkflowRecord,
 )
+from rayflow.store.text import NUL, json_needs_cleaning, storable, storable_text
 
 # the runs claim_next may take, whatever their lease: the predicate of runs_claimable,
 # and claim_next's WHERE word for word (so that the planner proves the index applies)
@@ -204,39 +204,27 @@ def pg_type(hint: Any) -> str:
 
 
 # What PostgreSQL refuses to store, and what the store writes instead, so that one odd
-# value never fails a whole batch (which the writer would retry forever): JSONB has no
-# NaN or Infinity (stored as null), and neither TEXT nor JSONB holds a NUL character
-# (stored as U+FFFD).
-_NUL, _REPLACEMENT = "\x00", "\ufffd"
+# value never fails a whole batch (``rayflow.store.text``): JSONB has no NaN or Infinity
+# (stored as null), neither TEXT nor JSONB holds a NUL character (stored as U+FFFD), and
+# UTF-8 has no lone surrogate (stored as its backslash escape).
 
 
 def json_text(value: Any) -> str:
-    """JSON for a JSONB column (see above for NaN, Infinity and NUL)."""
+    """JSON for a JSONB column (see above for NaN, Infinity, NUL and surrogates)."""
     if not value and type(value) in _EMPTY_JSON:
         return _EMPTY_JSON[type(value)]
     try:
         text = json.dumps(value, allow_nan=False)
     except ValueError:
-        return json.dumps(_storable(value), allow_nan=False)
-    return json.dumps(_storable(value)) if "\\u0000" in text else text
+        return json.dumps(storable(value, nul=True, finite=True), allow_nan=False)
+    return json.dumps(storable(value, nul=True, finite=True)) if json_needs_cleaning(text, nul=True) else text
 
 
 def text_value(value: Any) -> Any:
-    """A TEXT column's value, NUL characters replaced (see above)."""
-    return value.replace(_NUL, _REPLACEMENT) if isinstance(value, str) and _NUL in value else value
-
-
-def _storable(value: Any) -> Any:
-    """``value`` with non-finite floats as None and NUL characters replaced, at any depth."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, str):
-        return text_value(value)
-    if isinstance(value, dict):
-        return {text_value(k): _storable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_storable(v) for v in value]
-    return value
+    """A TEXT column's value, NUL characters and lone surrogates replaced (see above)."""
+    if value.__class__ is not str or (value.isascii() and NUL not in value):
+        return value
+    return storable_text(value, nul=True)
 
 
 _EMPTY_JSON = {list: "[]", dict: "{}"}
@@ -343,7 +331,6 @@ RUNS = Table(RunRecord, "runs", ("run_id",))
 COMPONENTS = Table(ComponentRecord, "components", ("run_id", "component_id"))
 EVENTS = Table(EventRecord, "events", ("run_id", "seq"))
 
-UPSERT_RUN = RUNS.upsert_sql()
 UPSERT_COMPONENTS = COMPONENTS.upsert_sql()
 INSERT_EVENTS = EVENTS.insert_new_sql()
 

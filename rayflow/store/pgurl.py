@@ -1,9 +1,10 @@
 """PostgreSQL run-store URLs: the connection-pool settings a ``postgresql://`` URL carries.
 
 Owns the names, defaults and checks of those settings, the DSN handed to the driver
-(the settings stripped, the password kept) and the public form of the URL (password
-removed) that the store shows as ``url`` and in every message. Must not import asyncpg
-or open a connection.
+(the settings stripped, the password kept, user and password percent-encoded) and the
+public form of the URL (password removed) that the store shows as ``url``; messages show
+the URL redacted (``rayflow.core.redact``, which also says how a password holding
+``@ / ? #`` unencoded is read). Must not import asyncpg or open a connection.
 
     postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE?schema=rayflow&max_size=20
 
@@ -31,9 +32,10 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, fields
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl, unquote, urlsplit
 
 from rayflow.core.errors import ConfigError
+from rayflow.core.redact import normalized, redact, secret_name, split_url
 
 _SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 _SCHEMES = ("postgresql", "postgres")
@@ -86,19 +88,27 @@ class PostgresUrl:
 
 def parse_postgres_url(url: str) -> PostgresUrl:
     """Split ``url`` into the public URL, the driver's DSN and checked pool settings."""
-    parts = urlsplit(url)
-    if parts.scheme not in _SCHEMES:
-        raise ConfigError(f"not a PostgreSQL URL: {_without_password(url)!r}; expected postgresql://...")
+    shown = redact(url)
+    given = split_url(url)          # the user and password cut off first: they may hold @ / ? #
+    scheme = given.head[:-3].lower()
+    if scheme not in _SCHEMES:
+        raise ConfigError(f"not a PostgreSQL URL: {shown!r}; expected postgresql://...")
+    try:
+        parts = urlsplit(f"{scheme}://{given.rest}")
+    except ValueError as exc:       # a bad [IPv6] host
+        raise ConfigError(f"run store URL {shown!r}: {exc}") from None
     pairs = [(piece, parse_qsl(piece, keep_blank_values=True)) for piece in parts.query.split("&") if piece]
     named = [(piece, kv[0]) for piece, kv in pairs if kv]   # (the text as given, (key, value))
     ours = {k: v for _, (k, v) in named if k in SETTING_NAMES}
-    settings = _settings(ours, _without_password(url))
-    public_query = "&".join(piece for piece, (k, _) in named if k != "password")
+    settings = _settings(ours, shown)
+    public_query = "&".join(piece for piece, (k, _) in named if not secret_name(k))
     dsn_query = "&".join(piece for piece, (k, _) in named if k not in SETTING_NAMES)
-    public = _join(parts.scheme, _netloc(parts, with_password=False), parts.path, public_query)
-    dsn = _join(parts.scheme, _netloc(parts, with_password=True), parts.path, dsn_query)
+    user = given.user or ""
+    public = _join(scheme, _netloc(user, None, parts.netloc), parts.path, public_query)
+    login = split_url(normalized(url))
+    dsn = _join(scheme, _netloc(login.user or "", login.password, parts.netloc), parts.path, dsn_query)
     passthrough = frozenset(k for _, (k, _) in named if k not in SETTING_NAMES)
-    return PostgresUrl(public, dsn, _where(parts, dict(kv for _, kv in named)), settings, passthrough)
+    return PostgresUrl(public, dsn, _where(parts, dict(kv for _, kv in named), user), settings, passthrough)
 
 
 def _join(scheme: str, netloc: str, path: str, query: str) -> str:
@@ -106,28 +116,19 @@ def _join(scheme: str, netloc: str, path: str, query: str) -> str:
     return f"{scheme}://{netloc}{path}" + (f"?{query}" if query else "")
 
 
-def _netloc(parts, *, with_password: bool) -> str:
-    if "@" not in parts.netloc:
-        return parts.netloc
-    userinfo, hostport = parts.netloc.rsplit("@", 1)
-    if not with_password:
-        userinfo = userinfo.split(":", 1)[0]
-    return f"{userinfo}@{hostport}" if userinfo else hostport
+def _netloc(user: str, password: str | None, hostport: str) -> str:
+    if password is not None:
+        return f"{user}:{password}@{hostport}"
+    return f"{user}@{hostport}" if user else hostport
 
 
-def _without_password(url: str) -> str:
-    """``url`` with the userinfo password and any ``password=`` parameter masked."""
-    url = re.sub(r"(://[^:/@?#]*):[^@/?#]*@", r"\1@", url)
-    return re.sub(r"([?&]password=)[^&#]*", r"\1***", url)
-
-
-def _where(parts, query: dict[str, str]) -> str:
+def _where(parts, query: dict[str, str], user: str) -> str:
     host = parts.hostname or query.get("host") or "localhost"
     try:
         port = parts.port or query.get("port") or 5432
     except ValueError:
         port = "?"
-    database = parts.path.lstrip("/") or query.get("dbname") or query.get("database") or parts.username or ""
+    database = parts.path.lstrip("/") or query.get("dbname") or query.get("database") or unquote(user)
     return f"{host}:{port}/{database}"
 
 

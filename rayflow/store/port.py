@@ -174,7 +174,10 @@ class RunStore(Protocol):
 
     url: str
 
-    def create_run(self, run: RunRecord, components: list[ComponentRecord]) -> None: ...
+    def create_run(self, run: RunRecord, components: list[ComponentRecord]) -> None:
+        """Insert ``run`` and upsert ``components``, atomically, only if the run's id is new;
+        otherwise raise ``RunExists`` and change nothing (an existing run, finished or not,
+        is never reset). Two creates of one id at once: exactly one succeeds."""
 
     def update_run(self, run_id: str, **fields: Any) -> None: ...
 

@@ -340,7 +340,8 @@ class PostgresStore(ServerRecords):
     # -- RunStore ----------------------------------------------------------------------
 
     def create_run(self, run: RunRecord, components: list[ComponentRecord]) -> None:
-        """Insert (or replace) ``run`` and upsert ``components``, in one transaction."""
+        """Insert ``run`` and upsert ``components``, in one transaction; RunExists (nothing
+        changed) when the id is taken."""
         run_arrays = sql.RUNS.as_arrays([run], keep="last")
         comp_arrays = sql.COMPONENTS.as_arrays(components, keep="last") if components else None
         self._write(ops.create_run, run_arrays, comp_arrays)

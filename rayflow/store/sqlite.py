@@ -1,8 +1,9 @@
 """SQLite RunStore: the durable default, one file shared by threads and processes.
 
-Owns the SQLite schema (versioned migrations in ``MIGRATIONS``; the mapping between
-records and rows and the SQL text are in ``rayflow.store.sqlrows``) and the connection
-settings (WAL, synchronous=NORMAL, 10 s busy timeout). Must not hold a transaction
+Owns applying the SQLite schema (its versioned migrations, ``MIGRATIONS``, are in
+``rayflow.store.sqlschema``; the mapping between records and rows and the SQL text in
+``rayflow.store.sqlrows``) and the connection settings (WAL, synchronous=NORMAL, 10 s
+busy timeout); a write the file refuses is StoreUnavailable. Must not hold a transaction
 open across calls, and must not import anything beyond the standard library.
 """
 
@@ -18,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from rayflow.core import gcpause
+from rayflow.core.errors import RunExists, StoreUnavailable
 from rayflow.store import sqlrows as q
 from rayflow.store.memory import check_run_fields
 from rayflow.store.port import (
@@ -29,150 +31,18 @@ from rayflow.store.port import (
     TokenRecord,
     WorkflowRecord,
 )
+from rayflow.store.sqlschema import MIGRATIONS
 
 BUSY_TIMEOUT_MS = 10_000
 
-# Ordered migration steps: (version, statements). Append new steps; never edit old ones.
-MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
-    (
-        1,
-        (
-            """CREATE TABLE runs (
-                run_id TEXT PRIMARY KEY,
-                name TEXT NOT NULL,
-                status TEXT NOT NULL,
-                created_at REAL NOT NULL,
-                started_at REAL,
-                ended_at REAL,
-                target TEXT NOT NULL DEFAULT '',
-                inputs TEXT NOT NULL DEFAULT '{}',
-                error TEXT,
-                owner TEXT NOT NULL DEFAULT '',
-                cancel_requested INTEGER NOT NULL DEFAULT 0,
-                n_components INTEGER NOT NULL DEFAULT 0,
-                summary TEXT NOT NULL DEFAULT '{}'
-            )""",
-            "CREATE INDEX runs_status_created ON runs (status, created_at)",
-            "CREATE INDEX runs_created ON runs (created_at)",
-            """CREATE TABLE components (
-                run_id TEXT NOT NULL,
-                component_id TEXT NOT NULL,
-                state TEXT NOT NULL,
-                attempts INTEGER NOT NULL DEFAULT 0,
-                submitted_at REAL,
-                started_at REAL,
-                ended_at REAL,
-                queued_s REAL,
-                duration_s REAL,
-                node_id TEXT,
-                worker_id TEXT,
-                resources TEXT NOT NULL DEFAULT '{}',
-                error TEXT,
-                cached INTEGER NOT NULL DEFAULT 0,
-                upstream TEXT NOT NULL DEFAULT '[]',
-                PRIMARY KEY (run_id, component_id)
-            )""",
-            """CREATE TABLE events (
-                run_id TEXT NOT NULL,
-                seq INTEGER NOT NULL,
-                ts REAL NOT NULL,
-                kind TEXT NOT NULL,
-                component_id TEXT,
-                data TEXT NOT NULL DEFAULT '{}',
-                PRIMARY KEY (run_id, seq)
-            )""",
-        ),
-    ),
-    (
-        2,
-        (  # what a component used, measured in the worker
-            "ALTER TABLE components ADD COLUMN cpu_s REAL",
-            "ALTER TABLE components ADD COLUMN peak_rss_bytes INTEGER",
-            "CREATE INDEX components_component_ended ON components (component_id, ended_at)",
-        ),
-    ),
-    (
-        3,
-        (  # no query used it, and every component update moved its entry (ended_at changes):
-           # it doubled the cost of writing a row
-            "DROP INDEX IF EXISTS components_component_ended",
-        ),
-    ),
-    (
-        4,
-        (  # the lease of the process driving a run (resume takes over a stale one)
-            "ALTER TABLE runs ADD COLUMN heartbeat_at REAL",
-        ),
-    ),
-    (
-        5,
-        (  # the result cache's store tier
-            """CREATE TABLE cache_entries (
-                key TEXT PRIMARY KEY,
-                data BLOB NOT NULL,
-                expires_at REAL,
-                stored_at REAL NOT NULL
-            )""",
-        ),
-    ),
-    (
-        6,
-        (  # what the resource model learns from, per component attempt
-            "ALTER TABLE components ADD COLUMN features TEXT NOT NULL DEFAULT '{}'",
-        ),
-    ),
-    (
-        7,
-        (  # what a call reported beyond its timings (a dynamic map's per-item outcomes)
-            "ALTER TABLE components ADD COLUMN outcome TEXT NOT NULL DEFAULT '{}'",
-        ),
-    ),
-    (
-        8,
-        (  # fenced leases (any server drives any run) and the server's own records
-            "ALTER TABLE runs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0",
-            "ALTER TABLE runs ADD COLUMN spec TEXT NOT NULL DEFAULT '{}'",
-            # claim_next: the few runs it may take, oldest first (the predicate is claim_next's,
-            # word for word: SQLite uses a partial index only for a WHERE that repeats it)
-            "CREATE INDEX runs_claimable ON runs (created_at, run_id) WHERE status IN ('PENDING', 'RUNNING') "
-            "AND (spec != '{}' OR (target != '' AND substr(target, 1, 9) != '__main__:'))",
-            # list_runs_page, newest first by the whole key (runs_created ends at created_at),
-            # and one workflow's runs; neither column changes after the insert
-            "CREATE INDEX runs_created_id ON runs (created_at, run_id)",
-            "CREATE INDEX runs_name_created ON runs (name, created_at, run_id)",
-            """CREATE TABLE tokens (
-                token_id TEXT PRIMARY KEY,
-                name TEXT NOT NULL,
-                scope TEXT NOT NULL,
-                token_hash TEXT NOT NULL UNIQUE,
-                created_at REAL NOT NULL,
-                revoked_at REAL
-            )""",
-            """CREATE TABLE idempotency (
-                key TEXT PRIMARY KEY,
-                body_hash TEXT NOT NULL,
-                run_id TEXT NOT NULL,
-                created_at REAL NOT NULL
-            )""",
-            """CREATE TABLE workflows (
-                name TEXT PRIMARY KEY,
-                spec TEXT NOT NULL DEFAULT '{}',
-                target TEXT NOT NULL DEFAULT '',
-                created_at REAL NOT NULL,
-                updated_at REAL NOT NULL
-            )""",
-            """CREATE TABLE servers (
-                server_id TEXT PRIMARY KEY,
-                url TEXT NOT NULL,
-                host TEXT NOT NULL DEFAULT '',
-                pid INTEGER NOT NULL DEFAULT 0,
-                started_at REAL NOT NULL,
-                heartbeat_at REAL,
-                info TEXT NOT NULL DEFAULT '{}'
-            )""",
-        ),
-    ),
-]
+
+@contextlib.contextmanager
+def _unavailable(url: str) -> Iterator[None]:
+    try:
+        yield
+    except sqlite3.OperationalError as exc:
+        raise StoreUnavailable(f"run store {url} refused a write: {exc}") from exc
+
 
 class SqliteStore:
     """A RunStore in one SQLite file. One connection, guarded by a lock."""
@@ -239,8 +109,10 @@ class SqliteStore:
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
-        """The connection inside one write transaction (committed at the end, rolled back on error)."""
-        with self._lock:
+        """The connection inside one write transaction (committed at the end, rolled back on
+        error). The file refusing it (locked past the busy timeout, read-only, full, an I/O
+        error) is StoreUnavailable: transient, the StoreWriter keeps its records and retries."""
+        with self._lock, _unavailable(self.url):
             conn = self._connection()
             conn.execute("BEGIN IMMEDIATE")
             try:
@@ -266,9 +138,11 @@ class SqliteStore:
     # -- RunStore ----------------------------------------------------------------------
 
     def create_run(self, run: RunRecord, components: list[ComponentRecord]) -> None:
-        """Insert (or replace) ``run`` and upsert ``components``, in one transaction."""
+        """Insert ``run`` and upsert ``components``, in one transaction; RunExists (nothing
+        changed) when the id is taken."""
         with self._transaction() as conn:
-            conn.execute(q.UPSERT_RUN, q.RUNS.encode(run))
+            if conn.execute(q.INSERT_NEW_RUN, q.RUNS.encode(run)).rowcount == 0:
+                raise RunExists(f"run {run.run_id} already exists", run_id=run.run_id)
             conn.executemany(q.UPSERT_COMPONENT, [q.COMPONENTS.encode(c) for c in components])
 
     def update_run(self, run_id: str, **fields: Any) -> None:

@@ -1,8 +1,9 @@
 """SQLite rows: the mapping between records and the rows of SqliteStore's tables, and
 the statements it runs.
 
-Owns the codec (dict/list fields as JSON text with sorted keys, bools as 0/1) and the SQL
-text over the schema that ``rayflow.store.sqlite`` migrates. Must not open a connection
+Owns the codec (dict/list fields as JSON text with sorted keys, bools as 0/1, every text
+cleaned of what UTF-8 cannot encode by ``rayflow.store.text``) and the SQL text over the
+schema that ``rayflow.store.sqlite`` migrates. Must not open a connection
 and must not import anything beyond the standard library.
 """
 
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import json
 import operator
+import types
+import typing
 from collections.abc import Sequence
 from dataclasses import fields as dc_fields
 from typing import Any
@@ -22,6 +25,7 @@ from rayflow.store.port import (
     TokenRecord,
     WorkflowRecord,
 )
+from rayflow.store.text import json_needs_cleaning, storable, storable_text, text_or_none
 
 # The database's clock, UNIX seconds: every lease time is on it (within one statement,
 # SQLite's 'now' is one value)
@@ -40,7 +44,7 @@ def _json_text(value: Any) -> str:
     hit = _JSON_MEMO.get(id(value))
     if hit is not None and hit[0] is value:
         return hit[1]
-    text = _SORTED.encode(value)
+    text = _json_any(value)
     if len(_JSON_MEMO) >= _JSON_MEMO_MAX:
         _JSON_MEMO.clear()
     _JSON_MEMO[id(value)] = (value, text)
@@ -48,8 +52,18 @@ def _json_text(value: Any) -> str:
 
 
 def _json_any(value: Any) -> str:
-    """JSON of a value, sorted keys; an empty dict (most rows' outcome) without encoding."""
-    return "{}" if type(value) is dict and not value else _SORTED.encode(value)
+    """JSON of a value, sorted keys; an empty dict (most rows' outcome) without encoding;
+    a surrogate in a string written as its backslash escape (the text then reads back as
+    UTF-8 can encode it)."""
+    if type(value) is dict and not value:
+        return "{}"
+    text = _SORTED.encode(value)
+    return _SORTED.encode(storable(value)) if json_needs_cleaning(text) else text
+
+
+def _is_text(hint: Any) -> bool:
+    """Whether a field annotated ``hint`` is ``str`` or ``str | None``."""
+    return hint is str or (typing.get_origin(hint) in (typing.Union, types.UnionType) and str in typing.get_args(hint))
 
 
 def _as_int(value: Any) -> int:
@@ -71,26 +85,35 @@ class Codec:
         self.columns = [f.name for f in dc_fields(cls)]
         self.json_fields = json_fields
         self.bool_fields = bool_fields
+        hints = typing.get_type_hints(cls)
+        self.text_fields = {name for name in self.columns if _is_text(hints[name])}
         self.select = f"SELECT {', '.join(self.columns)} FROM {table}"
         self._row = operator.attrgetter(*self.columns)
         self._fixes = [(i, self._encoder(name)) for i, name in enumerate(self.columns)
                        if name in json_fields or name in bool_fields]
+        self._text_at = [i for i, name in enumerate(self.columns) if name in self.text_fields]
 
     def encode_value(self, name: str, value: Any) -> Any:
         return self._encoder(name)(value)
 
     def _encoder(self, name: str) -> Any:
-        """How a column's value is stored: JSON text, 0/1, or as it is."""
+        """How a column's value is stored: JSON text, 0/1, text UTF-8 can encode, or as it is."""
         if name in self.json_fields:
             return _json_text if name in self.stable_fields else _json_any
         if name in self.bool_fields:
             return _as_int
+        if name in self.text_fields:
+            return text_or_none
         return _as_is
 
     def encode(self, rec: Any) -> list[Any]:
         row = list(self._row(rec))
         for i, encode in self._fixes:   # a row per component: the column encoders are looked up once
             row[i] = encode(row[i])
+        for i in self._text_at:   # inline, not text_or_none: most values are ASCII, a check each
+            value = row[i]
+            if value is not None and not value.isascii():
+                row[i] = storable_text(value)
         return row
 
     def decode(self, row: Sequence[Any]) -> Any:
@@ -124,7 +147,6 @@ def upsert_sql(codec: Codec, keys: Sequence[str]) -> str:
     return f"{insert_sql(codec)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
 
 
-UPSERT_RUN = upsert_sql(RUNS, ("run_id",))
 UPSERT_COMPONENT = upsert_sql(COMPONENTS, ("run_id", "component_id"))
 INSERT_EVENT = insert_sql(EVENTS, "INSERT OR IGNORE")
 INSERT_NEW_RUN = f"{insert_sql(RUNS)} ON CONFLICT (run_id) DO NOTHING"

@@ -2,7 +2,7 @@
 
 Owns the accepted URL schemes, the default URL and the ``RAYFLOW_STORE`` environment
 variable. Must not import an adapter's module until that adapter is asked for, so that
-importing ``rayflow.store`` stays cheap.
+importing ``rayflow.store`` stays cheap. Shows a URL only redacted (``rayflow.core.redact``).
 
 Accepted URLs:
 
@@ -20,7 +20,8 @@ from __future__ import annotations
 import os
 
 from rayflow.core import config
-from rayflow.core.errors import ConfigError
+from rayflow.core.errors import ConfigError, RayflowError
+from rayflow.core.redact import redact, scrub
 from rayflow.store.port import RunStore
 
 DEFAULT_STORE_URL = "sqlite:///~/.rayflow/rayflow.db"
@@ -36,7 +37,7 @@ def sqlite_path(url: str) -> str:
     """The filesystem path named by a ``sqlite:///`` URL, with ``~`` expanded."""
     path = url[len(_SQLITE_PREFIX):]
     if not path:
-        raise ConfigError(f"run store URL {url!r} names no file; expected sqlite:///PATH")
+        raise ConfigError(f"run store URL {redact(url)!r} names no file; expected sqlite:///PATH")
     return os.path.expanduser(path)
 
 
@@ -55,7 +56,7 @@ def open_store(url: str | None = None) -> RunStore:
         return SqliteStore(sqlite_path(url))
     if url.startswith(_POSTGRES_PREFIXES):
         return _open_postgres(url)
-    raise ConfigError(f"unsupported run store URL {url!r}; accepted schemes: {_ACCEPTED}")
+    raise ConfigError(f"unsupported run store URL {redact(url)!r}; accepted schemes: {_ACCEPTED}")
 
 
 def _open_postgres(url: str) -> RunStore:
@@ -68,4 +69,8 @@ def _open_postgres(url: str) -> RunStore:
             "the PostgreSQL run store needs the asyncpg package, which is not installed; "
             "pip install 'asyncpg>=0.29' (or use sqlite:///PATH)"
         ) from None
-    return PostgresStore(url)
+    try:
+        return PostgresStore(url)
+    except RayflowError as exc:   # a driver's reason may quote a part of the URL: never its password
+        exc.args = tuple(scrub(a, url) if isinstance(a, str) else a for a in exc.args)
+        raise

@@ -13,6 +13,16 @@ Fencing: a run driven under a lease is ``fence``d with its epoch; every cycle pa
 fences to ``RunStore.write_batch``, which drops the records of a run whose lease was
 taken over. The writer then forgets that run's fence and calls its ``on_lost`` (the
 owner stops driving); nothing of it is retried.
+
+Failures: a store that cannot take writes now (``store_unavailable``: unreachable, busy,
+timing out) keeps the batch, retried with backoff until it lands. Any other failure is
+the records' (a value the codec or the database refuses, a constraint): the writer
+writes them again in halves, down to one record (one field of a run update), writes
+every part the store takes, and sets aside each record it still refuses, with a warning
+naming the run, the kind of record and the error's type, never a value; the rest keeps
+flowing. ``flush`` and ``close`` wait at most ``flush_timeout_s`` (30 s by default), then
+log how many records are not written yet and return False: no caller, nor the
+interpreter's exit, hangs on a store that is down.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rayflow.core import gcpause
+from rayflow.core.errors import StoreUnavailable
 from rayflow.store.memory import check_run_fields
 from rayflow.store.port import ComponentRecord, EventRecord, RunStore
 
@@ -33,6 +44,30 @@ logger = logging.getLogger("rayflow.store")
 FIRST_RETRY_S = 0.1
 MAX_RETRY_S = 5.0
 COMPONENTS_DUE = 50_000   # pending component records that make a write due before its interval
+FLUSH_TIMEOUT_S = 30.0    # how long flush() and close() wait for a failing store, by default
+DROPS_NAMED = 5           # records named in one warning about the records the store refused
+
+# the store cannot take writes now: unreachable (PostgresStore and SqliteStore raise
+# StoreUnavailable; a plain OSError is a socket's or a file's), or busy (SQLSTATE classes
+# 08 connection, 40 serialization failure or deadlock, 53 insufficient resources, 55 lock
+# not available, 57 statement timeout or shutdown, 58 I/O error): never the records' fault
+UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (StoreUnavailable, OSError, TimeoutError)
+BUSY_SQLSTATES = ("08", "40", "53", "55", "57", "58")
+
+
+def store_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) says the store cannot take writes now,
+    not that these records are wrong: such a batch is kept and retried. Any other failure
+    (a value the codec or the database refuses, a constraint) is the records'."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        if isinstance(seen, UNREACHABLE_ERRORS):
+            return True
+        state = getattr(seen, "sqlstate", None)   # asyncpg's server errors
+        if isinstance(state, str) and state[:2] in BUSY_SQLSTATES:
+            return True
+        seen = seen.__cause__
+    return False
 
 
 class RecordSource(Protocol):
@@ -64,12 +99,17 @@ class StoreWriter:
     """Queues writes and applies them to ``store`` every ``flush_interval_s`` seconds,
     or sooner when ``max_batch`` items are pending or ``flush()`` is called."""
 
-    def __init__(self, store: RunStore, *, flush_interval_s: float = 0.2, max_batch: int = 2000) -> None:
+    def __init__(self, store: RunStore, *, flush_interval_s: float = 0.2, max_batch: int = 2000,
+                 flush_timeout_s: float | None = FLUSH_TIMEOUT_S) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch must be >= 1, got {max_batch}")
+        if flush_timeout_s is not None and flush_timeout_s < 0:
+            raise ValueError(f"flush_timeout_s must be >= 0 or None, got {flush_timeout_s}")
         self.store = store
         self.flush_interval_s = flush_interval_s
         self.max_batch = max_batch
+        self.flush_timeout_s = flush_timeout_s   # None: flush() and close() wait as long as it takes
+        self.dropped = 0        # records the store refused (set aside with a warning), so far
         self._cond = threading.Condition(threading.Lock())
         self._components: dict[tuple[str, str], ComponentRecord] = {}
         self._events: list[EventRecord] = []
@@ -86,6 +126,7 @@ class StoreWriter:
         self._failures = 0
         self._retry_at = 0.0
         self._since: float | None = None   # when the oldest pending item was queued
+        self._in_flight = 0     # records (and undrained sources) of the batch being written
         self._thread = threading.Thread(target=self._loop, name="rayflow-store-writer", daemon=True)
         self._thread.start()
 
@@ -164,7 +205,30 @@ class StoreWriter:
                 self._cond.notify_all()
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Block until everything enqueued before this call is written; False on timeout."""
+        """Block until everything enqueued before this call is written; False on timeout.
+
+        ``timeout`` None: the writer's ``flush_timeout_s``. Giving up logs a warning that
+        counts the records not written yet (they stay queued and are retried)."""
+        timeout = self.flush_timeout_s if timeout is None else timeout
+        if self._wait_written(timeout):
+            return True
+        if self._thread_done:   # closed: close() said what it left
+            return False
+        if timeout is not None and timeout > 0:   # flush(timeout=0) only asks
+            logger.warning(
+                "run store %s: flush gave up after %gs with %d record(s) not written yet "
+                "(kept; the writer retries them)", self.store.url, timeout, self.unwritten(),
+            )
+        return False
+
+    def unwritten(self) -> int:
+        """Records queued or being written now (a changed source counts as one)."""
+        with self._cond:
+            return self._pending() + self._in_flight
+
+    def _wait_written(self, timeout: float | None) -> bool:
+        """Wait until everything enqueued before this call is written; False on timeout or
+        once the thread is gone."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             target = self._enqueued
@@ -184,21 +248,23 @@ class StoreWriter:
     def close(self, timeout: float | None = None) -> bool:
         """Flush, then stop the thread. Idempotent; returns whether everything was written.
 
-        With a ``timeout``, gives up waiting on a failing store after that many seconds
-        and logs an error counting what could not be written.
+        Waits at most ``timeout`` seconds (None: the writer's ``flush_timeout_s``) for a
+        failing store, then logs an error counting what could not be written and returns.
         """
+        timeout = self.flush_timeout_s if timeout is None else timeout
+        deadline = None if timeout is None else time.monotonic() + timeout
         with self._cond:
             already = self._closing
             self._closing = True
         if already:  # closed, or being closed by another thread
-            return self._closed if self._closed is not None else self.flush(timeout)
-        ok = self.flush(timeout)
+            return self._closed if self._closed is not None else self._wait_written(timeout)
+        ok = self._wait_written(timeout)
         with self._cond:
             self._stop = True
-            lost = self._pending()
+            lost = self._pending() + self._in_flight
             self._closed = ok
             self._cond.notify_all()
-        self._thread.join(timeout)
+        self._thread.join(None if deadline is None else max(deadline - time.monotonic(), 0.0))
         if not ok:
             logger.error(
                 "run store %s: closing the writer with %d record(s) not written",
@@ -241,6 +307,7 @@ class StoreWriter:
         batch = _Batch(self._enqueued, list(self._components.values()), self._events, self._runs,
                        list(self._sources.values()))
         self._components, self._events, self._runs, self._sources = {}, [], {}, {}
+        self._in_flight = batch.size() + len(batch.sources)
         self._flush_now = False
         self._since = None
         return batch
@@ -257,11 +324,13 @@ class StoreWriter:
             )
             with self._cond:
                 self._restore(batch)
+                self._in_flight = 0
                 self._retry_at = time.monotonic() + delay
                 self._flush_now = True  # the batch was already due: retry as soon as allowed
             return
         with self._cond:
             self._failures = 0
+            self._in_flight = 0
             self._written = max(self._written, batch.seq)
             self._cond.notify_all()
 
@@ -279,13 +348,36 @@ class StoreWriter:
             components, events = batch.components[:n], batch.events[:n]
             last = len(batch.components) <= n and len(batch.events) <= n
             runs = batch.runs if last else {}
-            lost = self.store.write_batch(components, events, runs, fences or None)
+            lost = self._write_chunk(components, events, runs, fences)
             del batch.components[:n]
             del batch.events[:n]
             if last:
                 batch.runs = {}
             if lost:
                 self._lost(lost, batch)
+
+    def _write_chunk(self, components: list[ComponentRecord], events: list[EventRecord],
+                     runs: dict[str, dict[str, Any]], fences: dict[str, int]) -> set[str]:
+        """One ``write_batch``; when the store refuses it for its records (the store being
+        unavailable is raised, and the batch retried), the records in parts."""
+        try:
+            return self.store.write_batch(components, events, runs, fences or None)
+        except Exception as exc:
+            if store_unavailable(exc):
+                raise
+            logger.warning(
+                "run store %s: a write of %d record(s) failed (%s); writing them in parts, "
+                "to set aside the ones the store refuses", self.store.url,
+                len(components) + len(events) + len(runs), type(exc).__name__,
+            )
+        salvage = _Salvage(self.store, fences)
+        salvage.write("component", components)
+        salvage.write("event", events)
+        salvage.write("run update", list(runs.items()))
+        with self._cond:
+            self.dropped += len(salvage.refused)
+        salvage.report(self.store.url)
+        return salvage.lost
 
     def _lost(self, run_ids: set[str], batch: _Batch) -> None:
         """The store refused these runs' records: their owner lost the lease."""
@@ -320,3 +412,69 @@ class StoreWriter:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+class _Salvage:
+    """The records of a chunk the store refused, written again in halves down to one record
+    (a run update: down to one field); what it still refuses is set aside. Any other
+    failure on the way is raised: the whole chunk is retried later (every write is
+    idempotent, so parts written twice change nothing)."""
+
+    def __init__(self, store: RunStore, fences: dict[str, int]) -> None:
+        self.store = store
+        self.fences = fences or None
+        self.lost: set[str] = set()
+        self.refused: list[tuple[str, str, str, str]] = []   # (run_id, kind, what, error type)
+
+    def write(self, kind: str, items: list[Any]) -> None:
+        if not items:
+            return
+        try:
+            self.lost |= self._write(kind, items)
+            return
+        except Exception as exc:
+            if store_unavailable(exc):
+                raise
+            if len(items) == 1:
+                self._refused(kind, items[0], exc)
+                return
+        mid = len(items) // 2
+        self.write(kind, items[:mid])
+        self.write(kind, items[mid:])
+
+    def _write(self, kind: str, items: list[Any]) -> set[str]:
+        if kind == "component":
+            return self.store.write_batch(items, [], {}, self.fences)
+        if kind == "event":
+            return self.store.write_batch([], items, {}, self.fences)
+        runs: dict[str, dict[str, Any]] = {}
+        for run_id, fields in items:   # "run field": several items of one run, merged
+            runs.setdefault(run_id, {}).update(fields)
+        return self.store.write_batch([], [], runs, self.fences)
+
+    def _refused(self, kind: str, item: Any, exc: Exception) -> None:
+        if kind == "run update":
+            run_id, fields = item
+            if len(fields) > 1:   # the other fields (the run's status, say) still land
+                self.write("run field", [(run_id, {name: value}) for name, value in fields.items()])
+                return
+            self.refused.append((run_id, kind, f"field {next(iter(fields))}", type(exc).__name__))
+        elif kind == "run field":
+            run_id, fields = item
+            self.refused.append((run_id, "run update", f"field {next(iter(fields))}", type(exc).__name__))
+        elif kind == "component":
+            self.refused.append((item.run_id, kind, item.component_id, type(exc).__name__))
+        else:
+            self.refused.append((item.run_id, kind, f"seq {item.seq} ({item.kind})", type(exc).__name__))
+
+    def report(self, url: str) -> None:
+        """One warning per run, kind of record and error: the ids, never the values."""
+        groups: dict[tuple[str, str, str], list[str]] = {}
+        for run_id, kind, what, error in self.refused:
+            groups.setdefault((run_id, kind, error), []).append(what)
+        for (run_id, kind, error), whats in groups.items():
+            more = f" and {len(whats) - DROPS_NAMED} more" if len(whats) > DROPS_NAMED else ""
+            logger.warning(
+                "run %s: the run store %s refused %d %s record(s) (%s), set aside: %s%s",
+                run_id, url, len(whats), kind, error, ", ".join(whats[:DROPS_NAMED]), more,
+            )

@@ -15,6 +15,7 @@ from collections.abc import Callable
 
 import pytest
 
+from rayflow.core.errors import RunExists
 from rayflow.store.memory import MemoryStore
 from rayflow.store.port import (
     ComponentRecord,
@@ -247,6 +248,47 @@ def test_concurrent_writes_from_8_threads_lose_nothing(store: RunStore) -> None:
         assert run.n_components == n_items and run.cancel_requested
     seqs = [e.seq for e in store.get_events("shared")]
     assert seqs == list(range(1, n_threads * n_items + 1))
+
+
+def test_create_run_of_an_existing_id_raises_and_changes_nothing(store: RunStore) -> None:
+    store.create_run(full_run(status="SUCCEEDED"), [comp("r1", "a", "SUCCEEDED")])
+    again = full_run(status="PENDING")
+    again.name = "other"
+    with pytest.raises(RunExists) as info:
+        store.create_run(again, [comp("r1", "a", "PENDING"), comp("r1", "b")])
+    assert info.value.run_id == "r1"
+    assert store.get_run("r1") == full_run(status="SUCCEEDED")   # never reset to PENDING
+    assert store.get_components("r1") == [comp("r1", "a", "SUCCEEDED")]
+
+
+def test_two_creates_of_one_id_at_once_exactly_one_wins(store: RunStore) -> None:
+    n = 6   # durable stores: a store object (its own connection) per thread
+    stores = [store] * n if store.url == "memory://" else [store, *(open_store(store.url) for _ in range(n - 1))]
+    start, won, lost = threading.Barrier(n), [], []
+
+    def create(t: int) -> None:
+        run = full_run("same")
+        run.name = f"creator-{t}"
+        start.wait()
+        try:
+            stores[t].create_run(run, [comp("same", f"from-{t}")])
+            won.append(t)
+        except RunExists:
+            lost.append(t)
+
+    threads = [threading.Thread(target=create, args=(t,)) for t in range(n)]
+    try:
+        for th in threads:
+            th.start()
+        for th in threads:
+            th.join(30)
+    finally:
+        for other in stores[1:]:
+            if other is not store:
+                other.close()
+    assert len(won) == 1 and sorted(won + lost) == list(range(n))
+    assert store.get_run("same").name == f"creator-{won[0]}"
+    assert [c.component_id for c in store.get_components("same")] == [f"from-{won[0]}"]
 
 
 # -- leases (fenced) ---------------------------------------------------------------------

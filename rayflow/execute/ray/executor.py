@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rayflow.core import gcpause
 from rayflow.core.kinds import CallKind
@@ -33,6 +34,7 @@ from rayflow.execute.ray.dynamic import MapStrategy
 from rayflow.execute.ray.fused import FusedStrategy
 from rayflow.execute.ray.pools import PoolStrategy
 from rayflow.execute.ray.progress import StreamWatch
+from rayflow.execute.ray.sealed import Sealed, unsealed
 from rayflow.execute.ray.strategy import InFlight, Strategy
 from rayflow.execute.ray.streams import StreamStrategy
 from rayflow.execute.ray.tasks import TaskStrategy
@@ -52,7 +54,7 @@ __all__ = ["RayExecutor", "completion_from_error"]
 def _save_output(target: Any, component: str, multi: bool, *values: Any) -> None:
     """Write one output to its checkpoint (or a shared cache tier), on the cluster (the
     value comes from the object store)."""
-    target.save(component, tuple(values) if multi else values[0])
+    unsealed(target).save(component, tuple(values) if multi else values[0])
 
 
 def _load_output(target: CheckpointTarget, checkpoint: Checkpoint, num_outputs: int | None) -> Any:
@@ -67,6 +69,14 @@ _SAVE_TASK = ray.remote(num_cpus=0, max_retries=2)(_save_output)
 _LOAD_TASK = ray.remote(num_cpus=0, max_retries=2)(_load_output)
 
 
+def _on_this_node() -> dict[str, Any]:
+    """Task options that run a task on this process's node: where a checkpoint folder on a
+    local disk is (on a cluster of several machines, each has its own disk; the driver reads
+    the checkpoints from its own). A shared location (S3, NFS) needs no pinning."""
+    node = ray.get_runtime_context().get_node_id()
+    return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node, soft=False)}
+
+
 class RayExecutor:
     """Runs tasks on the Ray cluster of this process's session."""
 
@@ -77,6 +87,7 @@ class RayExecutor:
         self._calls = InFlight()
         self._batching = False
         self._checkpoints: CheckpointTarget | None = None
+        self._io: dict[str, Any] = {}   # options of the tasks that save and load checkpoints
         self._saves: dict[Any, str] = {}   # save call ref -> component id
         self._watch = StreamWatch()   # the streams' batch progress
         self._tasks: Any = {}
@@ -92,6 +103,7 @@ class RayExecutor:
     def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None) -> None:
         self._tasks = plan.tasks
         self._checkpoints = checkpoints
+        self._io = _on_this_node() if checkpoints is not None and getattr(checkpoints.store, "local", False) else {}
         self._saves = {}
         for strategy in self._strategies.values():
             strategy.start(plan, checkpoints=checkpoints)
@@ -126,14 +138,17 @@ class RayExecutor:
         if checkpoint.blob is not None:
             value = codec.unblob(checkpoint.blob)
             return [ray.put(v) for v in value] if n else ray.put(value)
-        refs = _LOAD_TASK.options(num_returns=n or 1).remote(self._checkpoints, checkpoint, n)
+        refs = _LOAD_TASK.options(num_returns=n or 1, **self._io).remote(self._checkpoints, checkpoint, n)
         if not n:
             return refs
         return list(refs) if n > 1 else [refs]
 
     def save(self, task: Task, handle: Any, target: Any = None) -> None:
         refs = handle if isinstance(handle, list) else [handle]
-        ref = _SAVE_TASK.remote(target or self._checkpoints, task.id, isinstance(handle, list), *refs)
+        # a cache sink names its tiers by URL, password included: never a task argument (rayflow.execute.ray.sealed)
+        where = Sealed(target) if target is not None else self._checkpoints
+        save = _SAVE_TASK.options(**self._io) if target is None and self._io else _SAVE_TASK
+        ref = save.remote(where, task.id, isinstance(handle, list), *refs)
         self._saves[ref] = task.id
 
     def settle(self) -> list[str]:
@@ -142,8 +157,9 @@ class RayExecutor:
             try:
                 ray.get(ref)
             except Exception as exc:  # noqa: BLE001 - one line per failed save; the run goes on
-                first = (str(exc).strip().splitlines() or [""])[-1]
-                problems.append(f"component {cid!r}: {type(exc).__name__}: {first}"[:300])
+                cause = getattr(exc, "cause", None) or exc   # a RayTaskError: the save's own error, unwrapped
+                first = (str(cause).strip().splitlines() or [""])[-1]
+                problems.append(f"component {cid!r}: {type(cause).__name__}: {first}"[:500])
         self._saves.clear()
         return problems
 

@@ -1,6 +1,7 @@
 """Connecting to Ray and reading the cluster's shape. One of the few modules importing ray.
 
-Owns ``ensure_ray`` (reuse a session, join ``address``, or start local Ray) and
+Owns ``ensure_ray`` (reuse a session, join ``address``, or start local Ray; then, on a
+cluster of several nodes, the signing-key keyring: rayflow.execute.ray.keyring) and
 ``cluster_shape`` (alive nodes' resources for the feasibility check).
 """
 
@@ -25,7 +26,7 @@ _token_auth_for_clusters()
 
 import ray  # noqa: E402 - after the auth mode is settled
 
-from rayflow.execute.ray import compat  # noqa: E402 - imports ray
+from rayflow.execute.ray import compat, keyring  # noqa: E402 - imports ray
 
 log = logging.getLogger("rayflow")
 _started_here = False   # whether ensure_ray started (or joined) the session, so shutdown may end it
@@ -34,6 +35,7 @@ _started_here = False   # whether ensure_ray started (or joined) the session, so
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
     """Reuse the process's Ray session; else join ``address`` (or RAY_ADDRESS); else start local Ray."""
     if ray.is_initialized():
+        keyring.ensure()
         return
     address = address or os.environ.get("RAY_ADDRESS") or None
     kwargs: dict = {"ignore_reinit_error": True, "logging_level": logging.WARNING,
@@ -53,6 +55,7 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: {first}") from None
+    keyring.ensure()   # one signing key for a cluster of several nodes
 
 
 def _check_reachable(address: str, timeout_s: float = 3.0) -> None:
@@ -89,4 +92,5 @@ def shutdown() -> None:
     global _started_here
     if _started_here and ray.is_initialized():
         ray.shutdown()
+        keyring.reset()
     _started_here = False

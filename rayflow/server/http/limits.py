@@ -16,9 +16,10 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from rayflow.core import config
 from rayflow.server import tokens
 from rayflow.server.http.errors import ApiError, body
 
@@ -29,7 +30,7 @@ MAX_BUCKETS = 50_000
 @dataclass(frozen=True)
 class Limits:
     max_body_bytes: int = 1_048_576
-    max_spec_components: int = 10_000
+    max_spec_components: int = field(default_factory=config.max_components)   # $RAYFLOW_MAX_COMPONENTS
     rate_per_s: float = 200.0        # requests per second per caller; 0 turns the limiter off
     burst: int = 400
 

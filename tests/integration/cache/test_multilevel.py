@@ -50,10 +50,13 @@ class Boom:
 
 
 def forged(payload: bytes, key: bytes) -> bytes:
-    """A stored entry whose pickle is signed with ``key`` (not the reader's)."""
-    signed = hmac.new(key, payload, hashlib.sha256).digest() + payload
-    meta = entry.EntryMeta(time.time(), None, 1.0)
-    return entry.MAGIC + entry._META.pack(meta.created, -1.0, meta.cost_s) + b"pickle\0" + signed
+    """A stored entry holding the pickle ``payload``, signed with ``key`` (not the reader's)."""
+    head = entry.MAGIC + entry._META.pack(time.time(), -1.0, 1.0)
+    parts = (b"rayflow cache entry", KEY.encode(), head, b"pickle", payload)
+    h = hmac.new(key, digestmod=hashlib.sha256)
+    for part in parts:
+        h.update(len(part).to_bytes(8, "big") + part)
+    return head + bytes([6]) + b"pickle" + h.digest() + payload
 
 
 def test_a_hit_in_a_lower_tier_is_promoted(cache: MultiLevelCache, lower: CacheTier) -> None:
@@ -90,7 +93,7 @@ def test_a_tampered_entry_is_rejected_deleted_and_never_unpickled(
 
 
 def test_garbage_and_foreign_entries_are_misses_and_deleted(cache: MultiLevelCache, lower: CacheTier) -> None:
-    for junk in (b"", b"not an entry", entry.MAGIC + b"short", entry.pack(1, entry.EntryMeta(0, None, 0))[:-1] + b"\xff"):
+    for junk in (b"", b"not an entry", entry.MAGIC + b"short", entry.pack(1, entry.EntryMeta(0, None, 0), key=KEY)[:-1] + b"\xff"):
         lower.put(KEY, junk)
         assert cache.get(KEY).hit is False
         assert lower.get(KEY) is None
@@ -112,7 +115,7 @@ def test_tier_ttls_scale_and_promoted_copies_never_outlive_their_source(tmp_path
     assert memory._entries[KEY].expires_at - time.monotonic() == pytest.approx(10, abs=1)
     # computed 99.5 s ago with ttl_s=100: the files copy has 0.5 s left, so the promoted
     # copy gets 0.5 s, not 100 * 0.1
-    old = entry.pack("v", entry.EntryMeta(time.time() - 99.5, 100.0, 3.0))
+    old = entry.pack("v", entry.EntryMeta(time.time() - 99.5, 100.0, 3.0), key=KEY)
     memory.clear()
     files.put(KEY, old, 0.5)
     assert cache.get(KEY) == (True, "v", "files")

@@ -51,3 +51,20 @@ def test_the_tracker_loads_each_distinct_function_once():
     plan = decode_plan(second[0], fns_second)
     fn = plan.tasks["scaled"].fn
     assert fn.__name__ == "scaled" and fn(5) == 15   # the user's function, working
+
+
+def test_checkpoints_on_a_local_disk_are_saved_and_read_on_the_drivers_node(ray_session, tmp_path):
+    """Each machine of a cluster has its own disk: the driver reads its checkpoint folder
+    from its own, so the tasks that write and read large outputs there run on its node."""
+    import ray
+
+    from rayflow.execute.port import CheckpointTarget
+    from rayflow.execute.ray.executor import RayExecutor
+    from rayflow.store.checkpoints import CheckpointStore, MemoryCheckpoints
+
+    executor = RayExecutor()
+    executor.start(_plan(1), CheckpointTarget(CheckpointStore(str(tmp_path)), "r1"))
+    strategy = executor._io["scheduling_strategy"]
+    assert strategy.node_id == ray.get_runtime_context().get_node_id() and strategy.soft is False
+    executor.start(_plan(1), CheckpointTarget(MemoryCheckpoints("memory://ckpt"), "r1"))
+    assert executor._io == {}   # a location that is not a local folder is written wherever the output is

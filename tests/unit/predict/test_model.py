@@ -126,7 +126,7 @@ def test_tampered_or_foreign_bytes_are_refused(trained, monkeypatch):
     with pytest.raises(UntrustedData):
         ResourceModel.from_bytes(codec.encode({"families": {}}).blob())      # unsigned JSON
     good = trained.to_bytes()
-    monkeypatch.setenv(codec.KEY_ENV_VAR, "another-key")
+    monkeypatch.setenv(codec.KEY_ENV_VAR, "another-key-" * 4)
     with pytest.raises(UntrustedData):
         ResourceModel.from_bytes(good)
 

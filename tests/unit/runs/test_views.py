@@ -23,9 +23,20 @@ from rayflow.store.port import ComponentRecord, RunRecord
 
 
 class Backing:
-    def __init__(self) -> None:
+    def __init__(self, lease_s: float = 30.0) -> None:
         self.store = MemoryStore()
         self.writer = None
+        self.taken: list[str] = []
+        self._lease_s = lease_s
+
+    def lease_s(self) -> float:
+        return self._lease_s
+
+    def take_over(self, run_id: str) -> bool:
+        """As the service does once it resumed the run: here it just finishes it."""
+        self.taken.append(run_id)
+        self.store.update_run(run_id, status="SUCCEEDED", owner="here:1:t", heartbeat_at=self.store.db_now())
+        return True
 
 
 def stored(status: str, summary: dict | None = None, states=("SUCCEEDED", "FAILED")) -> tuple[Backing, str]:
@@ -68,6 +79,23 @@ def test_the_store_view_times_out_on_a_live_run():
     backing, run_id = stored("RUNNING")
     with pytest.raises(TimeoutError, match="still RUNNING"):
         StoreView(run_id, backing).wait(timeout=0.05)
+
+
+def test_the_store_view_takes_over_a_run_whose_driver_is_gone():
+    backing = Backing(lease_s=0.3)
+    backing.store.insert_run(RunRecord("r1", "w", "RUNNING", created_at=time.time(), owner="gone:1:t",
+                                       heartbeat_at=backing.store.db_now() - 10, lease_epoch=1))
+    assert StoreView("r1", backing).wait(timeout=30) == "SUCCEEDED"
+    assert backing.taken == ["r1"]
+
+
+def test_the_store_view_leaves_a_live_driver_alone():
+    backing = Backing(lease_s=0.3)
+    backing.store.insert_run(RunRecord("r1", "w", "RUNNING", created_at=time.time(), owner="live:1:t",
+                                       heartbeat_at=backing.store.db_now() + 3600, lease_epoch=1))
+    with pytest.raises(TimeoutError):
+        StoreView("r1", backing).wait(timeout=1.0)
+    assert backing.taken == []
 
 
 class Scripted:

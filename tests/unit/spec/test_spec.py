@@ -322,14 +322,20 @@ def test_reserved_types(kind):
     assert "reserved" in str(info.value)
 
 
-def test_seed_types_without_function_still_explain():
-    # The seed's shape uses free-form types ("parallel_executor"): they load and explain.
-    spec = spec_of([{"id": "p", "type": "parallel_executor", "config": {"components": ["a"]}},
+def test_components_without_function_still_explain():
+    spec = spec_of([{"id": "p", "type": "python", "config": {"components": ["a"]}},
                     {"id": "q", "type": "python"}], [{"from": "p", "to": "q"}])
     plan = make_plan(to_blueprint(spec), require_functions=False)
     assert plan.critical_path == ["p", "q"]
     with pytest.raises(SpecError, match="'p'.*no function"):
         make_plan(to_blueprint(spec))
+
+
+def test_free_form_types_are_refused_not_run_as_tasks():
+    # The seed's free-form types ("parallel_executor") once ran as plain tasks; now they
+    # are refused (tests/unit/spec/test_hostile.py has the did-you-mean cases).
+    with pytest.raises(SpecError, match="component 'p' field 'type': expected one of python, actor, batch"):
+        spec_of([{"id": "p", "type": "parallel_executor"}])
 
 
 def test_actor_type():
