@@ -21,6 +21,8 @@ RAYFLOW_HOME               ``~/.rayflow``                        the default che
 RAYFLOW_SIGNING_KEY        a random key in ``$RAYFLOW_HOME``     signs pickled checkpoints and cache entries
 RAYFLOW_LEASE_S            30                                    a run's lease; its driver beats every third of it
 RAYFLOW_TRACKER            unset (decided by the cluster)        0/1: force driving runs in the cluster's tracker
+RAYFLOW_TRACKER_HOST       1                                     0: the first submitting process creates the tracker
+                                                                 itself (no host process; see rayflow.server.tracker_host)
 RAYFLOW_GC                 ``tune`` in processes rayflow owns,   ``tune``: pause the collector around bursts and
                            ``off`` elsewhere (a user's process)  ``gc.freeze()`` at the first run; ``off``: neither
 RAYFLOW_GC_FREEZE          1                                     0: no ``gc.freeze()`` even where RAYFLOW_GC tunes
@@ -55,6 +57,7 @@ HOME_VAR = "RAYFLOW_HOME"
 SIGNING_KEY_VAR = "RAYFLOW_SIGNING_KEY"
 LEASE_VAR = "RAYFLOW_LEASE_S"
 TRACKER_VAR = "RAYFLOW_TRACKER"
+TRACKER_HOST_VAR = "RAYFLOW_TRACKER_HOST"
 GC_VAR = "RAYFLOW_GC"
 GC_FREEZE_VAR = "RAYFLOW_GC_FREEZE"
 FAST_SUBMIT_VAR = "RAYFLOW_FAST_SUBMIT"
@@ -116,6 +119,11 @@ def tracker_forced() -> bool | None:
     """$RAYFLOW_TRACKER: True for ``1``, False for ``0``, None otherwise (rayflow decides)."""
     forced = _get(TRACKER_VAR)
     return forced == "1" if forced in ("0", "1") else None
+
+
+def tracker_hosted() -> bool:
+    """$RAYFLOW_TRACKER_HOST: False for ``0``; True otherwise (a host process creates the tracker)."""
+    return _on(TRACKER_HOST_VAR)
 
 
 def gc_mode() -> str | None:

@@ -81,6 +81,7 @@ class ActiveRun:
         self.run = run
         self.executor = executor
         self.checkpoints = CheckpointTarget(checkpoints, run.run_id) if checkpoints is not None else None
+        self._checkpoint_store = checkpoints
         self.recorder = RunRecorder(run, plan, service.writer, checkpoints=checkpoints, first_seq=first_seq)
         self.state = new_state(plan, executor)
         self.restored = dict(restored or {})
@@ -171,10 +172,24 @@ class ActiveRun:
                                 error=self.error, summary=summary, heartbeat_at=None)   # the lease ends
         self.recorder.run_event(self.status, error=self.error)
         self.service.writer.flush()
+        self._sweep_temporary()
         if self.lease is not None:   # renewed through the summary and the last writes, then dropped
             self.service.leases.drop(self.run.run_id)
         self.service.writer.unfence(self.run.run_id)
         self.done.set()
+
+    def _sweep_temporary(self) -> None:
+        """The run settled: a checkpoint write still unfinished in its folder died with its
+        worker (Ray ran the save again), so it goes now rather than at the next ``rayflow gc``."""
+        if self._checkpoint_store is None:
+            return
+        try:
+            removed = self._checkpoint_store.sweep_temporary(self.run.run_id)
+        except Exception as exc:  # noqa: BLE001 - leftovers cost disk until gc, never the run
+            log.warning("run %s: could not remove unfinished checkpoint writes: %s", self.run.run_id, exc)
+            return
+        if removed:
+            log.info("run %s: removed %d unfinished checkpoint write(s)", self.run.run_id, removed)
 
     def _stop_here(self) -> None:
         """Lost: write nothing more. Handed back: flush what is queued, say so in the run's
@@ -195,6 +210,8 @@ class ActiveRun:
     def _should_cancel(self) -> bool:
         if self.cancel_event.is_set():
             return True
+        if self.lease is not None and not self.service.leases.confirm(self.run.run_id):
+            return True   # taken over while this process slept: start nothing more
         now = time.monotonic()
         if self.lease is None and now >= self._next_beat:   # unfenced: heartbeats through the writer
             self._next_beat = now + self._lease_s / 3

@@ -40,6 +40,7 @@ class LeaseKeeper:
         self._store = store
         self._lease_s = lease_s
         self._held: dict[str, _Held] = {}
+        self._gone: set[str] = set()   # runs whose lease this process held and lost
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
         self._stop = False
@@ -47,6 +48,7 @@ class LeaseKeeper:
     def hold(self, lease: Lease, on_lost: Callable[[str], None]) -> None:
         with self._cond:
             self._held[lease.run_id] = _Held(lease, on_lost, time.monotonic())
+            self._gone.discard(lease.run_id)
             if self._thread is None or not self._thread.is_alive():
                 self._stop = False
                 self._thread = threading.Thread(target=self._loop, name="rayflow-leases", daemon=True)
@@ -55,6 +57,23 @@ class LeaseKeeper:
     def drop(self, run_id: str) -> None:
         with self._cond:
             self._held.pop(run_id, None)
+            self._gone.discard(run_id)
+
+    def confirm(self, run_id: str) -> bool:
+        """Whether this process may go on driving ``run_id``, asked before it starts more work.
+        A lease renewed within SELF_FENCE of the lease time answers at once; an older one (the
+        process was paused, or the keeper thread starved) is renewed here first, so a driver
+        woken past its lease learns of a take-over before it submits anything. False (and the
+        run's ``lease_lost`` called) when the lease is gone; True for a run not held here."""
+        with self._cond:
+            if run_id in self._gone:
+                return False   # lost (the keeper thread may have learnt it a moment ago)
+            entry = self._held.get(run_id)
+        if entry is None or time.monotonic() - entry.renewed < SELF_FENCE * self._lease_s():
+            return True
+        self._renew(entry)
+        with self._cond:
+            return self._held.get(run_id) is entry
 
     def held(self) -> list[Lease]:
         with self._cond:
@@ -100,6 +119,7 @@ class LeaseKeeper:
             if self._held.get(run_id) is not entry:
                 return   # dropped meanwhile: the run ended
             self._held.pop(run_id, None)
+            self._gone.add(run_id)
         log.warning("run %s: its lease (epoch %d) was taken over; this process stops driving it",
                     run_id, entry.lease.epoch)
         entry.on_lost(run_id)

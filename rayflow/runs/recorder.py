@@ -56,6 +56,7 @@ class RunRecorder:
         self._last = dict.fromkeys(plan.tasks, "PENDING")   # state last counted, per component
         self._counts: dict[str, int] = {"PENDING": len(plan.tasks)}
         self._dirty: set[str] = set(plan.tasks)   # every row is written once, PENDING or later
+        self._unsaved: dict[str, bytes] = {}      # small outputs drained, saved once their rows land
 
     def start(self) -> None:
         """Queue the first write of every component's row."""
@@ -88,10 +89,17 @@ class RunRecorder:
         with self._lock:
             dirty, self._dirty = self._dirty, set()
             records = [self._record(cid) for cid in dirty]
-            outputs = self._take_outputs(dirty)
-        if outputs:
-            self._save_outputs(outputs)
+            self._unsaved.update(self._take_outputs(dirty))
         return records
+
+    def written(self, *, lost: bool) -> None:
+        """The drained rows landed: checkpoint their small outputs now, so a checkpoint is
+        committed only under the lease that the store just checked. ``lost``: the store
+        refused the rows (another owner drives the run); the outputs are dropped."""
+        with self._lock:
+            outputs, self._unsaved = self._unsaved, {}
+        if outputs and not lost:
+            self._save_outputs(outputs)
 
     def _take_outputs(self, ids: set[str]) -> dict[str, bytes]:
         """The small outputs that came back with the calls of ``ids`` (handed over once)."""

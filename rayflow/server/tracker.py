@@ -28,8 +28,12 @@ from __future__ import annotations
 import functools
 import hashlib
 import io
+import json
 import logging
+import os
 import pickle
+import subprocess
+import sys
 import threading
 import time
 from typing import Any
@@ -37,7 +41,7 @@ from typing import Any
 import ray
 from ray import cloudpickle
 
-from rayflow.core import gcpause
+from rayflow.core import config, gcpause
 from rayflow.core.errors import RunBusy, WorkflowFailed
 from rayflow.core.states import TERMINAL_RUN_STATES
 from rayflow.execute.ray.sealed import Sealed
@@ -56,6 +60,8 @@ KEEP_FINISHED = 1000     # finished runs kept in memory for result(); older ones
 KEEP_FUNCTIONS = 1024    # distinct component functions the tracker keeps loaded
 SWEEP_MIN_S = 2.0        # the tracker looks for orphaned runs every half lease, at most this often
 SWEEP_BATCH = 16         # orphaned runs resumed per turn at most
+HOST_WAIT_S = 60.0       # how long a first submitter waits for the tracker's host to create it
+HOST_ENV_VAR = "RAYFLOW_TRACKER_HOST_RUNTIME_ENV"   # the submitter's job runtime_env, for the host
 
 
 class _PlanPickler(cloudpickle.CloudPickler):
@@ -149,6 +155,10 @@ class RunTracker:
                          daemon=True).start()
         return active.run.run_id
 
+    def job_id(self) -> str:
+        """The Ray job this actor belongs to (its creator's): the host checks it made it."""
+        return ray.get_runtime_context().get_job_id()
+
     def status(self, run_id: str) -> str | None:
         active = self._runs.get(run_id)
         return None if active is None else active.status
@@ -239,17 +249,75 @@ def _tracker_class() -> Any:
     return ray.remote(RunTracker)   # made once per process, not at every hand-over
 
 
-def tracker() -> Any:
-    """The cluster's tracker actor, created on first use (on this driver's node, so a
-    SQLite store path means the same file for both)."""
+def create_tracker(node: str) -> Any:
+    """The cluster's tracker actor (created here unless it exists), placed on ``node``."""
     from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-    node = ray.get_runtime_context().get_node_id()
     return _tracker_class().options(
         name=NAME, namespace=NAMESPACE, lifetime="detached", get_if_exists=True, num_cpus=0,
         max_concurrency=MAX_CALLS, max_restarts=-1,   # restarted by Ray when its process dies
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=True),
     ).remote()
+
+
+def tracker() -> Any:
+    """The cluster's tracker actor, created on first use on this driver's node (so a SQLite
+    store path means the same file for both): by a host process started here (see
+    rayflow.server.tracker_host: the tracker's Ray job must outlive this process), or, when
+    hosting is off or fails, by this process."""
+    try:
+        return ray.get_actor(NAME, namespace=NAMESPACE)
+    except ValueError:
+        pass
+    node = ray.get_runtime_context().get_node_id()
+    if config.tracker_hosted() and not _ray_client():
+        hosted = _start_host(node)
+        if hosted is not None:
+            return hosted
+    return create_tracker(node)
+
+
+def _ray_client() -> bool:
+    """Connected through Ray Client (``ray://``): no process here could host a job there."""
+    from ray.util.client import ray as client
+
+    return bool(client.is_connected())
+
+
+def _start_host(node: str) -> Any:
+    """Start the tracker's host and wait for the tracker it creates; None when it could not."""
+    logs = config.home() / "logs"
+    try:
+        logs.mkdir(mode=0o700, parents=True, exist_ok=True)
+        runtime_env = json.dumps(dict(ray.get_runtime_context().runtime_env or {}))
+    except (OSError, TypeError, ValueError) as exc:
+        log.warning("the tracker's host could not be started (%s); this process creates the tracker", exc)
+        return None
+    # the runtime_env (its env_vars may hold secrets) through the environment, never argv
+    env = {**os.environ, HOST_ENV_VAR: runtime_env}
+    cmd = [sys.executable, "-m", "rayflow.server.tracker_host", "--address", ray.get_runtime_context().gcs_address,
+           "--node", node]
+    fd = os.open(logs / "tracker-host.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, start_new_session=True,
+                                cwd=os.getcwd(), env=env)
+    finally:
+        os.close(fd)
+    deadline = time.monotonic() + HOST_WAIT_S
+    while time.monotonic() < deadline:
+        try:
+            return ray.get_actor(NAME, namespace=NAMESPACE)
+        except ValueError:
+            pass
+        if proc.poll() is not None:
+            try:   # another host may have been quicker (then this one exited at once)
+                return ray.get_actor(NAME, namespace=NAMESPACE)
+            except ValueError:
+                break
+        time.sleep(0.05)
+    log.warning("the tracker's host did not create the tracker within %.0f s (see %s); this process creates it",
+                HOST_WAIT_S, logs / "tracker-host.log")
+    return None
 
 
 def hand_over(plan: Plan, run: RunRecord, store_url: str, checkpoints_url: str | None = None,

@@ -205,6 +205,22 @@ class CheckpointStore:
         except FileNotFoundError:
             pass
 
+    def sweep_temporary(self, run_id: str) -> int:
+        """Remove every unfinished write (``*.tmp-<hex>``) in ``run_id``'s folder; how many.
+        Only for the run's owner at a moment none of its own writes is in flight (its run
+        has settled): a write that died (its worker was killed) left them, and a write still
+        going would be a former owner's, whose result is not wanted."""
+        selector = pafs.FileSelector(self._run_dir(run_id), recursive=True, allow_not_found=True)
+        removed = 0
+        for info in self._fs.get_file_info(selector):
+            if info.type == pafs.FileType.File and TEMP_MARK in info.base_name:
+                try:
+                    self._fs.delete_file(info.path)
+                    removed += 1
+                except (FileNotFoundError, OSError):
+                    continue   # renamed or removed meanwhile
+        return removed
+
     # -- retention -----------------------------------------------------------------------
 
     def folders(self) -> list[RunFolder]:
@@ -325,6 +341,9 @@ class MemoryCheckpoints:
 
     def check(self, checkpoint: Checkpoint) -> None:
         codec.check_blob(checkpoint.blob if checkpoint.blob is not None else self._files[checkpoint.path or ""])
+
+    def sweep_temporary(self, run_id: str) -> int:
+        return 0   # writes here are whole or absent
 
     def delete_run(self, run_id: str) -> None:
         self._runs.pop(run_id, None)

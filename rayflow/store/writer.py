@@ -11,8 +11,10 @@ record after enqueueing it (it is not copied, to keep the hot path cheap).
 
 Fencing: a run driven under a lease is ``fence``d with its epoch; every cycle passes the
 fences to ``RunStore.write_batch``, which drops the records of a run whose lease was
-taken over. The writer then forgets that run's fence and calls its ``on_lost`` (the
-owner stops driving); nothing of it is retried.
+taken over. The writer then calls the run's ``on_lost`` once (the owner stops driving)
+and keeps the fence, so whatever the old owner still queues is refused too; nothing of it
+is retried. A record source is told after each cycle whether its records landed
+(``RecordSource.written``): the run recorder commits inline checkpoints only then.
 
 Failures: a store that cannot take writes now (``store_unavailable``: unreachable, busy,
 timing out) keeps the batch, retried with backoff until it lands. Any other failure is
@@ -35,9 +37,9 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from rayflow.core import gcpause
-from rayflow.core.errors import StoreUnavailable
 from rayflow.store.memory import check_run_fields
 from rayflow.store.port import ComponentRecord, EventRecord, RunStore
+from rayflow.store.salvage import Salvage, store_unavailable
 
 logger = logging.getLogger("rayflow.store")
 
@@ -45,29 +47,7 @@ FIRST_RETRY_S = 0.1
 MAX_RETRY_S = 5.0
 COMPONENTS_DUE = 50_000   # pending component records that make a write due before its interval
 FLUSH_TIMEOUT_S = 30.0    # how long flush() and close() wait for a failing store, by default
-DROPS_NAMED = 5           # records named in one warning about the records the store refused
 
-# the store cannot take writes now: unreachable (PostgresStore and SqliteStore raise
-# StoreUnavailable; a plain OSError is a socket's or a file's), or busy (SQLSTATE classes
-# 08 connection, 40 serialization failure or deadlock, 53 insufficient resources, 55 lock
-# not available, 57 statement timeout or shutdown, 58 I/O error): never the records' fault
-UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (StoreUnavailable, OSError, TimeoutError)
-BUSY_SQLSTATES = ("08", "40", "53", "55", "57", "58")
-
-
-def store_unavailable(exc: BaseException) -> bool:
-    """Whether ``exc`` (or what it was raised from) says the store cannot take writes now,
-    not that these records are wrong: such a batch is kept and retried. Any other failure
-    (a value the codec or the database refuses, a constraint) is the records'."""
-    seen: BaseException | None = exc
-    while seen is not None:
-        if isinstance(seen, UNREACHABLE_ERRORS):
-            return True
-        state = getattr(seen, "sqlstate", None)   # asyncpg's server errors
-        if isinstance(state, str) and state[:2] in BUSY_SQLSTATES:
-            return True
-        seen = seen.__cause__
-    return False
 
 
 class RecordSource(Protocol):
@@ -80,6 +60,11 @@ class RecordSource(Protocol):
     def drain(self) -> list[ComponentRecord]:
         """The records changed since the last drain (the writer owns them)."""
 
+    def written(self, *, lost: bool) -> None:
+        """The drained records landed (``lost``: the store refused them, the run's lease was
+        taken over). Called in the writer thread before the cycle counts as written, so a
+        source may commit what must follow its rows (the recorder's inline checkpoints)."""
+
 
 @dataclass
 class _Batch:
@@ -90,6 +75,7 @@ class _Batch:
     events: list[EventRecord] = field(default_factory=list)
     runs: dict[str, dict[str, Any]] = field(default_factory=dict)
     sources: list[RecordSource] = field(default_factory=list)
+    drained: list[RecordSource] = field(default_factory=list)   # told ``written`` once the cycle landed
 
     def size(self) -> int:
         return len(self.components) + len(self.events) + len(self.runs)
@@ -340,10 +326,11 @@ class StoreWriter:
         while batch.sources:
             with gcpause.paused():   # thousands of records at once: collect after, not during
                 batch.components.extend(batch.sources[-1].drain())   # newer than any queued copy
-            batch.sources.pop()
+            batch.drained.append(batch.sources.pop())
         with self._cond:
             fences = {run_id: epoch for run_id, (epoch, _) in self._fences.items()}
         n = self.max_batch
+        refused: set[str] = set()
         while batch.components or batch.events or batch.runs:
             components, events = batch.components[:n], batch.events[:n]
             last = len(batch.components) <= n and len(batch.events) <= n
@@ -354,7 +341,23 @@ class StoreWriter:
             if last:
                 batch.runs = {}
             if lost:
+                refused |= lost
                 self._lost(lost, batch)
+        self._tell_written(batch, refused)
+
+    def _tell_written(self, batch: _Batch, refused: set[str]) -> None:
+        """Tell each drained source whether its records landed (a run fenced out earlier
+        counts as refused: its fence is kept for that)."""
+        with self._cond:
+            out = refused | {run_id for run_id, (_, on_lost) in self._fences.items() if on_lost is _told}
+        for source in batch.drained:
+            tell = getattr(source, "written", None)
+            if tell is not None:
+                try:
+                    tell(lost=source.source_key in out)
+                except Exception:  # noqa: BLE001 - a source's follow-up must not stop the writer
+                    logger.exception("run %s: committing what follows its records failed", source.source_key)
+        batch.drained = []
 
     def _write_chunk(self, components: list[ComponentRecord], events: list[EventRecord],
                      runs: dict[str, dict[str, Any]], fences: dict[str, int]) -> set[str]:
@@ -370,7 +373,7 @@ class StoreWriter:
                 "to set aside the ones the store refuses", self.store.url,
                 len(components) + len(events) + len(runs), type(exc).__name__,
             )
-        salvage = _Salvage(self.store, fences)
+        salvage = Salvage(self.store, fences)
         salvage.write("component", components)
         salvage.write("event", events)
         salvage.write("run update", list(runs.items()))
@@ -381,8 +384,10 @@ class StoreWriter:
 
     def _lost(self, run_ids: set[str], batch: _Batch) -> None:
         """The store refused these runs' records: their owner lost the lease."""
-        with self._cond:
-            lost = [(run_id, self._fences.pop(run_id)) for run_id in run_ids if run_id in self._fences]
+        with self._cond:   # the fence stays (told once): whatever the old owner still queues is refused too
+            lost = [(run_id, self._fences[run_id]) for run_id in run_ids if run_id in self._fences]
+            for run_id, (epoch, _) in lost:
+                self._fences[run_id] = (epoch, _told)
         batch.components = [c for c in batch.components if c.run_id not in run_ids]
         batch.events = [e for e in batch.events if e.run_id not in run_ids]
         for run_id, (epoch, on_lost) in lost:
@@ -402,7 +407,7 @@ class StoreWriter:
         for run_id, fields in self._runs.items():
             runs.setdefault(run_id, {}).update(fields)
         self._runs = runs
-        for source in batch.sources:   # not drained yet
+        for source in batch.sources + batch.drained:   # not drained yet, or not told: drained again
             self._sources.setdefault(source.source_key, source)
         if self._since is None:
             self._since = time.monotonic()
@@ -414,67 +419,5 @@ class StoreWriter:
         self.close()
 
 
-class _Salvage:
-    """The records of a chunk the store refused, written again in halves down to one record
-    (a run update: down to one field); what it still refuses is set aside. Any other
-    failure on the way is raised: the whole chunk is retried later (every write is
-    idempotent, so parts written twice change nothing)."""
-
-    def __init__(self, store: RunStore, fences: dict[str, int]) -> None:
-        self.store = store
-        self.fences = fences or None
-        self.lost: set[str] = set()
-        self.refused: list[tuple[str, str, str, str]] = []   # (run_id, kind, what, error type)
-
-    def write(self, kind: str, items: list[Any]) -> None:
-        if not items:
-            return
-        try:
-            self.lost |= self._write(kind, items)
-            return
-        except Exception as exc:
-            if store_unavailable(exc):
-                raise
-            if len(items) == 1:
-                self._refused(kind, items[0], exc)
-                return
-        mid = len(items) // 2
-        self.write(kind, items[:mid])
-        self.write(kind, items[mid:])
-
-    def _write(self, kind: str, items: list[Any]) -> set[str]:
-        if kind == "component":
-            return self.store.write_batch(items, [], {}, self.fences)
-        if kind == "event":
-            return self.store.write_batch([], items, {}, self.fences)
-        runs: dict[str, dict[str, Any]] = {}
-        for run_id, fields in items:   # "run field": several items of one run, merged
-            runs.setdefault(run_id, {}).update(fields)
-        return self.store.write_batch([], [], runs, self.fences)
-
-    def _refused(self, kind: str, item: Any, exc: Exception) -> None:
-        if kind == "run update":
-            run_id, fields = item
-            if len(fields) > 1:   # the other fields (the run's status, say) still land
-                self.write("run field", [(run_id, {name: value}) for name, value in fields.items()])
-                return
-            self.refused.append((run_id, kind, f"field {next(iter(fields))}", type(exc).__name__))
-        elif kind == "run field":
-            run_id, fields = item
-            self.refused.append((run_id, "run update", f"field {next(iter(fields))}", type(exc).__name__))
-        elif kind == "component":
-            self.refused.append((item.run_id, kind, item.component_id, type(exc).__name__))
-        else:
-            self.refused.append((item.run_id, kind, f"seq {item.seq} ({item.kind})", type(exc).__name__))
-
-    def report(self, url: str) -> None:
-        """One warning per run, kind of record and error: the ids, never the values."""
-        groups: dict[tuple[str, str, str], list[str]] = {}
-        for run_id, kind, what, error in self.refused:
-            groups.setdefault((run_id, kind, error), []).append(what)
-        for (run_id, kind, error), whats in groups.items():
-            more = f" and {len(whats) - DROPS_NAMED} more" if len(whats) > DROPS_NAMED else ""
-            logger.warning(
-                "run %s: the run store %s refused %d %s record(s) (%s), set aside: %s%s",
-                run_id, url, len(whats), kind, error, ", ".join(whats[:DROPS_NAMED]), more,
-            )
+def _told(_run_id: str) -> None:
+    """The owner of a lost run was told already: a later refusal says nothing more."""

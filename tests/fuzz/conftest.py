@@ -13,6 +13,26 @@ GENERATED: Counter[str] = Counter()   # test -> examples it ran
 OUTCOMES: Counter[str] = Counter()    # "entry point: ok|SpecError" -> calls
 
 
+RAY_CALLS: list[str] = []   # ray.init / ray.is_initialized calls made while a fuzz test ran
+
+
+@pytest.fixture(autouse=True)
+def no_ray_calls(monkeypatch):
+    """Record every ``ray.init`` and ``ray.is_initialized`` call a fuzz test makes (the
+    second is the first thing rayflow's ``ensure_ray`` asks, so a session reused from an
+    earlier test of the run is caught too, whatever order the tests run in)."""
+    ray = pytest.importorskip("ray")
+    for name in ("init", "is_initialized"):
+        real = getattr(ray, name)
+
+        def spy(*args, _real=real, _name=name, **kwargs):
+            RAY_CALLS.append(_name)
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(ray, name, spy)
+    yield
+
+
 @pytest.fixture(scope="session")
 def fuzz_dir(tmp_path_factory):
     return tmp_path_factory.mktemp("fuzz")

@@ -6,6 +6,7 @@ declared gone. What ran is counted by the components themselves (the ledger file
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -187,3 +188,29 @@ def test_a_dead_owner_of_this_machine_is_declared_gone(tmp_path) -> None:
     owner = out.stdout.strip()
     assert owner.count(":") == 2
     assert owner_gone(owner)
+    assert owner_gone(owner)   # asking leaves the answer for the next one (runs --status RESUMABLE, then resume)
+
+
+def test_only_old_lock_files_of_dead_owners_are_swept(tmp_path) -> None:
+    from rayflow.runs import owners
+
+    folder = tmp_path / "owners"
+    folder.mkdir()
+    code = "from rayflow.runs.owners import owner_id; print(owner_id())"
+    env = {**os.environ, "PYTHONPATH": str(REPO), "RAYFLOW_HOME": str(tmp_path)}
+    dead = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env).stdout.strip()
+            for _ in range(2)]
+    old, fresh = (folder / f"{o.split(':')[2]}.lock" for o in dead)
+    live = folder / "live.lock"
+    holder = os.open(live, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(holder, fcntl.LOCK_EX)
+    try:
+        now = old.stat().st_mtime + owners.STALE_S + 60
+        os.utime(fresh, (now - 60, now - 60))
+        os.utime(live, (now - owners.STALE_S - 60,) * 2)
+        owners._sweep(folder, now)
+        assert not old.exists()        # dead and older than STALE_S
+        assert fresh.exists()          # dead but recent: still answers owner_gone
+        assert live.exists()           # old, but its process holds the lock
+    finally:
+        os.close(holder)

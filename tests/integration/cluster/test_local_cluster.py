@@ -281,6 +281,37 @@ def test_a_run_outlives_the_script_that_submitted_it(cluster, tmp_path):
     assert shown.returncode == 0 and "SUCCEEDED" in shown.stdout, _explain(shown)
 
 
+TRACKER_JOB = '''
+import json, sys, ray
+from rayflow.server.tracker import NAME, NAMESPACE
+ray.init(address=sys.argv[1], namespace=NAMESPACE)
+actor = ray.get_actor(NAME, namespace=NAMESPACE)
+print(json.dumps({"tracker_job": ray.get(actor.job_id.remote()), "mine": ray.get_runtime_context().get_job_id()}))
+'''
+
+
+def test_the_tracker_belongs_to_a_host_job_that_outlives_the_submitters(cluster, tmp_path):
+    """The tracker's component tasks belong to the job that created it, and Ray ends a
+    finished job's idle workers at once: the tracker must be made by its host process,
+    whose job lives on, never by the script that happened to submit first."""
+    script = tmp_path / "submit_and_exit.py"
+    script.write_text(SUBMIT_AND_EXIT)
+    first = _sh([sys.executable, str(script), cluster.address, f"sqlite:///{tmp_path / 't.db'}"], cluster.env,
+                RUN_TIMEOUT_S)
+    assert first.returncode == 0, _explain(first)
+    probe = tmp_path / "tracker_job.py"
+    probe.write_text(TRACKER_JOB)
+    shown = _sh([sys.executable, str(probe), cluster.address], cluster.env, 120)
+    assert shown.returncode == 0, _explain(shown)
+    jobs = _json_line(shown.stdout)
+    log = Path(cluster.env["RAYFLOW_HOME"]) / "logs" / "tracker-host.log"
+    hosted = [line for line in log.read_text().splitlines() if "hosting the tracker" in line]
+    assert hosted and hosted[-1].endswith(f"(job {jobs['tracker_job']})"), (hosted, jobs)
+    hosts = subprocess.run(["pgrep", "-f", f"rayflow.server.tracker_host --address {cluster.address}"],
+                           capture_output=True, text=True)
+    assert hosts.stdout.split(), "the tracker's host process is not running"
+
+
 MANY_SMALL = '''
 import json, sys
 import rayflow as rf
