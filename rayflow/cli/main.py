@@ -329,7 +329,8 @@ def resume(ctx: click.Context, run_id: str | None, resume_all: bool, force: bool
 
     For a run whose driver crashed or was killed, that failed, or that was cancelled.
     With --server, the server resumes it (it adopts orphaned runs by itself).
-    Exit code 0 when every resumed run succeeds, 1 otherwise.
+    Exit code 0 when every resumed run succeeds, 1 otherwise. Ctrl-C (SIGINT) or SIGTERM
+    cancels the run being resumed (resume it again later) and exits 130 or 143.
     """
     if resume_all == bool(run_id):
         raise click.UsageError("give a RUN_ID or --all (not both)")
@@ -345,14 +346,19 @@ def resume(ctx: click.Context, run_id: str | None, resume_all: bool, force: bool
         click.echo("no resumable runs")
         return
     failed = 0
-    for rid in ids:
-        handle = svc.resume(rid, force=force)
-        status = handle.status()
-        if status not in ("SUCCEEDED",):
-            total = len(handle.components())
-            status = render.follow(handle, total, show=not quiet)
-        click.echo(f"{rid}: {status}")
-        failed += status != "SUCCEEDED"
+    with Stopping(svc) as stop:   # SIGINT/SIGTERM: the run being resumed is cancelled, exit 130/143
+        for rid in ids:
+            handle = svc.resume(rid, force=force)
+            stop.install()   # again: ray.init installs a SIGTERM handler of its own
+            stop.follow(handle)
+            stop.check()
+            status = handle.status()
+            if status not in ("SUCCEEDED",):
+                total = len(handle.components())
+                status = render.follow(handle, total, show=not quiet)
+            stop.check()
+            click.echo(f"{rid}: {status}")
+            failed += status != "SUCCEEDED"
     if failed:
         sys.exit(EXIT_FAILED)
 

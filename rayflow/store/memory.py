@@ -16,6 +16,7 @@ from dataclasses import fields as dc_fields
 from typing import Any
 
 from rayflow.core.errors import RunExists
+from rayflow.core.states import TERMINAL_RUN_STATES
 from rayflow.store.port import (
     ComponentRecord,
     EventRecord,
@@ -254,6 +255,17 @@ class MemoryStore:
                 return False
             token.revoked_at = now
             return True
+
+    def delete_runs(self, run_ids: list[str]) -> int:
+        with self._lock:
+            gone = {r for r in run_ids if r in self._runs and self._runs[r].status in TERMINAL_RUN_STATES}
+            for run_id in gone:
+                del self._runs[run_id]
+                self._components.pop(run_id, None)
+                self._events.pop(run_id, None)
+            for key in [k for k, (run_id, _, _) in self._requests.items() if run_id in gone]:
+                del self._requests[key]
+            return len(gone)
 
     def insert_run_once(self, run: RunRecord, key: str, body_hash: str, now: float) -> tuple[str, str, bool]:
         with self._lock:

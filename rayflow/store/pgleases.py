@@ -50,6 +50,16 @@ async def insert_then_fetch(conn: Any, insert: str, insert_args: Sequence[Any], 
     return await conn.fetch(query, *args)
 
 
+async def delete_runs(conn: Any, run_ids: list[str], finished: list[str]) -> int:
+    """Delete the finished runs among ``run_ids`` and their rows, in one transaction."""
+    async with conn.transaction():
+        gone = [row[0] for row in await conn.fetch(sql.DELETE_RUNS, run_ids, finished)]
+        if gone:
+            for query in sql.DELETE_RUN_ROWS:
+                await conn.execute(query, gone)
+    return len(gone)
+
+
 async def insert_run_once(conn: Any, request: Sequence[Any], run_arrays: list[list[Any]]) -> tuple[str, str, bool]:
     """The key (ON CONFLICT DO NOTHING; a concurrent holder of the key waits for the first
     to commit), then the run only if the key is this request's, in one transaction."""

@@ -13,7 +13,13 @@ from typing import Any
 
 from rayflow.store import pgleases as ops
 from rayflow.store import pgschema as sql
-from rayflow.store.port import RunRecord, ServerRecord, TokenRecord, WorkflowRecord
+from rayflow.store.port import (
+    TERMINAL_RUN_STATES,
+    RunRecord,
+    ServerRecord,
+    TokenRecord,
+    WorkflowRecord,
+)
 
 
 class ServerRecords:
@@ -47,6 +53,9 @@ class ServerRecords:
     def insert_run_once(self, run: RunRecord, key: str, body_hash: str, now: float) -> tuple[str, str, bool]:
         return self._write(ops.insert_run_once, (key, body_hash, run.run_id, float(now)),
                            sql.RUNS.as_arrays([run], keep="last"))
+
+    def delete_runs(self, run_ids: list[str]) -> int:
+        return int(self._write(ops.delete_runs, list(dict.fromkeys(run_ids)), sorted(TERMINAL_RUN_STATES)))
 
     def put_workflow(self, workflow: WorkflowRecord) -> None:
         self._write(ops.execute, sql.PUT_WORKFLOW, *sql.WORKFLOWS.encode(workflow))

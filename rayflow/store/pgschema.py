@@ -386,6 +386,10 @@ CLAIM_NEXT = f"""WITH free AS (
 UPDATE runs {_TAKE} FROM free WHERE runs.run_id = free.run_id
 RETURNING runs.run_id, runs.lease_epoch, runs.created_at"""
 RENEW_LEASE = f"UPDATE runs SET heartbeat_at = {DB_NOW} WHERE run_id = $1 AND owner = $2 AND lease_epoch = $3"
+# rayflow gc --rows: finished runs only; their components, events and idempotency keys with them
+DELETE_RUNS = "DELETE FROM runs WHERE run_id = ANY($1::text[]) AND status = ANY($2::text[]) RETURNING run_id"
+DELETE_RUN_ROWS = tuple(f"DELETE FROM {table} WHERE run_id = ANY($1::text[])"
+                        for table in ("idempotency", "events", "components"))
 RELEASE_LEASE = ("UPDATE runs SET owner = '', heartbeat_at = NULL, status = COALESCE($4::text, status) "
                  "WHERE run_id = $1 AND owner = $2 AND lease_epoch = $3")
 # a fenced writer cycle locks its runs' rows (in key order: two cycles never deadlock)

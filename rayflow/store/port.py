@@ -250,6 +250,11 @@ class RunStore(Protocol):
 
     def revoke_token(self, token_id: str, now: float) -> bool: ...
 
+    def delete_runs(self, run_ids: list[str]) -> int:
+        """Delete these runs' rows (the run, its components, events and idempotency keys),
+        in one transaction; a run that is not finished (PENDING, RUNNING) or unknown is
+        left. How many runs were deleted (``rayflow gc --rows``)."""
+
     def insert_run_once(self, run: RunRecord, key: str, body_hash: str, now: float) -> tuple[str, str, bool]:
         """An idempotent submit, in one transaction: when ``key`` is known, nothing is
         inserted and the kept (run_id, body_hash) come back with False; otherwise ``key`` is

@@ -20,6 +20,8 @@ from typing import Any
 
 from rayflow.core import gcpause
 from rayflow.core.errors import RunExists, StoreUnavailable
+from rayflow.core.states import TERMINAL_RUN_STATES
+from rayflow.data.codec import private_dir
 from rayflow.store import sqlrows as q
 from rayflow.store.memory import check_run_fields
 from rayflow.store.port import (
@@ -44,12 +46,21 @@ def _unavailable(url: str) -> Iterator[None]:
         raise StoreUnavailable(f"run store {url} refused a write: {exc}") from exc
 
 
+def _create_private(path: Path) -> None:
+    """Create ``path`` with mode 0600 unless it exists (then it is left as it is)."""
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        pass
+
+
 class SqliteStore:
     """A RunStore in one SQLite file. One connection, guarded by a lock."""
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(os.path.abspath(os.path.expanduser(os.fspath(path))))
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_dir(self.path.parent)   # folders made here: owner-only
+        _create_private(self.path)      # a new database file is the owner's alone (its -wal, -shm follow)
         self.url = f"sqlite:///{self.path}"
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = sqlite3.connect(
@@ -296,6 +307,20 @@ class SqliteStore:
     def revoke_token(self, token_id: str, now: float) -> bool:
         return self._write("UPDATE tokens SET revoked_at = ? WHERE token_id = ? AND revoked_at IS NULL",
                            [(now, token_id)]) > 0
+
+    def delete_runs(self, run_ids: list[str]) -> int:
+        finished = sorted(TERMINAL_RUN_STATES)
+        is_finished = f"SELECT 1 FROM runs WHERE run_id = ? AND status IN ({', '.join('?' * len(finished))})"
+        gone = 0
+        with self._transaction() as conn:
+            for run_id in dict.fromkeys(run_ids):
+                found = conn.execute(is_finished, (run_id, *finished)).fetchone()
+                if found is None:
+                    continue
+                for table in ("idempotency", "events", "components", "runs"):
+                    conn.execute(f"DELETE FROM {table} WHERE run_id = ?", (run_id,))   # (names from this list only)
+                gone += 1
+        return gone
 
     def insert_run_once(self, run: RunRecord, key: str, body_hash: str, now: float) -> tuple[str, str, bool]:
         with self._transaction() as conn:   # SQLite's one writer: nothing comes between these

@@ -724,3 +724,19 @@ def test_servers_beat_on_the_db_clock_list_and_remove(store: RunStore) -> None:
     store.remove_server("s0")
     store.remove_server("ghost")
     assert [s.server_id for s in store.list_servers()] == ["s1"]
+
+
+def test_delete_runs_removes_finished_runs_with_their_rows_and_keeps_the_rest(store: RunStore) -> None:
+    for run_id, status in (("done", "SUCCEEDED"), ("failed", "FAILED"), ("live", "RUNNING"), ("queued", "PENDING")):
+        store.insert_run(RunRecord(run_id, "wf", status, created_at=1.0))
+        store.write_batch([ComponentRecord(run_id, "a", state="SUCCEEDED")],
+                          [EventRecord(run_id, 1, 1.0, "run_state", None, {"state": status})], {})
+    store.insert_run_once(RunRecord("keyed", "wf", "PENDING", created_at=2.0), "k1", "h1", 2.0)
+    store.update_run("keyed", status="CANCELLED")
+    assert store.delete_runs(["done", "failed", "live", "queued", "keyed", "unknown", "done"]) == 3
+    assert {r.run_id for r in store.list_runs(limit=10)} == {"live", "queued"}
+    for gone in ("done", "failed", "keyed"):
+        assert store.get_run(gone) is None and store.get_components(gone) == [] and store.get_events(gone) == []
+    assert [c.component_id for c in store.get_components("live")] == ["a"] and len(store.get_events("live")) == 1
+    # the idempotency key went with its run: the same key records a new run
+    assert store.insert_run_once(RunRecord("again", "wf", created_at=3.0), "k1", "h2", 3.0) == ("again", "h2", True)

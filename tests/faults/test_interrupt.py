@@ -63,17 +63,23 @@ def _interrupt(tmp_path, ledger, executor: str, sig: signal.Signals):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=REPO,
                             start_new_session=True, preexec_fn=_default_sigint)
     store = open_store(store_url)
+    err = _signal_once(proc, lambda: ledger.counts().get("total") and store.list_runs(status="RUNNING"), sig,
+                       "the held component, in a RUNNING run")
+    run = store.list_runs(limit=1)[0]
+    return proc, err, store, run.run_id
+
+
+def _signal_once(proc: subprocess.Popen, ready, sig: signal.Signals, what: str) -> str:
+    """Signal ``proc``'s process group once ``ready()``; its stderr (it is killed if it lingers)."""
     try:
-        wait_until(lambda: ledger.counts().get("total") or proc.poll() is not None, 120, what="the held component")
+        wait_until(lambda: ready() or proc.poll() is not None, 120, what=what)
         assert proc.poll() is None, proc.communicate()
-        run = wait_until(lambda: next(iter(store.list_runs(status="RUNNING")), None), 30, what="a RUNNING run")
         os.killpg(proc.pid, sig)
-        _, err = proc.communicate(timeout=120)
+        return proc.communicate(timeout=120)[1]
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
-    return proc, err, store, run.run_id
 
 
 def _check_stopped(proc, err: str, store, run_id: str, sig: signal.Signals) -> None:
@@ -100,6 +106,25 @@ def test_a_signal_cancels_a_local_run_and_resume_finishes_it(tmp_path, ledger, s
         after = ledger.counts()
         assert after["total"] == before["total"] + 1
         assert {k: v for k, v in after.items() if k != "total"} == {k: v for k, v in before.items() if k != "total"}
+    finally:
+        service.configure(checkpoints="")
+        store.close()
+
+
+def test_a_signal_cancels_a_resume_too_and_the_next_resume_finishes(tmp_path, ledger, service):
+    proc, err, store, run_id = _interrupt(tmp_path, ledger, "local", signal.SIGINT)
+    try:
+        _check_stopped(proc, err, store, run_id, signal.SIGINT)
+        started = ledger.counts()["total"]
+        resume = subprocess.Popen([sys.executable, "-m", "rayflow.cli.main", "resume", run_id, "--store", store.url],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env(tmp_path),
+                                  cwd=REPO, start_new_session=True, preexec_fn=_default_sigint)
+        err = _signal_once(resume, lambda: ledger.counts()["total"] > started, signal.SIGTERM,
+                           "the resumed run's held component")
+        _check_stopped(resume, err, store, run_id, signal.SIGTERM)
+        ledger.gate("hold", "total", on=False)
+        service.configure(store=store.url, checkpoints=str(tmp_path / "ck"))
+        assert service.resume(run_id, executor="local", background=False).result() == expected_total(2)
     finally:
         service.configure(checkpoints="")
         store.close()

@@ -26,5 +26,7 @@ def test_an_oom_killed_component_is_retried_with_a_larger_request():
     assert summary["status"] == "SUCCEEDED", summary
     retried = [line for line in out.stderr.splitlines() if "was killed for memory; running it again" in line]
     assert retried, out.stderr[-2000:]                     # at least one real kill, then a retry asking for more
-    assert max(summary["requests"].values()) == 2 * 6 * 2**30
+    # twice the last request (6 GiB), or, when that was killed too (a loaded machine), the largest node's memory
+    top = max(summary["requests"].values())
+    assert top == 2 * 6 * 2**30 or (len(retried) > 1 and 2 * 6 * 2**30 < top <= summary["node_memory"]), (top, retried)
     assert max(summary["requests"].values()) > summary["node_memory"] / 2   # so the two no longer run side by side

@@ -102,15 +102,30 @@ def test_a_run_resumed_since_it_was_listed_is_kept(world):
     assert "old-failed" in _folders(root) and ckpt.index("old-failed")
 
 
-def test_rows_go_with_their_checkpoints_or_are_refused_before_anything_is_removed(world):
+class _CannotDelete:
+    """A run store of another kind: everything but ``delete_runs``."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def __getattr__(self, name):
+        if name == "delete_runs":
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+
+def test_rows_go_with_their_checkpoints(world):
     store, ckpt, root, now = world
-    if not hasattr(store, "delete_runs"):
-        with pytest.raises(ConfigError, match="cannot delete runs"):
-            collect(store, ckpt, older_than_s=7 * DAY, now=now, rows=True)
-        assert "old-ok" in _folders(root)
-        return
     collect(store, ckpt, older_than_s=7 * DAY, now=now, rows=True)
     assert store.get_run("old-ok") is None and store.get_run("old-running") is not None
+    assert store.get_components("old-ok") == [] and "old-ok" not in _folders(root)
+
+
+def test_rows_a_store_cannot_delete_are_refused_before_anything_is_removed(world):
+    store, ckpt, root, now = world
+    with pytest.raises(ConfigError, match="cannot delete runs"):
+        collect(_CannotDelete(store), ckpt, older_than_s=7 * DAY, now=now, rows=True)
+    assert "old-ok" in _folders(root) and store.get_run("old-ok") is not None
 
 
 @pytest.mark.parametrize("text,seconds", [("90", 90), ("30m", 1800), ("12h", 43200), ("7d", 7 * DAY),

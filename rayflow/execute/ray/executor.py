@@ -27,6 +27,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from rayflow.core import gcpause
 from rayflow.core.kinds import CallKind
+from rayflow.core.redact import has_secret
 from rayflow.data import codec
 from rayflow.execute.port import CheckpointTarget, Completion
 from rayflow.execute.ray.calls import completion_from_error, mark_handled
@@ -57,10 +58,10 @@ def _save_output(target: Any, component: str, multi: bool, *values: Any) -> None
     unsealed(target).save(component, tuple(values) if multi else values[0])
 
 
-def _load_output(target: CheckpointTarget, checkpoint: Checkpoint, num_outputs: int | None) -> Any:
+def _load_output(target: Any, checkpoint: Checkpoint, num_outputs: int | None) -> Any:
     """A checkpointed output, read on the cluster; a call with several outputs returns each
     as its own object (one output: the value itself, not a 1-tuple)."""
-    value = target.store.load(checkpoint)
+    value = unsealed(target).store.load(checkpoint)
     return value[0] if num_outputs == 1 else value
 
 
@@ -86,7 +87,7 @@ class RayExecutor:
     def __init__(self) -> None:
         self._calls = InFlight()
         self._batching = False
-        self._checkpoints: CheckpointTarget | None = None
+        self._checkpoints: CheckpointTarget | Sealed | None = None
         self._io: dict[str, Any] = {}   # options of the tasks that save and load checkpoints
         self._saves: dict[Any, str] = {}   # save call ref -> component id
         self._watch = StreamWatch()   # the streams' batch progress
@@ -102,8 +103,11 @@ class RayExecutor:
 
     def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None) -> None:
         self._tasks = plan.tasks
-        self._checkpoints = checkpoints
         self._io = _on_this_node() if checkpoints is not None and getattr(checkpoints.store, "local", False) else {}
+        # a checkpoint location may name its credentials (s3://...?secret_key=...): then it
+        # reaches the save and load tasks sealed, never as their argument (rayflow.execute.ray.sealed)
+        url = getattr(checkpoints.store, "url", "") if checkpoints is not None else ""
+        self._checkpoints = Sealed(checkpoints) if url and has_secret(url) else checkpoints
         self._saves = {}
         for strategy in self._strategies.values():
             strategy.start(plan, checkpoints=checkpoints)

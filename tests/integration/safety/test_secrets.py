@@ -234,6 +234,29 @@ def test_a_large_output_reaches_a_passworded_cache_tier_without_ray_seeing_the_p
     assert_no_password(ray_args, stored_rows(postgres_server, postgres_schema))
 
 
+@rf.workflow(name="secret_checkpoint")
+def checkpointed_big(folder: str, n: int = 20_000):
+    """One output above 64 KiB: a save task on the cluster writes its checkpoint file."""
+    return durability.big(folder, n)
+
+
+@pytest.mark.slow
+def test_a_checkpoint_location_with_credentials_reaches_the_save_tasks_sealed(service, ray_args, monkeypatch,
+                                                                                tmp_path):
+    monkeypatch.setenv("RAYFLOW_TRACKER", "0")       # driven here: the save task is submitted here
+    service.configure(checkpoints=f"file://{tmp_path}/ck?secret_key={PASSWORD}")   # (as an s3:// URL may)
+    try:
+        handle = service.submit(checkpointed_big, {"folder": str(tmp_path), "n": 20_000}, executor="ray",
+                                background=False)
+        assert handle.status() == "SUCCEEDED"
+        service.flush()
+        assert list((tmp_path / "ck").rglob("*.rfc")), "no checkpoint file was written by the save task"
+    finally:
+        service.configure(checkpoints=os.environ["RAYFLOW_CHECKPOINTS"])
+    assert any(b"big" in b for b in ray_args)   # the component and its save task were seen
+    assert_no_password(ray_args, "")
+
+
 # -- defect 4: the process list ------------------------------------------------------------------------
 
 

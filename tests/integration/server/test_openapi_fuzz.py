@@ -12,6 +12,7 @@ import tempfile
 
 import pytest
 import schemathesis
+import schemathesis.wfc.escalation  # noqa: F401 - loaded at collection (see below)
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -24,6 +25,9 @@ from rayflow.server import tokens
 from rayflow.server.http.limits import Limits
 from rayflow.server.main import build
 
+# schemathesis imports schemathesis.wfc.escalation lazily, in the first call; pytest's
+# assertion rewriting then parsed it deep in Hypothesis's stack, where CPython 3.11.7's
+# AST check failed once ("AST constructor recursion depth mismatch", a SystemError)
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance]
 FUZZ = settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 

@@ -205,3 +205,30 @@ def test_a_version_1_database_upgrades_and_keeps_its_rows(db_path: Path, monkeyp
     (again,) = new.get_components("r1")
     assert (again.cpu_s, again.peak_rss_bytes) == (0.5, 123)
     new.close()
+
+
+def test_a_new_database_and_its_folders_are_the_owners_alone(tmp_path):
+    import stat
+
+    from rayflow.store.port import RunRecord
+
+    db = tmp_path / "a" / "b" / "runs.db"
+    store = sqlite_mod.SqliteStore(db)
+    try:
+        store.insert_run(RunRecord("r1", "wf", "PENDING", created_at=1.0))   # the -wal and -shm files appear
+        for path in [db, *db.parent.glob("runs.db-*")]:
+            assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+        for folder in (db.parent, db.parent.parent):
+            assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    finally:
+        store.close()
+
+
+def test_an_existing_database_keeps_its_mode(tmp_path):
+    import stat
+
+    db = tmp_path / "shared.db"
+    db.touch(mode=0o640)
+    db.chmod(0o640)
+    sqlite_mod.SqliteStore(db).close()
+    assert stat.S_IMODE(db.stat().st_mode) == 0o640   # the owner chose it: left as it is
