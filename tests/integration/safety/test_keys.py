@@ -29,7 +29,7 @@ import pytest
 import rayflow as rf
 from rayflow.data import codec
 from tests.fns.durability import ledger_counts
-from tests.helpers import REPO, free_port
+from tests.helpers import REPO, free_port, wait_until
 
 BIG = 100_000          # bytes: a pickled output this large is checkpointed in a file of its own
 
@@ -62,6 +62,8 @@ def arange(folder: str) -> object:
 @rf.component
 def join(folder: str, big: tuple, small: tuple, arr: object) -> int:
     _note(folder, "join")
+    while (Path(folder) / "hold-join").exists():   # held: the test kills the cluster meanwhile
+        time.sleep(0.05)
     if (Path(folder) / "fail-join").exists():
         raise RuntimeError("join told to fail")
     return big[0] + small[0] + int(arr[-1])
@@ -250,6 +252,31 @@ def _nodes(address: str, env: dict) -> int:
     return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else 0
 
 
+def _start_two(root: Path, port: int, base: dict, homes: dict) -> list[subprocess.Popen]:
+    """Start the head (RAYFLOW_HOME a) and the node offering ``node_b`` (RAYFLOW_HOME b);
+    their ``ray start`` processes, once both nodes are alive."""
+    address = f"127.0.0.1:{port}"
+    head = _ray_start(["--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                       "--include-dashboard=false", f"--temp-dir={root / 'ray-a'}",
+                       f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
+                       f"--min-worker-port={20000 + port % 10 * 200}", f"--max-worker-port={20099 + port % 10 * 200}"],
+                      {**base, "RAYFLOW_HOME": str(homes["a"])}, root / "head.log")
+    procs = [head]
+    try:
+        _wait_nodes(address, base, 1, root)
+        procs.append(_ray_start([f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
+                                 '--resources={"node_b": 1}', f"--dashboard-agent-listen-port={free_port()}",
+                                 f"--min-worker-port={20100 + port % 10 * 200}",
+                                 f"--max-worker-port={20199 + port % 10 * 200}"],
+                                {**base, "RAYFLOW_HOME": str(homes["b"])}, root / "node_b.log"))
+        _wait_nodes(address, base, 2, root)
+    except BaseException:
+        for proc in reversed(procs):
+            _stop(proc)
+        raise
+    return procs
+
+
 @pytest.fixture(scope="module")
 def two_nodes():
     """A head (RAYFLOW_HOME a) and a second node offering ``node_b`` (RAYFLOW_HOME b), on
@@ -266,21 +293,10 @@ def two_nodes():
                 RAY_AUTH_MODE="token", RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0")
     homes = {"a": root / "home-a", "b": root / "home-b"}
     address = f"127.0.0.1:{port}"
-    head = _ray_start(["--head", f"--port={port}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                       "--include-dashboard=false", f"--temp-dir={root / 'ray-a'}",
-                       f"--dashboard-agent-listen-port={free_port()}", f"--ray-client-server-port={free_port()}",
-                       f"--min-worker-port={20000 + port % 10 * 200}", f"--max-worker-port={20099 + port % 10 * 200}"],
-                      {**base, "RAYFLOW_HOME": str(homes["a"])}, root / "head.log")
-    procs = [head]
+    procs: list[subprocess.Popen] = []
     try:
-        _wait_nodes(address, base, 1, root)
-        procs.append(_ray_start([f"--address={address}", "--node-ip-address=127.0.0.1", "--num-cpus=1",
-                                 '--resources={"node_b": 1}', f"--dashboard-agent-listen-port={free_port()}",
-                                 f"--min-worker-port={20100 + port % 10 * 200}",
-                                 f"--max-worker-port={20199 + port % 10 * 200}"],
-                                {**base, "RAYFLOW_HOME": str(homes["b"])}, root / "node_b.log"))
-        _wait_nodes(address, base, 2, root)
-        yield {"address": address, "env": base, "homes": homes, "root": root}
+        procs += _start_two(root, port, base, homes)
+        yield {"address": address, "env": base, "homes": homes, "root": root, "port": port, "procs": procs}
     finally:
         for proc in reversed(procs):
             _stop(proc)
@@ -346,3 +362,49 @@ def test_two_nodes_share_one_key_with_nothing_set_by_hand(two_nodes, tmp_path):
     assert alone["returncode"] != 0 and "is set in this process but the cluster's nodes sign with another key" \
         in alone["last"], alone
     assert "d" * 64 not in alone["last"]
+
+
+def _driver_in_background(cluster: dict, tmp_path: Path, *args: str) -> subprocess.Popen:
+    env = {**cluster["env"], "RAY_ADDRESS": cluster["address"], "RAYFLOW_HOME": str(cluster["homes"]["a"]),
+           "RAYFLOW_STORE": f"sqlite:///{tmp_path / 'runs.db'}", "RAYFLOW_CHECKPOINTS": str(tmp_path / "ckpt"),
+           "RAYFLOW_CACHE": "memory://", "RAYFLOW_TRACKER": "0", "RAYFLOW_SERVER": "local"}
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(DRIVER), *args], env=env, cwd=REPO,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_a_two_node_run_killed_with_its_whole_cluster_resumes_on_a_new_one(two_nodes, tmp_path):
+    """Last in the module: it stops the module's cluster and starts a new one on the same
+    port and folders (what a restart after a power cut gives)."""
+    from rayflow.store.checkpoints import CheckpointStore
+    from rayflow.store.sqlite import SqliteStore
+
+    folder = tmp_path / "ledger"
+    folder.mkdir()
+    (folder / "hold-join").touch()
+    driver = _driver_in_background(two_nodes, tmp_path, str(folder), "once")
+    store = SqliteStore(tmp_path / "runs.db")
+    try:
+        def upstreams_kept():
+            runs = store.list_runs(limit=5)
+            if not runs or "join" not in ledger_counts(folder):
+                return None
+            kept = set(CheckpointStore(str(tmp_path / "ckpt")).index(runs[0].run_id))
+            return runs[0].run_id if {"big_pair", "small_pair", "arange"} <= kept else None
+
+        run_id = wait_until(upstreams_kept, 180, what="join held, its upstreams checkpointed")
+        for proc in reversed(two_nodes["procs"]):    # the whole cluster, then its driver
+            _stop(proc)
+        two_nodes["procs"].clear()
+        driver.kill()
+        driver.wait(30)
+        two_nodes["procs"] += _start_two(two_nodes["root"], two_nodes["port"], two_nodes["env"], two_nodes["homes"])
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        store.close()
+    (folder / "hold-join").unlink()
+    resumed = _driver(two_nodes, tmp_path, str(folder), "resume", run_id)
+    assert resumed["status"] == "SUCCEEDED", resumed
+    counts = ledger_counts(folder)
+    assert counts == {"big_pair": 1, "small_pair": 1, "arange": 1, "join": 2}, counts   # nothing completed ran again
