@@ -202,8 +202,11 @@ class ActiveRun:
                     self.service.store.release_lease(self.lease)
                 except Exception:  # noqa: BLE001 - the lease then lapses by itself
                     log.warning("run %s: could not release its lease; it lapses in %.0f s", run_id, self._lease_s)
-        # the fence stays: whatever is still queued for the run is refused by the store
-        # (the writer drops the fence then), never written over the next owner's records
+        # whatever is still queued for the run goes under its fence (a lost run's records are
+        # refused, never written over the next owner's); then nothing of this driver is left
+        # to write, and the fence goes (a long-lived server would otherwise keep every one)
+        if writer.flush(timeout=10):
+            writer.unfence(run_id)
         self.status = "RUNNING"   # not final here: whoever drives it next decides
         self.done.set()
 

@@ -265,16 +265,23 @@ def tracker() -> Any:
     store path means the same file for both): by a host process started here (see
     rayflow.server.tracker_host: the tracker's Ray job must outlive this process), or, when
     hosting is off or fails, by this process."""
-    try:
-        return ray.get_actor(NAME, namespace=NAMESPACE)
-    except ValueError:
-        pass
+    found = _existing()
+    if found is not None:
+        return found
     node = ray.get_runtime_context().get_node_id()
     if config.tracker_hosted() and not _ray_client():
         hosted = _start_host(node)
         if hosted is not None:
             return hosted
     return create_tracker(node)
+
+
+def _existing() -> Any:
+    """The cluster's tracker actor when it exists, else None."""
+    try:
+        return ray.get_actor(NAME, namespace=NAMESPACE)
+    except ValueError:
+        return None
 
 
 def _ray_client() -> bool:
@@ -305,15 +312,12 @@ def _start_host(node: str) -> Any:
         os.close(fd)
     deadline = time.monotonic() + HOST_WAIT_S
     while time.monotonic() < deadline:
-        try:
-            return ray.get_actor(NAME, namespace=NAMESPACE)
-        except ValueError:
-            pass
-        if proc.poll() is not None:
-            try:   # another host may have been quicker (then this one exited at once)
-                return ray.get_actor(NAME, namespace=NAMESPACE)
-            except ValueError:
-                break
+        exited = proc.poll() is not None   # (then another host may have been quicker: look once more)
+        found = _existing()
+        if found is not None:
+            return found
+        if exited:
+            break
         time.sleep(0.05)
     log.warning("the tracker's host did not create the tracker within %.0f s (see %s); this process creates it",
                 HOST_WAIT_S, logs / "tracker-host.log")
