@@ -97,7 +97,8 @@ def print_fused(out: Console, plan: Plan) -> None:
     if not plan.fused:
         return
     members = sum(len(g) for g in plan.fused)
-    out.print(f"Fused (each group one Ray task): {len(plan.fused):,} groups, {members:,} components; "
+    out.print(f"Fused (each group one Ray task): {len(plan.fused):,} group{'s' if len(plan.fused) > 1 else ''}, "
+              f"{members:,} components; "
               f"largest {max(len(g) for g in plan.fused):,}")
     for group in plan.fused[:FUSED_SHOWN]:
         shown = ", ".join(group[:6]) + (f", ... ({len(group)} in all)" if len(group) > 6 else "")

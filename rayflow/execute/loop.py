@@ -31,7 +31,7 @@ from rayflow.core.records import Checkpoint
 from rayflow.execute.port import CheckpointTarget, Completion, Executor
 from rayflow.execute.state import RunState
 from rayflow.plan import Plan, Task
-from rayflow.plan.fusion import without
+from rayflow.plan.fusion import call_inputs, waits, without
 
 log = logging.getLogger("rayflow")
 
@@ -48,7 +48,15 @@ class Resizer(Protocol):
 def new_state(plan: Plan, executor: Executor) -> RunState:
     eager = executor.eager and plan.max_concurrency is None
     return RunState(plan.dag, plan.order, failure_strategy=plan.failure_strategy,
-                    max_concurrency=plan.max_concurrency, eager=eager, groups=plan.groups, tasks=plan.tasks)
+                    max_concurrency=plan.max_concurrency, eager=eager, groups=plan.groups, tasks=plan.tasks,
+                    after=waits(plan.fused, plan.dag) if runs_fused(plan, executor) else {})
+
+
+def runs_fused(plan: Plan, executor: Executor) -> bool:
+    """Whether ``executor`` runs ``plan``'s fused groups as one call each: an eager executor
+    (everything submitted up front), in a run without ``max_concurrency``. Otherwise every
+    member runs as its own call."""
+    return bool(plan.fused) and executor.eager and plan.max_concurrency is None
 
 
 def drive(
@@ -163,10 +171,13 @@ def _settle(executor: Executor, checkpoints: CheckpointTarget | None) -> None:
 class Handles:
     """One run's output handles and how many consumers of each are not final yet."""
 
-    __slots__ = ("by_id", "consumers", "dag", "executor", "outputs", "plan", "released", "topo")
+    __slots__ = ("by_id", "calls", "consumers", "dag", "executor", "outputs", "plan", "released", "topo")
 
     def __init__(self, *, plan: Plan, executor: Executor) -> None:
         self.plan, self.dag, self.executor = plan, plan.dag, executor
+        # a fused group's head is submitted with every input its group reads from outside
+        self.calls = ({g[0]: call_inputs(g, plan.tasks) for g in plan.fused}
+                      if runs_fused(plan, executor) else {})
         self.topo = {node: i for i, node in enumerate(plan.dag.nodes)}
         self.outputs = set(plan.output_ids)
         self.consumers = {n: len(plan.dag.children(n)) for n in plan.dag.nodes}
@@ -176,7 +187,8 @@ class Handles:
     def deps(self, task: Task) -> list[Any]:
         """The handles ``task`` is submitted with (one output of a call with several, where read)."""
         by_id, output = self.by_id, self.executor.output
-        return [by_id[d] if i is None else output(by_id[d], i) for d, i in task.inputs]
+        inputs = self.calls.get(task.id, task.inputs) if self.calls else task.inputs
+        return [by_id[d] if i is None else output(by_id[d], i) for d, i in inputs]
 
     def restore(self, restored: Mapping[str, Checkpoint]) -> None:
         """Handles for the checkpointed outputs still read: by a component still to run,

@@ -3,7 +3,9 @@
 No Ray, no threads, no clocks: times come in as arguments. ``take()`` hands out the
 components to submit next (critical-path first), respecting ``max_concurrency``.
 In eager mode a component may be taken once every upstream has been *taken* (the
-executor chains outputs itself); otherwise only once every upstream SUCCEEDED.
+executor chains outputs itself), and every component ``after`` names for it (a fused
+group's head waits for what its members read from outside the group, its members for
+the head: rayflow.plan.fusion.waits); otherwise only once every upstream SUCCEEDED.
 
 The plan stays as planned: ``rerun(node, task)`` records that an in-flight component
 runs again with another task (a larger memory request after an out-of-memory kill;
@@ -124,6 +126,7 @@ class RunState:
     eager: bool = False
     groups: tuple[Group, ...] = ()
     tasks: Mapping[str, Any] = field(default_factory=dict)   # the plan's tasks (rayflow.plan.Task)
+    after: Mapping[str, tuple[str, ...]] = field(default_factory=dict)   # eager: taken only after these too
     nodes: dict[str, NodeStatus] = field(init=False)
     in_flight: set[str] = field(init=False, default_factory=set)
     cancelled: bool = field(init=False, default=False)
@@ -133,6 +136,12 @@ class RunState:
         self.nodes = {n: NodeStatus() for n in self.dag.nodes}
         self._rank = {n: i for i, n in enumerate(self.order)}
         self._waiting = {n: len(self.dag.deps(n)) for n in self.dag.nodes}
+        self._then: dict[str, list[str]] = {}   # node -> the nodes that wait for it beyond the dag (after)
+        if self.eager:
+            for node, first in self.after.items():
+                self._waiting[node] += len(first)
+                for f in first:
+                    self._then.setdefault(f, []).append(node)
         self._heap: list[tuple[int, str]] = [(self._rank[n], n) for n in self.dag.nodes if not self._waiting[n]]
         heapq.heapify(self._heap)
         self._terminal = 0
@@ -306,10 +315,15 @@ class RunState:
                 return
 
     def _release_children(self, node: str) -> None:
+        waiting = self._waiting
         for child in self.dag.children(node):
-            self._waiting[child] -= 1
-            if not self._waiting[child]:
+            waiting[child] -= 1
+            if not waiting[child]:
                 heapq.heappush(self._heap, (self._rank[child], child))
+        for later in self._then.get(node, ()):
+            waiting[later] -= 1
+            if not waiting[later]:
+                heapq.heappush(self._heap, (self._rank[later], later))
 
     def _stop_everything(self, *, in_flight_to: str, pending_to: str) -> list[str]:
         to_cancel = sorted(self.in_flight, key=self._rank.__getitem__, reverse=True)  # downstream first

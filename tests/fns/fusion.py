@@ -158,3 +158,27 @@ def slow_group(folder: str):
     first = tick.options(id="first")(folder, "first")
     slow = sleepy.options(id="slow")(60, first)
     return add.options(id="end", fuse=False)(inc.options(id="last")(slow))
+
+
+def packed(fails: str):
+    """Trees that each read two other groups (three chains asking for different resources),
+    packed into one group (rayflow.plan.fusion): ``fails`` is "member" (q0, a fused member,
+    raises) or "source" (q0 reads src2, a plain component that raises: then no group reads
+    both the q chain and another). u and us do not read the q chain: they must run."""
+
+    @rf.workflow(name=f"packed_{fails}", failure_strategy="continue_on_error")
+    def wf():
+        p1 = inc.options(id="p1")(inc.options(id="p0")(1))
+        if fails == "source":
+            q0 = inc.options(id="q0", num_cpus=0.2)(boom.options(id="src2", fuse=False)())
+        else:
+            q0 = boom.options(id="q0", num_cpus=0.2)(2)
+        q1 = inc.options(id="q1", num_cpus=0.2)(q0)
+        r1 = inc.options(id="r1", num_cpus=0.3)(inc.options(id="r0", num_cpus=0.3)(3))
+        us = sleepy.options(id="us")(1.0, add.options(id="u")(p1, r1))
+        v = add.options(id="v")(q1, r1)
+        w = add.options(id="w")(p1, q1)
+        return [inc.options(id="out_u", fuse=False)(us), inc.options(id="out_v", fuse=False)(v),
+                inc.options(id="out_w", fuse=False)(w)]
+
+    return wf

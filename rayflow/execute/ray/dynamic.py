@@ -239,6 +239,9 @@ class MapStrategy:
     def head_of(self, cid: str) -> str:
         return cid
 
+    def stops(self, head: str, asked: set[str]) -> bool:
+        return True
+
     def cancel(self, head: str) -> None:
         pass
 

@@ -224,9 +224,12 @@ class RayExecutor:
         cancellation is failing it at the same moment, races inside Ray's task manager
         (ray-project/ray#54846, a driver abort).
         """
-        calls = self._calls
-        heads = dict.fromkeys(self._strategies[self._tasks[c].kind].head_of(c) for c in ids)
-        pairs = [(cid, calls.refs.pop(cid)) for cid in heads if cid in calls.refs]
+        calls, strategies, tasks = self._calls, self._strategies, self._tasks
+        ids = list(ids)
+        asked = set(ids)
+        heads = dict.fromkeys(strategies[tasks[c].kind].head_of(c) for c in ids)
+        pairs = [(cid, calls.refs.pop(cid)) for cid in heads
+                 if cid in calls.refs and strategies[tasks[cid].kind].stops(cid, asked)]
         if not pairs:
             return
         metas = [refs[1] for _, refs in pairs]

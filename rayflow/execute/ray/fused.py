@@ -175,6 +175,14 @@ class FusedStrategy:
         head = self._groups.head_of(cid) if self._groups is not None else None
         return cid if head is None else head
 
+    def stops(self, head: str, asked: set[str]) -> bool:
+        """A fused call is cancelled only when every member is (under continue_on_error, a
+        failure outside the group upstream-fails the members reading it; the others go on)."""
+        groups = self._groups
+        if groups is None or groups.head_of(head) != head:
+            return self._fallback.stops(head, asked)
+        return asked.issuperset(groups.group_of[head])
+
     def cancel(self, head: str) -> None:
         self._fallback.cancel(head)
 

@@ -102,6 +102,9 @@ class PoolStrategy:
     def head_of(self, cid: str) -> str:
         return cid
 
+    def stops(self, head: str, asked: set[str]) -> bool:
+        return True
+
     def cancel(self, head: str) -> None:
         self._done(head)   # an actor call Ray cannot cancel ends with its pool
 

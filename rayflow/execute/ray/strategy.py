@@ -36,6 +36,10 @@ class Strategy(Protocol):
     def head_of(self, cid: str) -> str:
         """The component whose call runs ``cid`` (``cid`` itself for a call of its own)."""
 
+    def stops(self, head: str, asked: set[str]) -> bool:
+        """Whether cancelling the components ``asked`` cancels the call ``head`` started (a
+        fused call only when every member is asked: the others still run in it)."""
+
     def cancel(self, head: str) -> None:
         """The call ``head`` started is final (cancelled, or found finished): release
         what it held."""

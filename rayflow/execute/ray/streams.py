@@ -323,6 +323,9 @@ class StreamStrategy:
         stream = self._stream_of.get(cid)
         return cid if stream is None else stream[0]
 
+    def stops(self, head: str, asked: set[str]) -> bool:
+        return True
+
     def cancel(self, head: str) -> None:
         self._fallback.cancel(head)
 

@@ -127,6 +127,9 @@ class TaskStrategy:
     def head_of(self, cid: str) -> str:
         return cid
 
+    def stops(self, head: str, asked: set[str]) -> bool:
+        return True
+
     def cancel(self, head: str) -> None:
         if self._placer is not None:
             self._placer.done(head)

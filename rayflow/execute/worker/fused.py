@@ -38,6 +38,7 @@ from rayflow.execute.worker.invoke import (
     unpack_meta,
     unpack_timings,
 )
+from rayflow.plan.fusion import call_inputs
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,8 @@ class Member:
 
     info: CallInfo
     fn: int                                         # index in the call's function table
-    reads: tuple[tuple[int, int | None], ...] | None   # (member index, output index); None: the head
+    reads: tuple[tuple[int, int | None], ...] | None   # per input: (member index, output index), or
+    #                                                    (-1 - k, None) for the call's argument k; None: every argument, in order
     max_retries: int
     export: int                                     # objects the call returns for it (0: not exported)
 
@@ -59,13 +61,15 @@ class Member:
 def members_of(plan: Any, group: tuple[str, ...], exported: set[str],
                checkpoints: bool = False) -> tuple[list[Any], tuple[tuple, ...]]:
     """The function table (each distinct function, or its "module:callable") and the members
-    of ``group`` in wire form (see ``Member.of``); the head reads the call's arguments (its
-    upstream outputs, in its order)."""
+    of ``group`` in wire form (see ``Member.of``). The call's arguments are the inputs the
+    group reads from outside, in ``call_inputs`` order."""
     table: list[Any] = []
     index: dict[Any, int] = {}
     pos = {cid: i for i, cid in enumerate(group)}
+    arg = {key: -1 - k for k, key in enumerate(call_inputs(group, plan.tasks))}
+    everything = tuple(range(-1, -1 - len(arg), -1))
     members = []
-    for i, cid in enumerate(group):
+    for cid in group:
         task = plan.tasks[cid]
         key = id(task.fn) if task.fn is not None else task.fn_ref
         fn = index.get(key)
@@ -73,7 +77,10 @@ def members_of(plan: Any, group: tuple[str, ...], exported: set[str],
             fn = index[key] = len(table)
             table.append(task.fn if task.fn is not None else task.fn_ref)
         o = task.options
-        reads = None if i == 0 else tuple([(pos[d], out) for d, out in task.inputs])
+        reads: tuple | None = tuple([(pos[d], out) if d in pos else (arg[(d, out)], None)
+                                     for d, out in task.inputs])
+        if reads and tuple(j for j, _ in reads) == everything:
+            reads = None   # reads exactly the call's arguments, in order (a tree's head)
         members.append((call_fields(task, checkpoints), fn, reads, o.max_retries,
                         (o.num_outputs or 1) if cid in exported else 0))
     return table, tuple(members)
@@ -93,12 +100,13 @@ def run_members(fns: list[Callable[..., Any]], wire: tuple[tuple, ...], deps: tu
     returned: list[Any] = []
     last = _last_readers(members)
     for i, m in enumerate(members):
-        failure = None if m.reads is None else next((failures[j] for j, _ in m.reads if failures[j] is not None),
-                                                    None)
+        failure = None if m.reads is None else next(
+            (failures[j] for j, _ in m.reads if j >= 0 and failures[j] is not None), None)
         if failure is not None:
             outcome: Any = failure.component   # upstream-failed, inside the group
         else:
-            args = deps if m.reads is None else [values[j] if o is None else values[j][o] for j, o in m.reads]
+            args = deps if m.reads is None else [deps[-1 - j] if j < 0 else values[j] if o is None else values[j][o]
+                                                 for j, o in m.reads]
             outcome, values[i], failure = _run_one(fns[m.fn], m, args, base, save)
         failures[i] = failure
         outcomes.append(outcome)
@@ -107,7 +115,7 @@ def run_members(fns: list[Callable[..., Any]], wire: tuple[tuple, ...], deps: tu
                 returned.extend(values[i] if m.info.num_outputs is not None else (values[i],))
             else:
                 returned.extend([FailedOutput.of(failure)] * m.export)
-        for j in (i, *(j for j, _ in m.reads or ())):
+        for j in (i, *(j for j, _ in m.reads or () if j >= 0)):
             if last[j] <= i:
                 values[j] = None   # nothing later in the group reads it: free it early
     place = {k: base[k] for k in ("node_id", "worker_id") if base.get(k)}
@@ -119,7 +127,8 @@ def _last_readers(members: tuple[Member, ...]) -> list[int]:
     last = list(range(len(members)))
     for k, m in enumerate(members):
         for j, _ in m.reads or ():
-            last[j] = k
+            if j >= 0:
+                last[j] = k
     return last
 
 

@@ -87,22 +87,31 @@ def test_fan_out_and_diamond_under_one_head():
     assert plan.fused == (("a", "b", "c", "d"),)
 
 
-def test_a_component_reading_two_groups_heads_its_own():
-    calls = {**chain("a", "b"), **chain("x", "y")}
+def test_trees_reading_different_unfused_inputs_stay_apart_and_a_join_of_two_groups_heads_its_own():
+    calls = {"s1": Call("s1", leaf), "s2": Call("s2", leaf), **chain("a", "b", first="s1"),
+             **chain("x", "y", first="s2")}
     calls["j"] = Call("j", lambda p, q: p, (NodeRef("b"), NodeRef("y")), options=FUSE)
     calls["k"] = Call("k", step, (NodeRef("j"),), options=FUSE)
     plan = plan_of(calls, NodeRef("k"))
-    assert plan.fused == (("a", "b"), ("x", "y"), ("j", "k"))
+    assert plan.fused == (("a", "b"), ("x", "y"), ("j", "k"))   # a failure of s1 must not stop x, y
     assert fusion.exports(("a", "b"), plan.dag, {"k"}) == ("b",)
+
+
+def test_independent_trees_are_packed_whole_and_what_reads_only_their_group_joins_it():
+    calls = {**chain("a", "b"), **chain("x", "y")}
+    calls["j"] = Call("j", lambda p, q: p, (NodeRef("b"), NodeRef("y")), options=FUSE)
+    calls["k"] = Call("k", step, (NodeRef("j"),), options=FUSE)
+    assert plan_of(calls, NodeRef("k")).fused == (("a", "b", "x", "y", "j", "k"),)
 
 
 def test_independent_leaves_form_source_groups_spread_over_parts():
     calls = {f"l{i}": Call(f"l{i}", leaf, options=FUSE) for i in range(40)}
     calls["sum"] = Call("sum", lambda *xs: sum(xs), tuple(NodeRef(f"l{i}") for i in range(40)))
-    plan = plan_of(calls, NodeRef("sum"))
-    assert len(plan.fused) == fusion.SOURCE_SPREAD
+    plan = plan_of(calls, NodeRef("sum"), estimates=dict.fromkeys(calls, 0.004))   # 160 ms of work: spread
+    assert len(plan.fused) == fusion.FUSE_SPREAD
     assert sorted(m for g in plan.fused for m in g) == sorted(f"l{i}" for i in range(40))
     assert {len(g) for g in plan.fused} == {5}
+    assert len(plan_of(calls, NodeRef("sum")).fused) == 1   # 40 tiny ones (no estimates): one call
     few = {f"l{i}": Call(f"l{i}", leaf, options=FUSE) for i in range(3)}
     assert plan_of(few, [NodeRef("l0"), NodeRef("l1"), NodeRef("l2")]).fused == (("l0", "l1", "l2"),)
 
@@ -110,8 +119,11 @@ def test_independent_leaves_form_source_groups_spread_over_parts():
 def test_a_leaf_heading_a_chain_stays_with_its_chain():
     calls = {**chain("a", "b"), **chain("x", "y"), "lone1": Call("lone1", leaf, options=FUSE),
              "lone2": Call("lone2", leaf, options=FUSE)}
-    plan = plan_of(calls, [NodeRef("b"), NodeRef("y"), NodeRef("lone1"), NodeRef("lone2")])
-    assert plan.fused == (("a", "b"), ("x", "y"), ("lone1", "lone2"))
+    plan = plan_of(calls, [NodeRef("b"), NodeRef("y"), NodeRef("lone1"), NodeRef("lone2")],
+                   estimates=dict.fromkeys(calls, 0.01))
+    assert len(plan.fused) == 2   # four trees, 60 ms of work: spread over two calls
+    assert {("a", "b"), ("x", "y")} <= {g[i:i + 2] for g in plan.fused for i in range(len(g) - 1)}
+    assert sorted(m for g in plan.fused for m in g) == ["a", "b", "lone1", "lone2", "x", "y"]
 
 
 def test_groups_are_cut_at_fuse_max(monkeypatch):
