@@ -90,12 +90,14 @@ def predict() -> None:
 @store_opt
 @guard
 def predict_train(store: str | None) -> None:
-    """Train the model from the store's recent runs and save it (~/.rayflow/model.bin)."""
-    from rayflow.predict import history
-
-    model = history.train(configure(store, None).store)
+    """Train the model from the store's recent runs and save it in that store (one model per
+    store: a team's shared store shares it)."""
+    svc = configure(store, None)
+    model = svc.train_model()
+    where = (f"saved in the run store {svc.store.url}" if model.components()
+             else "not saved: no component has 5 samples yet, so the rules answer for all")
     click.echo(f"trained on {model.n_samples} attempts; the model answers for {len(model.components())} "
-               f"components (the rules for the others, under 5 samples); saved to {history.model_path()}")
+               f"components (the rules for the others, under 5 samples); {where}")
 
 
 @predict.command("show")

@@ -2,12 +2,16 @@
 sizing a plan's ``sizing="auto"`` components with it.
 
 Owns reading training samples from run history (every recorded component attempt
-carries its features: see ``ComponentRecord.features``), where the model is kept
-(``~/.rayflow/model.bin``, signed: see ``ResourceModel.to_bytes``), ``ModelSizing``
+carries its features: see ``ComponentRecord.features``), where the model is kept (in
+the run store it learned from, under ``MODEL_NAME``: ``RunStore.save_model``, the
+codec's signed bytes, verified before they are unpickled; a model that learned no
+component is never saved), ``ModelSizing``
 (the planner's sizing port, rayflow.plan.sizing.PlanSizing, over the model: predicted
 durations to order by, and each auto-sized task's ``num_cpus`` and ``memory`` from the
 model's p90 with buffers, rounded into buckets and capped by the cluster's largest
-node; every other task keeps what it declares), and ``OomResizer`` (a task again with
+node, and kept at the declared request where a fraction of a core would cost Ray more
+worker processes than it saves (``rayflow.predict.sizing.size``, told how many tasks of
+the plan may run at once); every other task keeps what it declares), and ``OomResizer`` (a task again with
 more memory after an out-of-memory kill; the loop records it in the run state).
 ``size_plan`` is the older form of ``ModelSizing.resources`` that changes a plan in
 place (kept until every caller plans with ``make_plan(..., sizing=ModelSizing(...))``).
@@ -16,12 +20,13 @@ Must not import ray or scikit-learn (the model module does).
 
 from __future__ import annotations
 
+import graphlib
 import logging
 import os
 import statistics
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 from rayflow.predict.features import Sample, function_features, numeric_config, sample_from_record
@@ -29,14 +34,8 @@ from rayflow.predict.sizing import Declared, size
 
 log = logging.getLogger("rayflow")
 
-MODEL_FILE = "model.bin"
+MODEL_NAME = "resources"   # the resource model's name in the run store
 HISTORY_RUNS = 500        # the newest runs a training reads
-
-
-def model_path() -> Path:
-    from rayflow.data.codec import rayflow_home
-
-    return rayflow_home() / MODEL_FILE
 
 
 def samples_from_store(store: Any, *, runs: int = HISTORY_RUNS) -> list[Sample]:
@@ -56,35 +55,50 @@ def samples_from_store(store: Any, *, runs: int = HISTORY_RUNS) -> list[Sample]:
 
 
 def train(store: Any, *, save: bool = True) -> Any:
-    """Fit a model on the store's history (and save it); returns the ResourceModel."""
+    """Fit a model on the store's history and, when it learned some component (a model
+    of none would answer only with the rules: it is not saved), keep it in that store.
+    Returns the ResourceModel."""
     from rayflow.predict.model import ResourceModel
 
-    samples = samples_from_store(store)
-    model = ResourceModel().fit(samples)
-    if save:
-        path = model_path()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}")
-        tmp.write_bytes(model.to_bytes())
-        tmp.replace(path)
+    model = ResourceModel().fit(samples_from_store(store))
+    if save and trained(model):
+        store.save_model(MODEL_NAME, model.to_bytes())
     return model
 
 
-def load() -> Any | None:
-    """The saved model; None when there is none, or it does not verify or no longer loads
-    (then it is retrained from history the next time)."""
+def trained(model: Any) -> bool:
+    """Whether ``model`` learned at least one component (5 samples or more of it)."""
+    return model is not None and bool(model.components())
+
+
+def saved_at(store: Any) -> float | None:
+    """When the store's model was saved (the store's clock); None when it keeps none."""
+    row = store.load_model(MODEL_NAME)
+    return None if row is None else row[1]
+
+
+def load(store: Any) -> tuple[Any | None, float | None]:
+    """(the store's model, when it was saved): (None, None) when none is saved; (None,
+    saved_at) when the saved bytes do not verify (never unpickled) or no longer load, with
+    one warning line (it is trained again from history the next time one is needed)."""
+    return from_row(store.load_model(MODEL_NAME), where=store.url)
+
+
+def from_row(row: tuple[bytes, float] | None, *, where: str) -> tuple[Any | None, float | None]:
+    """``load`` of a row ``RunStore.load_model`` returned (``where``: the store, for the warning)."""
     from rayflow.core.errors import ModelMismatch
     from rayflow.data.codec import UntrustedData
     from rayflow.predict.model import ResourceModel
 
-    path = model_path()
-    if not path.exists():
-        return None
+    if row is None:
+        return None, None
+    blob, at = row
     try:
-        return ResourceModel.from_bytes(path.read_bytes())
-    except (UntrustedData, ModelMismatch, OSError) as exc:
-        log.warning("resource model %s not used (%s); run `rayflow predict train`", path, exc)
-        return None
+        model = ResourceModel.from_bytes(blob)   # verifies the signature before unpickling
+    except (UntrustedData, ModelMismatch) as exc:
+        log.warning("resource model saved in %s not used (%s); it is retrained from the run history", where, exc)
+        return None, at
+    return (model if trained(model) else None), at
 
 
 def plan_samples(plan: Any, typical_input: dict[str, int] | None = None) -> dict[str, Sample]:
@@ -122,6 +136,7 @@ def auto_sizes(tasks: Mapping[str, Any], model: Any, cluster: Any,
                                      timeouts=[tasks[c].options.timeout_s for c in auto])
     node_cpus = cluster.largest("CPU") if cluster is not None else float(os.cpu_count() or 1)
     node_memory = int(cluster.largest("memory")) if cluster is not None else 0
+    at_once = concurrency(tasks)
     changes: dict[str, dict[str, Any]] = {}
     reasons = {}
     for cid, prediction in zip(auto, predictions, strict=True):
@@ -129,10 +144,24 @@ def auto_sizes(tasks: Mapping[str, Any], model: Any, cluster: Any,
         if task.options.num_gpus or task.options.kind == "actor":
             reasons[cid] = "kept as declared: GPU and actor components are not auto-sized"
             continue
-        sizing = size(prediction, Declared.of(task.options), node_cpus, node_memory or 2**62)
+        sizing = size(prediction, Declared.of(task.options), node_cpus, node_memory or 2**62,
+                      concurrent=at_once.get(cid))
         changes[cid] = {"num_cpus": sizing.num_cpus, "memory": sizing.memory}
         reasons[cid] = sizing.reason
     return changes, reasons
+
+
+def concurrency(tasks: Mapping[str, Any]) -> dict[str, int]:
+    """How many tasks may run at the same time as each (itself included): the width of
+    its topological level (the tasks whose deepest chain of upstreams is as long). What
+    decides whether a fraction of a core makes Ray start more worker processes than the
+    node has CPUs (``rayflow.predict.sizing.size``)."""
+    graph = {cid: [d for d in task.deps if d in tasks] for cid, task in tasks.items()}
+    depth: dict[str, int] = {}
+    for cid in graphlib.TopologicalSorter(graph).static_order():
+        depth[cid] = 1 + max((depth[d] for d in graph[cid]), default=-1)
+    width = Counter(depth.values())
+    return {cid: width[d] for cid, d in depth.items()}
 
 
 class ModelSizing:

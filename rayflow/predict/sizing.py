@@ -14,6 +14,17 @@ rounded UP into a few sizes:
   most 1.5x above the need, a dozen classes between 64 MiB and 4 GiB.
 
 A request capped by the declared maximum or the largest node takes the cap as it is.
+
+What Ray costs. Every task runs in a worker process of its own while it runs. Ray keeps
+as many idle workers as the node has CPUs (its soft limit), starts at most that many at
+once, about a second of CPU each on a small node, and kills idle ones above the limit
+after about a second, so every run pays again for the extras. A fractional request lets
+more tasks run at once than the node has CPUs, so Ray starts a worker for each: that
+pays only when the task runs long enough (``FRACTIONAL_MIN_S``). ``size`` keeps a whole
+core (or the declared request, when it is below one) for a shorter task unless no more
+tasks than the node's CPUs may run at once (``concurrent``: then the workers Ray keeps
+serve them all, reused from task to task). Memory is a logical scheduling resource in
+Ray, not a limit: a request only keeps tasks that need much from sharing a node.
 """
 
 from __future__ import annotations
@@ -38,6 +49,9 @@ MEMORY_BUFFER = 1.1
 OVER_BELOW = 0.3        # used / requested under this: over-allocated
 UNDER_ABOVE = 0.9       # peak memory / requested over this: under-allocated (OOM risk)
 CPU_UNDER_ABOVE = 1.2   # cores busy / requested over this: under-allocated (it steals cores)
+WORKER_START_S = 1.0    # Ray starting one worker process: about a second of a core on a small node
+FRACTIONAL_MIN_S = 2 * WORKER_START_S   # a task shorter than this (p50) is not worth an extra worker:
+# the start takes a core from the tasks already running, and the idle extra is killed after ~1 s
 
 
 def cpu_bucket(cpus: float) -> float:
@@ -89,8 +103,10 @@ def size(
     node_cpus: float,
     node_memory: int,
     *,
+    concurrent: int | None = None,
     cpu_buffer: float = CPU_BUFFER,
     memory_buffer: float = MEMORY_BUFFER,
+    fractional_min_s: float = FRACTIONAL_MIN_S,
 ) -> Sizing:
     """The request for a component predicted to use ``prediction``.
 
@@ -99,20 +115,22 @@ def size(
     add a core), memory = p90 peak x ``memory_buffer``, each rounded up into its bucket,
     then capped by the declared
     maximum and the largest node (``node_cpus``, ``node_memory``). What the rules
-    predicted (no history, or a target never measured) keeps the declared value."""
+    predicted (no history, or a target never measured) keeps the declared value.
+
+    A fraction of a core below the declared request is given only when it costs Ray no
+    extra worker processes (``concurrent``, how many tasks may run at once beside this
+    one, itself included, is at most ``node_cpus``; None: unknown, so it may) or the task's
+    p50 duration is at least ``fractional_min_s``; else the request stays at one core
+    (the declared one when it is below a core) and the reason says why."""
     if prediction.source != "model":
         return Sizing(declared.num_cpus, declared.memory,
                       f"declared request kept: no model ({prediction.reason or 'rules'})")
     if "cpu_util" in prediction.from_rules:
         cpus, cpu_why = declared.num_cpus, "cpu: declared (not measured)"
     else:
-        util = prediction.cpu_util_p90
-        # the buffer covers noise around a fraction of a core; it must not turn a
-        # component that keeps one core busy (util ~1.0) into a 2-CPU request
-        whole = cpu_bucket(util * 0.9) if util >= 1.0 else math.inf   # 1.05 busy cores: one core
-        cpus, capped = _capped(min(cpu_bucket(util * cpu_buffer), whole), [declared.max_num_cpus, node_cpus])
-        kind = "I/O-bound, fractional CPU" if cpus < 1 else "CPU-bound"
-        cpu_why = f"cpu: p90 utilisation {prediction.cpu_util_p90:.2f} x {cpu_buffer:g} -> {cpus:g} ({kind}{capped})"
+        cpus, cpu_why = _cpus(prediction, declared, node_cpus, cpu_buffer)
+        cpus, cpu_why = _worth_a_worker(prediction, declared, cpus, cpu_why, node_cpus, concurrent,
+                                        fractional_min_s)
     if "memory" in prediction.from_rules:
         memory, memory_why = declared.memory, "memory: declared (not measured)"
     else:
@@ -120,6 +138,46 @@ def size(
         memory, capped = _capped(memory_bucket(need), [declared.max_memory, node_memory])
         memory_why = f"memory: p90 {_mib(prediction.memory_p90)} x {memory_buffer:g} -> {_mib(memory)}{capped}"
     return Sizing(cpus, None if memory is None else int(memory), f"{cpu_why}; {memory_why}")
+
+
+def _cpus(prediction: Prediction, declared: Declared, node_cpus: float, cpu_buffer: float) -> tuple[float, str]:
+    util = prediction.cpu_util_p90
+    # the buffer covers noise around a fraction of a core; it must not turn a component
+    # that keeps at most one core busy (util 0.9 on a busy node, or ~1.0) into a 2-CPU
+    # request, which would halve how many run at once
+    cpus, capped = _capped(cpu_need(util, cpu_buffer), [declared.max_num_cpus, node_cpus])
+    kind = "I/O-bound, fractional CPU" if cpus < 1 else "CPU-bound"
+    return cpus, f"cpu: p90 utilisation {util:.2f} x {cpu_buffer:g} -> {cpus:g} ({kind}{capped})"
+
+
+def cpu_need(util: float, cpu_buffer: float = CPU_BUFFER) -> float:
+    """The CPU bucket for ``util`` cores busy: ``util x cpu_buffer`` rounded up, never a core
+    more than the utilisation's own bucket (at most one core busy: one core)."""
+    whole = cpu_bucket(util * 0.9) if util >= 1.0 else 1.0   # 1.05 busy cores: one core
+    return min(cpu_bucket(max(util, 0.0) * cpu_buffer), whole)
+
+
+def _worth_a_worker(prediction: Prediction, declared: Declared, cpus: float, why: str, node_cpus: float,
+                    concurrent: int | None, fractional_min_s: float) -> tuple[float, str]:
+    """``cpus``, or the floor of one core (the declared request when below one) where a
+    fraction would make Ray start worker processes the task is too short to pay for."""
+    floor = min(float(declared.num_cpus), 1.0)
+    if cpus >= floor:
+        return cpus, why
+    if concurrent is not None and concurrent <= node_cpus:
+        return cpus, f"{why}; at most {concurrent} at once: the workers Ray keeps run them"
+    if "duration" in prediction.from_rules:
+        return floor, (f"kept num_cpus={floor:g}: a fractional request would start extra worker processes "
+                       f"for a task of unknown duration (p90 utilisation {prediction.cpu_util_p90:.2f})")
+    if prediction.duration_p50 < fractional_min_s:
+        return floor, (f"kept num_cpus={floor:g}: a fractional request would start extra worker processes "
+                       f"for a {_seconds(prediction.duration_p50)} task (p90 utilisation "
+                       f"{prediction.cpu_util_p90:.2f}; a worker start pays from {fractional_min_s:g} s)")
+    return cpus, f"{why}; {_seconds(prediction.duration_p50)} pays for a worker start"
+
+
+def _seconds(s: float) -> str:
+    return f"{s * 1000:.0f} ms" if s < 1 else f"{s:.1f} s"
 
 
 def _capped(value: float, caps: list[float | None]) -> tuple[float, str]:
@@ -183,7 +241,7 @@ def _allocation(cid: str, records: list[ComponentRecord]) -> Allocation | None:
     memory_verdict = "under-allocated" if ooms else (_verdict(peak, req_mem, UNDER_ABOVE) if req_mem else "unrequested")
     advice = []
     if used is not None and cpu_verdict != "ok":
-        advice.append(f"num_cpus={cpu_bucket(max(used * CPU_BUFFER, CPU_BUCKETS[0])):g}")
+        advice.append(f"num_cpus={cpu_need(used):g}")
     need = max(peak * MEMORY_BUFFER if peak else 0.0, 2.0 * req_mem if ooms and req_mem else 0.0)
     if need and memory_verdict not in ("ok", "unrequested"):
         advice.append(f"memory={_mib(memory_bucket(need))}")

@@ -151,7 +151,7 @@ class RunTracker:
         active = service.active_run(plan, record, "ray", lease=lease)
         with self._lock:
             self._runs[active.run.run_id] = active
-        threading.Thread(target=self._drive, args=(active,), name=f"rayflow-{active.run.run_id}",
+        threading.Thread(target=self._drive, args=(active, service), name=f"rayflow-{active.run.run_id}",
                          daemon=True).start()
         return active.run.run_id
 
@@ -232,8 +232,12 @@ class RunTracker:
                     log.warning("tracker: run %s lost its driver and could not be resumed here: %s", run.run_id,
                                 str(exc)[:200])
 
-    def _drive(self, active: Any) -> None:
+    def _drive(self, active: Any, service: Any) -> None:
         active.execute()
+        try:
+            service.ran_one(active)   # the resource model learns where runs are driven
+        except Exception:  # noqa: BLE001 - a refit that cannot start must not lose the run's end
+            log.exception("tracker: the resource model's refit after run %s failed", active.run.run_id)
         with self._lock:
             self._finished.append(active.run.run_id)
             while len(self._finished) > KEEP_FINISHED:

@@ -41,6 +41,8 @@ from rayflow.store.writer import StoreWriter
 
 log = logging.getLogger("rayflow")
 
+MODEL_CHECK_S = 2.0   # a trained model in use: ask the store for a newer one at most this often
+
 
 class Composition:
     """The adapters of one service (thread-safe); ``Service`` adds the run operations."""
@@ -52,7 +54,8 @@ class Composition:
         self._cluster: tuple[float, Any] | None = None
         self._checkpoints: tuple[str | None, CheckpointStore | None] | None = None
         self._cache: Any = None
-        self._model: tuple[float, Any] | None = None   # (file mtime, ResourceModel) once loaded
+        self._model: tuple[float | None, Any] | None = None   # (saved_at in the store, ResourceModel) once read
+        self._model_read_at = -MODEL_CHECK_S   # monotonic time the store was last asked for its model
         self._runs_since_fit = 0
         self._fitting = False
         self._lock = threading.RLock()
@@ -122,6 +125,7 @@ class Composition:
             if store is not None and store != self.settings.store_url:
                 self.close_store()
                 self.settings.store_url = store
+                self._model, self._model_read_at = None, -MODEL_CHECK_S   # one model per store
             if address is not None:
                 self.settings.address = address
             if cache is not None and cache != self.settings.cache_url:
@@ -238,9 +242,9 @@ class Composition:
     def _sizing(self, blueprint: Any, executor: str) -> Any:
         """The model's sizing port for ``blueprint``, or None when no model applies: it
         orders by predicted durations where the model knows the components, and sizes the
-        ``sizing="auto"`` ones (the model trained now if none was saved)."""
+        ``sizing="auto"`` ones (the model trained now if the store has none)."""
         auto = any(c.options.sizing == "auto" for c in blueprint.calls.values())
-        if not auto and not history_saved():
+        if not auto and not self.model_saved():
             return None
         from rayflow.predict.history import ModelSizing
 
@@ -252,24 +256,57 @@ class Composition:
 
         return ModelSizing(lambda: self.resource_model(required=auto), cluster, order=self.settings.predicted_order)
 
+    def model_saved(self) -> bool:
+        """Whether the run store keeps a trained resource model that verifies here."""
+        return self._stored_model() is not None
+
     def resource_model(self, *, required: bool = False) -> Any:
-        """The saved resource model (reloaded when its file changes); with ``required``
-        and none saved, one trained now from the store's history (rules until 5 samples)."""
+        """The run store's resource model (read again when another process saved a newer
+        one); with ``required`` and none usable, one trained now from the store's history
+        (it answers with the rules until a component has 5 samples; saved once it learned one)."""
+        model = self._stored_model()
+        if model is None and required:
+            with self._lock:
+                kept = self._model[1] if self._model is not None else None
+            model = kept if kept is not None else self.train_model()
+        return model
+
+    def train_model(self) -> Any:
+        """Train the resource model on the store's history, save it there when it learned
+        some component, and use it from now on in this process. Returns the ResourceModel."""
         from rayflow.predict import history
 
-        path = history.model_path()
-        try:
-            mtime = path.stat().st_mtime
-        except OSError:
-            mtime = None
+        model = history.train(self.store)
+        at = history.saved_at(self.store) if history.trained(model) else None
         with self._lock:
-            if mtime is not None and (self._model is None or self._model[0] != mtime):
-                self._model = (mtime, history.load())
-            model = self._model[1] if self._model is not None else None
-        if model is None and required:
-            model = history.train(self.store)
+            self._model, self._model_read_at = (at, model), time.monotonic()
+        return model
+
+    def _stored_model(self) -> Any:
+        """The trained model the store keeps, or None. One in use is checked against the
+        store at most every MODEL_CHECK_S; saved bytes are decoded (their signature verified
+        first) only when their ``saved_at`` changed, so bytes that do not verify are
+        refused with one warning, not at every plan."""
+        from rayflow.predict import history
+
+        with self._lock:
+            kept, read_at = self._model, self._model_read_at
+        if time.monotonic() - read_at < MODEL_CHECK_S:   # asked lately (a plan per run: not a query per run)
+            return kept[1] if kept is not None and history.trained(kept[1]) else None
+        row = self.store.load_model(history.MODEL_NAME)
+        if row is None:   # none saved: an untrained model of this process stays (the rules answer)
             with self._lock:
-                self._model = (history.model_path().stat().st_mtime, model)
+                if kept is not None and kept[0] is not None:
+                    self._model = None
+                self._model_read_at = time.monotonic()
+            return None
+        if kept is not None and kept[0] == row[1]:   # the version in use (or one refused already)
+            with self._lock:
+                self._model_read_at = time.monotonic()
+            return kept[1]
+        model, at = history.from_row(row, where=self.store.url)
+        with self._lock:
+            self._model, self._model_read_at = (at, model), time.monotonic()
         return model
 
     def oom_resizer(self, executor: str) -> Any:
@@ -279,27 +316,32 @@ class Composition:
         from rayflow.predict.history import OomResizer
 
         cluster = self.cluster(executor)
-        return OomResizer(self.resource_model() if history_saved() else None,
-                          cluster.largest("memory") if cluster is not None else 0)
+        return OomResizer(self.resource_model(), cluster.largest("memory") if cluster is not None else 0)
 
-    def _ran_one(self) -> None:
-        """After each run: retrain the model in the background every REFIT_EVERY_RUNS runs,
-        once a model is in use."""
+    def ran_one(self, active: Any = None) -> None:
+        """After each run this process drove (``active``: it, when known): retrain the model
+        in the background, and save it into the store, when one is in use (this process
+        planned with one, the run had ``sizing="auto"`` components, or the store keeps a
+        model): after every run while it learned from fewer than YOUNG_MODEL_SAMPLES
+        attempts, then every REFIT_EVERY_RUNS runs."""
+        auto = active is not None and any(t.options.sizing == "auto" for t in active.plan.tasks.values())
         with self._lock:
             self._runs_since_fit += 1
             model = self._model[1] if self._model is not None else None
             every = 1 if model is None or model.n_samples < YOUNG_MODEL_SAMPLES else REFIT_EVERY_RUNS
-            due = self._model is not None and self._runs_since_fit >= every and not self._fitting
+            due = self._runs_since_fit >= every and not self._fitting
             if due:
-                self._runs_since_fit, self._fitting = 0, True
+                self._fitting = True
         if due:
-            threading.Thread(target=self._refit, name="rayflow-model-refit", daemon=True).start()
+            in_use = self._model is not None or auto
+            threading.Thread(target=self._refit, args=(in_use,), name="rayflow-model-refit", daemon=True).start()
 
-    def _refit(self) -> None:
-        from rayflow.predict import history
-
+    def _refit(self, in_use: bool) -> None:
         try:
-            history.train(self.store)
+            if in_use or self.model_saved():
+                with self._lock:
+                    self._runs_since_fit = 0
+                self.train_model()
         except Exception:  # noqa: BLE001 - the old model stays in use
             log.exception("retraining the resource model failed")
         finally:
@@ -307,8 +349,8 @@ class Composition:
                 self._fitting = False
 
 
-def history_saved() -> bool:
-    """Whether a trained resource model is saved (cheap: one stat; no scikit-learn import)."""
-    from rayflow.predict.history import model_path
+def history_saved(store: RunStore) -> bool:
+    """Whether ``store`` keeps a trained resource model that verifies here."""
+    from rayflow.predict import history
 
-    return model_path().exists()
+    return history.load(store)[0] is not None

@@ -181,7 +181,7 @@ class Service(Composition):
             with self._lock:
                 if self._active.get(active.run.run_id) is active:
                     del self._active[active.run.run_id]
-            self._ran_one()
+            self.ran_one(active)
             for hook in list(self.finished_hooks):
                 try:
                     hook(active)

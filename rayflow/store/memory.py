@@ -62,6 +62,7 @@ class MemoryStore:
         self._requests: dict[str, tuple[str, str, float]] = {}   # key -> (run_id, body_hash, at)
         self._workflows: dict[str, WorkflowRecord] = {}
         self._servers: dict[str, ServerRecord] = {}
+        self._models: dict[str, tuple[bytes, float]] = {}   # name -> (blob, saved_at)
 
     def create_run(self, run: RunRecord, components: list[ComponentRecord]) -> None:
         """Insert ``run`` and its components; RunExists (nothing changed) when the id is taken."""
@@ -305,6 +306,18 @@ class MemoryStore:
     def remove_server(self, server_id: str) -> None:
         with self._lock:
             self._servers.pop(server_id, None)
+
+    # -- learned models ------------------------------------------------------------------
+
+    def save_model(self, name: str, blob: bytes) -> None:
+        with self._lock:
+            before = self._models.get(name)
+            now = self.db_now() if before is None else max(self.db_now(), before[1] + 1e-6)
+            self._models[name] = (bytes(blob), now)
+
+    def load_model(self, name: str) -> tuple[bytes, float] | None:
+        with self._lock:
+            return self._models.get(name)
 
     # -- cache rows ----------------------------------------------------------------------
 

@@ -1,7 +1,8 @@
 """The RunStore port and the plain records that cross it.
 
-Owns the contract every store adapter (memory, SQLite, later PostgreSQL) fulfils;
-tests/contracts/test_run_store.py runs the same suite against each. Records are
+Owns the contract every store adapter (memory, SQLite, PostgreSQL) fulfils;
+tests/contracts/test_run_store.py (and test_model_rows.py for the models a store keeps)
+runs the same suite against each. Records are
 plain dataclasses of JSON-friendly values. Must not import any database driver.
 """
 
@@ -274,3 +275,13 @@ class RunStore(Protocol):
     def list_servers(self) -> list[ServerRecord]: ...
 
     def remove_server(self, server_id: str) -> None: ...
+
+    # -- learned models (one per name; the resource model learns from this store) ---------
+
+    def save_model(self, name: str, blob: bytes) -> None:
+        """Keep ``blob`` (a model in the codec's signed format) under ``name``, replacing
+        what was there; ``saved_at`` becomes the store's clock (``db_now``)."""
+
+    def load_model(self, name: str) -> tuple[bytes, float] | None:
+        """(blob, saved_at) of the model kept under ``name``; None when there is none. The
+        bytes come back as stored: the caller verifies their signature before loading."""

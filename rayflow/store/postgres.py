@@ -34,6 +34,7 @@ import asyncpg
 
 from rayflow.core.errors import ConfigError, StoreError, StoreUnavailable
 from rayflow.store import pgleases as ops
+from rayflow.store import pgmodels
 from rayflow.store import pgschema as sql
 from rayflow.store.loopthread import LoopThread, abandon
 from rayflow.store.memory import check_run_fields
@@ -252,11 +253,12 @@ async def migrate(conn: Any, schema: str | None) -> None:
             for stmt in statements:
                 await conn.execute(stmt, timeout=limit)
             await conn.execute(sql.RECORD_VERSION, version, time.time())
+        await pgmodels.migrate(conn)
 
 
-class PostgresStore(ServerRecords):
+class PostgresStore(ServerRecords, pgmodels.ModelRows):
     """A RunStore in a PostgreSQL database (or one schema of it), through a managed pool.
-    The server's records (run pages, tokens, workflows, servers): ``pgrecords``."""
+    The server's records (run pages, tokens, workflows, servers): ``pgrecords``; models: ``pgmodels``."""
 
     def __init__(self, url: str) -> None:
         self._target = parse_postgres_url(url)

@@ -356,6 +356,18 @@ class SqliteStore:
     def remove_server(self, server_id: str) -> None:
         self._write("DELETE FROM servers WHERE server_id = ?", [(server_id,)])
 
+    # -- learned models ------------------------------------------------------------------
+
+    def save_model(self, name: str, blob: bytes) -> None:
+        # saved_at only grows: a reader that kept (blob, saved_at) sees every new save
+        self._write("INSERT INTO models (name, blob, saved_at) VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE "
+                    "SET blob = excluded.blob, saved_at = MAX(excluded.saved_at, models.saved_at + 0.000001)",
+                    [(name, sqlite3.Binary(blob), time.time())])
+
+    def load_model(self, name: str) -> tuple[bytes, float] | None:
+        rows = self._read("SELECT blob, saved_at FROM models WHERE name = ?", (name,))
+        return (bytes(rows[0][0]), float(rows[0][1])) if rows else None
+
     # -- cache rows ----------------------------------------------------------------------
 
     def cache_get(self, key: str, now: float) -> bytes | None:

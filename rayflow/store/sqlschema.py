@@ -146,4 +146,14 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             )""",
         ),
     ),
+    (
+        9,
+        (  # learned models (the resource model), kept with the history they learned from
+            """CREATE TABLE models (
+                name TEXT PRIMARY KEY,
+                blob BLOB NOT NULL,
+                saved_at REAL NOT NULL
+            )""",
+        ),
+    ),
 ]

@@ -14,8 +14,10 @@ NODE_CPUS, NODE_MEMORY = 16.0, 64 * GIB
 
 
 def predicted(*, util: float = 1.0, memory: float = 300 * MIB, p99: float | None = None,
-              source: str = "model", reason: str = "") -> Prediction:
-    return Prediction(1.0, 2.0, memory / 2, memory, p99 or memory * 1.5, util / 2, util, 50, source, reason)
+              source: str = "model", reason: str = "", duration: float = 1.0,
+              from_rules: tuple[str, ...] = ()) -> Prediction:
+    return Prediction(duration, duration * 2, memory / 2, memory, p99 or memory * 1.5, util / 2, util, 50, source,
+                      reason, from_rules)
 
 
 @pytest.mark.parametrize(("cpus", "bucket"), [
@@ -41,16 +43,53 @@ def test_few_distinct_memory_classes():
 
 
 def test_model_prediction_is_buffered_and_bucketed():
-    s = size(predicted(util=0.9, memory=300 * MIB), Declared(num_cpus=1.0), NODE_CPUS, NODE_MEMORY)
-    assert s.num_cpus == 2.0            # 0.9 x 1.2 = 1.08 -> 2
+    s = size(predicted(util=1.8, memory=300 * MIB), Declared(num_cpus=1.0), NODE_CPUS, NODE_MEMORY)
+    assert s.num_cpus == 2.0            # 1.8 busy cores: two
     assert s.memory == 384 * MIB        # 300 MiB x 1.1 = 330 MiB -> 384 MiB
     assert "CPU-bound" in s.reason
 
 
+@pytest.mark.parametrize("util", [0.85, 0.91, 1.0, 1.05])
+def test_the_buffer_never_adds_a_core_to_a_single_core_component(util):
+    # a CPU-bound loop on a busy 2-core node measures 0.5-0.95 cores busy: x 1.2 would make
+    # it a 2-CPU request, and only half as many would run at once
+    s = size(predicted(util=util), Declared(num_cpus=1.0), 2.0, NODE_MEMORY)
+    assert s.num_cpus == 1.0
+
+
 def test_io_bound_component_gets_a_fraction_of_a_core():
-    s = size(predicted(util=0.1), Declared(num_cpus=1.0), NODE_CPUS, NODE_MEMORY)
+    s = size(predicted(util=0.1, duration=3.0), Declared(num_cpus=1.0), NODE_CPUS, NODE_MEMORY)
     assert s.num_cpus == 0.25           # 0.1 x 1.2 = 0.12 -> 0.25
-    assert "fractional" in s.reason
+    assert "fractional" in s.reason and "pays for a worker start" in s.reason
+
+
+def test_a_short_task_keeps_a_whole_core_and_says_why():
+    # a 40 ms task: a fraction of a core would make Ray start a worker process (about a
+    # second of CPU) per extra task running at once, for 40 ms of work
+    s = size(predicted(util=0.05, duration=0.04), Declared(num_cpus=1.0), 2.0, NODE_MEMORY)
+    assert s.num_cpus == 1.0
+    assert s.reason.startswith("kept num_cpus=1: a fractional request would start extra worker processes "
+                               "for a 40 ms task")
+    wide = size(predicted(util=0.05, duration=0.04), Declared(num_cpus=1.0), 2.0, NODE_MEMORY, concurrent=16)
+    assert wide.num_cpus == 1.0
+
+
+def test_a_fraction_costs_no_worker_when_no_more_tasks_than_cpus_run_at_once():
+    s = size(predicted(util=0.05, duration=0.04), Declared(num_cpus=1.0), 2.0, NODE_MEMORY, concurrent=2)
+    assert s.num_cpus == 0.1 and "at most 2 at once" in s.reason
+    s = size(predicted(util=0.05, duration=0.04), Declared(num_cpus=1.0), 2.0, NODE_MEMORY, concurrent=3)
+    assert s.num_cpus == 1.0
+
+
+def test_the_floor_is_the_declared_request_when_below_a_core_and_duration_unknown_keeps_it():
+    s = size(predicted(util=0.05, duration=0.04), Declared(num_cpus=0.5), 2.0, NODE_MEMORY)
+    assert s.num_cpus == 0.5 and s.reason.startswith("kept num_cpus=0.5")
+    unknown = size(predicted(util=0.05, duration=30.0, from_rules=("duration",)), Declared(num_cpus=1.0), 2.0,
+                   NODE_MEMORY)
+    assert unknown.num_cpus == 1.0 and "unknown duration" in unknown.reason
+    threshold = size(predicted(util=0.05, duration=0.5), Declared(num_cpus=1.0), 2.0, NODE_MEMORY,
+                     fractional_min_s=0.4)
+    assert threshold.num_cpus == 0.1
 
 
 def test_caps_by_declared_maximum_and_largest_node():
@@ -117,7 +156,7 @@ def test_report_skips_cached_and_unmeasured_components():
 
 
 def test_targets_the_rules_filled_keep_the_declared_values():
-    p = Prediction(1.0, 2.0, 128 * MIB, 256 * MIB, 384 * MIB, 0.1, 0.1, 30, "model",
+    p = Prediction(5.0, 8.0, 128 * MIB, 256 * MIB, 384 * MIB, 0.1, 0.1, 30, "model",
                    "memory from rules (0 measured < 5)", ("memory",))
     s = size(p, Declared(num_cpus=1.0, memory=None), NODE_CPUS, NODE_MEMORY)
     assert (s.num_cpus, s.memory) == (0.25, None)
