@@ -209,7 +209,10 @@ class SqliteStore:
     # -- leases (fenced) -----------------------------------------------------------------
 
     def db_now(self) -> float:
-        return float(self._read(f"SELECT {q.DB_NOW}")[0][0])
+        # SQLite's clock is the clock of the process running it (julianday('now') is computed
+        # in-process, whichever machine holds the file): this one. No query: under a process
+        # driving many runs, each query waits for the GIL a switch interval.
+        return time.time()
 
     def insert_run(self, run: RunRecord) -> bool:
         return self._write(q.INSERT_NEW_RUN, [tuple(q.RUNS.encode(run))]) > 0
