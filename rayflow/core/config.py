@@ -29,6 +29,9 @@ RAYFLOW_GC_FREEZE          1                                     0: no ``gc.free
 RAYFLOW_FAST_SUBMIT        1                                     0: always Ray's public ``.remote()``
 RAYFLOW_STREAM_PROGRESS    1                                     0: streams report no batch progress
 RAYFLOW_MEASURE_MEMORY     1                                     0: workers do not sample their peak memory
+RAYFLOW_WARM_WORKERS       4 x the CPUs, at least 16             a local Ray that rayflow starts keeps this many idle
+                                                                 workers (Ray: as many as CPUs) and starts as many at
+                                                                 once; 0: Ray's defaults
 RAYFLOW_SERVER             unset (the CLI tries                  a ``rayflow server`` URL: the CLI's commands go
                            ``http://127.0.0.1:8470``)            over HTTP to it (``--server``), and ``rf.Client()``;
                                                                  ``local``: run here, never try a server
@@ -63,6 +66,7 @@ GC_FREEZE_VAR = "RAYFLOW_GC_FREEZE"
 FAST_SUBMIT_VAR = "RAYFLOW_FAST_SUBMIT"
 STREAM_PROGRESS_VAR = "RAYFLOW_STREAM_PROGRESS"
 MEASURE_MEMORY_VAR = "RAYFLOW_MEASURE_MEMORY"
+WARM_WORKERS_VAR = "RAYFLOW_WARM_WORKERS"
 SERVER_VAR = "RAYFLOW_SERVER"
 TOKEN_VAR = "RAYFLOW_TOKEN"
 
@@ -146,6 +150,25 @@ def fast_submit() -> bool:
 def stream_progress() -> bool:
     """$RAYFLOW_STREAM_PROGRESS: False only for ``0``."""
     return _on(STREAM_PROGRESS_VAR)
+
+
+def warm_workers(cpus: float) -> int:
+    """Idle worker processes a local Ray that rayflow starts keeps (0: Ray's own default,
+    as many as CPUs). Fractional CPU requests run more tasks at once than there are CPUs,
+    each in a worker process of its own: Ray starts the extras (about a second of a core
+    each) and kills them a second after they fall idle, so each run pays again."""
+    raw = (_get(WARM_WORKERS_VAR) or "").strip()
+    if not raw:
+        return max(16, 4 * int(cpus))
+    try:
+        value = int(raw)
+    except ValueError:
+        value = -1
+    if value < 0:
+        from rayflow.core.errors import ConfigError
+
+        raise ConfigError(f"{WARM_WORKERS_VAR}: expected a whole number of workers (0: Ray's default), got {raw[:40]!r}")
+    return value
 
 
 def measure_memory() -> bool:

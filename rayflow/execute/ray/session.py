@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 
+from rayflow.core import config
 from rayflow.core.errors import ConfigError
 from rayflow.plan import ClusterShape
 
@@ -45,6 +46,9 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
         kwargs["include_dashboard"] = False
         if num_cpus is not None:
             kwargs["num_cpus"] = num_cpus
+        warm = config.warm_workers(num_cpus or os.cpu_count() or 1)
+        if warm:   # fractional requests: keep their workers between runs (rayflow.core.config.warm_workers)
+            kwargs["_system_config"] = {"num_workers_soft_limit": warm, "worker_maximum_startup_concurrency": warm}
     else:
         kwargs["address"] = address
         _check_reachable(address)
