@@ -347,10 +347,3 @@ class Composition:
         finally:
             with self._lock:
                 self._fitting = False
-
-
-def history_saved(store: RunStore) -> bool:
-    """Whether ``store`` keeps a trained resource model that verifies here."""
-    from rayflow.predict import history
-
-    return history.load(store)[0] is not None

@@ -40,12 +40,12 @@ from rayflow.runs.owners import owner_gone, owner_id
 from rayflow.runs.replay import reusable, trusted
 from rayflow.runs.views import LocalView, StoreView
 from rayflow.service import hosting
-from rayflow.service.composition import Composition, history_saved
+from rayflow.service.composition import Composition
 from rayflow.service.settings import EXECUTORS, Settings
 from rayflow.spec.targets import spec_document
 from rayflow.store.port import Lease, RunRecord
 
-__all__ = ["EXECUTORS", "Service", "Settings", "get_service", "history_saved", "new_run_id"]
+__all__ = ["EXECUTORS", "Service", "Settings", "get_service", "new_run_id"]
 
 log = logging.getLogger("rayflow")
 
