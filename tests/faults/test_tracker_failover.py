@@ -36,10 +36,23 @@ def _tracker():
     return ray.get_actor("tracker", namespace="rayflow")
 
 
-def _kill_tracker() -> None:
+def _kill_tracker(owner: str) -> None:
+    """Kill the tracker whose lease is ``owner`` (host:pid:token) and wait until its
+    process is gone: ray.kill only asks, and a gate released while the tracker still
+    runs lets it record the component there."""
+    import psutil
     import ray
 
+    pid = int(owner.split(":")[1])
     ray.kill(_tracker(), no_restart=True)
+
+    def gone() -> bool:
+        try:
+            return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    wait_until(gone, 60, what=f"the tracker (pid {pid}) to exit", poll_s=0.1)
 
 
 def test_a_waiting_client_takes_over_when_the_tracker_dies(tracked, ledger) -> None:
@@ -50,7 +63,7 @@ def test_a_waiting_client_takes_over_when_the_tracker_dies(tracked, ledger) -> N
     assert run.owner and run.owner != owner_id() and run.lease_epoch == 1   # claimed by the tracker
     ckpt = tracked.checkpoint_store()
     wait_until(lambda: {"square", "square_1"} <= set(ckpt.index(h.run_id)), 60, what="the squares' checkpoints")
-    _kill_tracker()
+    _kill_tracker(run.owner)
     ledger.gate("hold", "total", on=False)
     assert h.wait(timeout=120) == "SUCCEEDED"
     assert rf.get_run(h.run_id).result() == expected_total(2)
