@@ -33,6 +33,7 @@ import time
 from pathlib import Path
 
 import ray
+from cached_wf import combine, step, warm_wf
 from reporting import write_report
 
 import rayflow as rf
@@ -40,18 +41,6 @@ from rayflow.service import get_service
 
 RESULTS = Path(__file__).resolve().parent / "results" / "cache.json"
 TARGETS = {"warm_speedup": 20.0, "sweep_hit_ratio": 0.85, "redis_down_ms_per_component": 50.0}
-
-
-@rf.component(cache=True)
-def step(name: str, seed: int, pause_s: float) -> int:
-    time.sleep(pause_s)
-    return sum(ord(c) for c in name) * 31 + seed
-
-
-@rf.component(cache=True)
-def combine(parts: list[int], pause_s: float) -> int:
-    time.sleep(pause_s)
-    return sum(parts)
 
 
 @rf.component(cache=True)
@@ -64,12 +53,6 @@ def train(features: int, lr: float, depth: int, pause_s: float) -> float:
 def evaluate(model: float, features: int, pause_s: float) -> float:
     time.sleep(pause_s)
     return round(model / (features or 1), 6)
-
-
-@rf.workflow(name="bench_warm")
-def warm_wf(pause_s: float = 0.1, seed: int = 0):
-    parts = [step(f"part{i}", seed, pause_s) for i in range(17)]
-    return combine([combine(parts[:9], pause_s), combine(parts[9:], pause_s)], 0.0)
 
 
 @rf.workflow(name="bench_sweep")

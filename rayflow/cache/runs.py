@@ -52,6 +52,7 @@ class RunCache:
         self.hits: dict[str, int] = {}   # tier name -> hits in this run
         self.misses = 0
         self.kept = 0
+        self._found: dict[str, Any] = {}   # cache key -> what ``holds_all`` found (its lookup's answer)
 
     def counts(self) -> dict[str, Any]:
         """This run's lookups: what the run summary keeps (``rayflow cache stats`` sums them)."""
@@ -60,9 +61,25 @@ class RunCache:
         return {"hits": hits, "misses": self.misses, "hit_ratio": hits / total if total else None,
                 "hits_by_tier": dict(self.hits), "kept": self.kept}
 
+    def holds_all(self, tasks: Any) -> bool:
+        """Whether the cache holds the output of every one of ``tasks`` (each with a cache
+        key), looked up now and kept: their ``lookup`` answers with what was found here, so
+        a run planned on this answer runs none of them. Stops at the first miss."""
+        for task in tasks:
+            try:
+                found = self.cache.get(task.cache_key)
+            except Exception as exc:  # noqa: BLE001 - a broken tier is a miss
+                log.warning("cache lookup of %r failed (treated as a miss): %s", task.id, exc)
+                return False
+            if not found.hit:
+                return False
+            self._found[task.cache_key] = found
+        return True
+
     def lookup(self, task: Any) -> tuple[bool, Any]:
+        found = self._found.pop(task.cache_key, None)
         try:
-            found = self.cache.get(task.cache_key)
+            found = found or self.cache.get(task.cache_key)
         except Exception as exc:  # noqa: BLE001 - a broken tier is a miss, never a failed run
             log.warning("cache lookup of %r failed (treated as a miss): %s", task.id, exc)
             found = None

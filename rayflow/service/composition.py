@@ -13,12 +13,14 @@ and only when a Ray run needs it; must not import rayflow.server.
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 import time
 from typing import Any
 
 from rayflow.core import config
 from rayflow.core.errors import ConfigError
+from rayflow.execute.cached import CachedExecutor
 from rayflow.execute.local import LocalExecutor
 from rayflow.execute.port import Executor
 from rayflow.plan import Plan, make_plan
@@ -42,6 +44,12 @@ from rayflow.store.writer import StoreWriter
 log = logging.getLogger("rayflow")
 
 MODEL_CHECK_S = 2.0   # a trained model in use: ask the store for a newer one at most this often
+
+
+def _ray_connected() -> bool:
+    """Whether this process is connected to Ray (without loading ray when it is not)."""
+    ray = sys.modules.get("ray")
+    return ray is not None and ray.is_initialized()
 
 
 class Composition:
@@ -209,10 +217,16 @@ class Composition:
     def active_run(self, plan: Plan, run: RunRecord, executor: str, *,
                    restored: dict[str, Checkpoint] | None = None,
                    earlier: dict[str, ComponentRecord] | None = None, first_seq: int = 0,
-                   lease: Lease | None = None) -> ActiveRun:
+                   lease: Lease | None = None, cached: Any = None) -> ActiveRun:
         """The one way an ``ActiveRun`` is made: this service's writer and store, the
         executor named, the checkpoint store, the run's cache and the out-of-memory resizer,
-        under ``lease`` (fenced writes) when given."""
+        under ``lease`` (fenced writes) when given. ``cached``: the run's cache holding
+        every output (``cached_run``): nothing runs, so nothing connects to a cluster (in a
+        process connected to Ray, its executor places what the memory tier holds as object
+        references)."""
+        if cached is not None:
+            runner = self.executor(executor) if _ray_connected() else CachedExecutor(executor)
+            return ActiveRun(self, plan, run, runner, checkpoints=self.checkpoint_store(), cache=cached, lease=lease)
         return ActiveRun(self, plan, run, self.executor(executor), checkpoints=self.checkpoint_store(),
                          restored=restored, earlier=earlier, first_seq=first_seq,
                          cache=self.run_cache(plan), resize=self.oom_resizer(executor), lease=lease)
@@ -230,14 +244,28 @@ class Composition:
     def plan(self, target: Any, inputs: dict[str, Any], executor: str) -> Plan:
         """One planning pass: the resource model orders and sizes through the planner's
         sizing port (asked only once the blueprint checked out), then the cluster check."""
+        return self.plan_cached(target, inputs, executor)[0]
+
+    def plan_cached(self, target: Any, inputs: dict[str, Any], executor: str) -> tuple[Plan, Any]:
+        """``plan``, and the run's cache when it holds every component's output (else
+        None): such a run needs no cluster, so nothing connects to Ray for it."""
         blueprint = blueprint_of(target, inputs)
         plan = make_plan(blueprint, sizing=self._sizing(blueprint, executor))
-        if executor == "ray":
+        cached = self.cached_run(plan) if executor == "ray" else None
+        if executor == "ray" and cached is None:
             self.connect_ray()
             cluster = self.cluster(executor)
             if cluster is not None:
                 check_cluster(plan, cluster)
-        return plan
+        return plan, cached
+
+    def cached_run(self, plan: Plan) -> Any:
+        """The run's cache (a RunCache) when it holds the output of every component of
+        ``plan``, each looked up now; None when one has no cache key or is not held."""
+        if not plan.tasks or any(t.cache_key is None for t in plan.tasks.values()):
+            return None
+        cache = self.run_cache(plan)
+        return cache if cache is not None and cache.holds_all(plan.tasks.values()) else None
 
     def _sizing(self, blueprint: Any, executor: str) -> Any:
         """The model's sizing port for ``blueprint``, or None when no model applies: it

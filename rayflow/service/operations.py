@@ -82,15 +82,19 @@ class Service(Composition):
                 self._check_same(run_id, target, inputs)
                 return existing
         with gcpause.paused():   # tracing and planning allocate in bursts; collect after
-            plan = self.plan(target, inputs, executor)
+            plan, cached = self.plan_cached(target, inputs, executor)
             spec = spec_document(target)
             if background:
-                return self.start(plan, executor=executor, run_id=run_id, background=True, spec=spec)
-        return self.start(plan, executor=executor, run_id=run_id, background=False, spec=spec)
+                return self.start(plan, executor=executor, run_id=run_id, background=True, spec=spec, cached=cached)
+        return self.start(plan, executor=executor, run_id=run_id, background=False, spec=spec, cached=cached)
 
     def start(self, plan: Plan, *, executor: str = "ray", run_id: str | None = None,
-              background: bool = True, spec: dict[str, Any] | None = None) -> RunHandle:
-        host = hosting.run_host() if executor == "ray" and background and self.use_tracker() else None
+              background: bool = True, spec: dict[str, Any] | None = None, cached: Any = None) -> RunHandle:
+        """Record and start a run of ``plan``. ``cached``: the run's cache holding every
+        output (``cached_run``): the run is driven here, at once, with no cluster, tracker
+        or server involved."""
+        host = (hosting.run_host() if cached is None and executor == "ray" and background and self.use_tracker()
+                else None)
         queue = host is not None and self._server_takes(plan, spec)
         try:   # (for a host: queued, so that the host's own claim fences the run)
             run = self.record_new_run(plan, run_id, spec=spec, queued=host is not None)
@@ -99,6 +103,8 @@ class Service(Composition):
                 raise
             self.check_same_run(run_id, plan, spec)
             return self._stored(run_id)
+        if cached is not None:
+            return self._launch(self.active_run(plan, run, executor, lease=lease_of(run), cached=cached), background)
         if queue:   # a rayflow server on this store claims it from the queue and drives it
             return self._stored(run.run_id)
         if host is not None:

@@ -5,7 +5,8 @@ the strategy of its call kind (``task.kind``, rayflow.core.kinds; the strategies
 behind rayflow.execute.ray.strategy.Strategy), the calls in flight, waiting on their
 small metadata refs (each call returns value and metadata as separate objects, so the
 driver never pulls values it does not need), cancelling, checkpoint saves and restores,
-putting cache hits in the object store, and fetching the run's outputs.
+holding cache hits until a call reads them (``Held``: a hit nothing reads is never put in
+the object store), and fetching the run's outputs.
 
 Per-component cost on the driver (benchmarks/overhead.py measures it against raw Ray):
 remote functions are configured once per process per function and resource signature
@@ -78,6 +79,20 @@ def _on_this_node() -> dict[str, Any]:
     return {"scheduling_strategy": NodeAffinitySchedulingStrategy(node_id=node, soft=False)}
 
 
+class Held:
+    """A cache hit's value, put in the object store only when a call reads it (once)."""
+
+    __slots__ = ("_ref", "value")
+
+    def __init__(self, value: Any) -> None:
+        self.value, self._ref = value, None
+
+    def ref(self) -> Any:
+        if self._ref is None:
+            self._ref = ray.put(self.value)
+        return self._ref
+
+
 class RayExecutor:
     """Runs tasks on the Ray cluster of this process's session."""
 
@@ -120,20 +135,20 @@ class RayExecutor:
         self._calls.free = set()
 
     def submit(self, task: Task, deps: list[Any]) -> Any:
-        return self._strategies[task.kind].submit(task, deps)
+        return self._strategies[task.kind].submit(task, [d.ref() if type(d) is Held else d for d in deps])
 
     def output(self, handle: Any, index: int) -> Any:
         return None if handle is None else handle[index]   # None: a fused member's output nothing outside reads
 
     def place(self, task: Task, value: Any) -> Any:
-        """A cache hit: the object reference(s) the memory tier held, or the value put in
-        the object store (one object per output of a call with several)."""
+        """A cache hit: the object reference(s) the memory tier held, or the value Held
+        until a call reads it (one per output of a call with several)."""
         if isinstance(value, ray.ObjectRef) or (isinstance(value, list) and value
                                                 and all(isinstance(v, ray.ObjectRef) for v in value)):
             return value
         if task.options.num_outputs:
-            return [ray.put(v) for v in value]
-        return ray.put(value)
+            return [Held(v) for v in value]
+        return Held(value)
 
     def restore(self, task: Task, checkpoint: Checkpoint) -> Any:
         """A small checkpoint is decoded here and put in the object store; a file is read
@@ -247,10 +262,13 @@ class RayExecutor:
             self._strategies[self._tasks[cid].kind].cancel(cid)
 
     def fetch(self, handles: dict[str, Any]) -> dict[str, Any]:
-        """One ``ray.get`` for every output; a call with several outputs gives a tuple."""
+        """One ``ray.get`` for every output (a Held one is its value); a call with several
+        outputs gives a tuple."""
         ids = list(handles)
         flat = [r for c in ids for r in (handles[c] if isinstance(handles[c], list) else [handles[c]])]
-        values = iter(ray.get(flat))
+        refs = [r for r in flat if type(r) is not Held]
+        got = iter(ray.get(refs) if refs else ())
+        values = iter([r.value if type(r) is Held else next(got) for r in flat])
         return {c: tuple(next(values) for _ in handles[c]) if isinstance(handles[c], list) else next(values)
                 for c in ids}
 

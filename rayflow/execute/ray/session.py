@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import sys
 
 from rayflow.core import config
 from rayflow.core.errors import ConfigError
@@ -18,7 +19,11 @@ from rayflow.plan import ClusterShape
 
 def _token_auth_for_clusters() -> None:
     """Clusters started with `ray start` require token auth; clients find the token in
-    ~/.ray/auth_token but must be told to send it (RAY_AUTH_MODE=token), before ray loads."""
+    ~/.ray/auth_token but must be told to send it (RAY_AUTH_MODE=token), before ray loads.
+    Once ray is loaded it is too late: the variable would reach only the processes Ray
+    starts, so a local Ray's GCS would ask this process for a token it never sends."""
+    if "ray" in sys.modules:
+        return
     if "RAY_AUTH_MODE" not in os.environ and os.path.exists(os.path.expanduser("~/.ray/auth_token")):
         os.environ["RAY_AUTH_MODE"] = "token"
 
