@@ -17,7 +17,10 @@ Sides, all in one process and one run, their order alternating per repetition:
   processes=True)``, one ``client.submit`` per task with its parents' futures;
 - ``rayflow``: an ``@rf.workflow`` calling a ``@rf.component(num_cpus=1, fuse=False)`` once
   per task (``.options(id=task_id)``, the parents' nodes as arguments), run with
-  ``rf.submit(...).result()`` on a SQLite run store.
+  ``rf.submit(...).result()`` on a SQLite run store;
+- ``rayflow_fused``: the same with ``fuse=True``: after ``TRAIN_RUNS`` runs per recipe
+  (reported, the first with no history) the resource model knows the tasks' durations and
+  fusion packs them into calls by those, spread over the cores.
 
 Reported per recipe and side: the median makespan, the lower bound
 ``max(critical path seconds, total work / cores)`` and makespan / lower bound. The target
@@ -58,7 +61,8 @@ import rayflow as rf
 RESULTS = Path(__file__).resolve().parent / "results" / "dagshapes.json"
 QUICK_RESULTS = RESULTS.with_name("dagshapes-quick.json")   # a smoke run never replaces the real figures
 TARGET = 1.10              # rayflow's makespan / lower bound, on every recipe (reported, not asserted)
-SIDES = ("ray", "dask", "rayflow")
+SIDES = ("ray", "dask", "rayflow", "rayflow_fused")
+TRAIN_RUNS = 2             # rayflow_fused: runs per recipe before the timed ones (the model learns the durations)
 SETTLE_S = 0.3             # quiet time before each timed run
 
 # our name -> the wfcommons recipe class
@@ -189,16 +193,18 @@ def task_fn(seconds: float, *parents: int) -> int:
 
 r_task = ray.remote(num_cpus=1)(task_fn)
 task_c = rf.component(task_fn, num_cpus=1, fuse=False)
+task_f = rf.component(task_fn, num_cpus=1, fuse=True)   # rayflow_fused: packed by measured durations
 
 _DAGS: dict[str, Dag] = {}   # the workflow traces the DAG registered under its input's key
 
 
 @rf.workflow(name="bench_dagshape")
-def dag_wf(key: str):
+def dag_wf(key: str, fused: bool = False):
     dag = _DAGS[key]
+    component = task_f if fused else task_c
     nodes: dict[str, object] = {}
     for task, (parents, seconds) in dag.items():
-        nodes[task] = task_c.options(id=task)(seconds, *[nodes[p] for p in parents])
+        nodes[task] = component.options(id=task)(seconds, *[nodes[p] for p in parents])
     return [nodes[s] for s in sinks(dag)]
 
 
@@ -238,12 +244,13 @@ def run_dask(client, dag: Dag) -> Sample:
     return Sample(seconds, value)
 
 
-def run_rayflow(dag: Dag, key: str | None = None) -> Sample:
+def run_rayflow(dag: Dag, key: str | None = None, fused: bool = False) -> Sample:
     """One rayflow run of ``dag`` (rf.init must have been called). ``key`` names the DAG for
-    the workflow's input (default: one per DAG object)."""
+    the workflow's input (default: one per DAG object); ``fused``: its components say
+    ``fuse=True``."""
     key = register(key or f"dag-{id(dag)}", dag)
     t0 = time.perf_counter()
-    handle = rf.submit(dag_wf, key=key)
+    handle = rf.submit(dag_wf, key=key, fused=fused)
     value = handle.result()
     seconds = time.perf_counter() - t0
     status = handle.status()
@@ -277,15 +284,18 @@ def settled(fn: Callable[[], Sample]) -> Sample:
 # -- the run --------------------------------------------------------------------------------------
 
 
-def run(dags: dict[str, Dag], reps: int, cores: int) -> dict[str, dict[str, list[float]]]:
-    """``reps`` interleaved rounds per recipe; per recipe and side the makespans."""
+def run(dags: dict[str, Dag], reps: int, cores: int) -> tuple[dict[str, dict[str, list[float]]], dict]:
+    """``reps`` interleaved rounds per recipe; per recipe and side the makespans, and per
+    recipe the fused side's training runs (the first with no history)."""
     out: dict[str, dict[str, list[float]]] = {}
+    training: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="rayflow-dagshapes-") as tmp, dask_client(cores) as client:
         rf.init(store=f"sqlite:///{tmp}/x.db", checkpoints=f"{tmp}/checkpoints")
         runners: dict[str, Callable[[Dag, str], Sample]] = {
             "ray": lambda dag, key: run_ray(dag),
             "dask": lambda dag, key: run_dask(client, dag),
             "rayflow": run_rayflow,
+            "rayflow_fused": lambda dag, key: run_rayflow(dag, key, fused=True),
         }
         first = next(iter(dags.values()))
         warm = {t: (parents, seconds / 100) for t, (parents, seconds) in first.items()}
@@ -296,6 +306,10 @@ def run(dags: dict[str, Dag], reps: int, cores: int) -> dict[str, dict[str, list
             want = expected_value(dag)
             makespans: dict[str, list[float]] = {side: [] for side in SIDES}
             bound = describe(dag, cores)["lower_bound_s"]
+            training[name] = [settled(lambda dag=dag, name=name: runners["rayflow_fused"](dag, name)).seconds
+                              for _ in range(TRAIN_RUNS)]
+            print(f"{name:12} rayflow_fused training runs: " + ", ".join(
+                f"{t:.2f} s ({t / bound:.2f}x)" for t in training[name]), flush=True)
             for rep in range(reps):
                 order = SIDES if rep % 2 == 0 else tuple(reversed(SIDES))
                 line = []
@@ -308,10 +322,10 @@ def run(dags: dict[str, Dag], reps: int, cores: int) -> dict[str, dict[str, list
                 print(f"{name:12} rep {rep + 1}/{reps}  " + "  ".join(line), flush=True)
             out[name] = makespans
         rf.init(store="memory://", checkpoints="off")   # release the temporary database before it is removed
-    return out
+    return out, training
 
 
-def summarize(dag: Dag, makespans: dict[str, list[float]], cores: int) -> dict:
+def summarize(dag: Dag, makespans: dict[str, list[float]], cores: int, training: list[float]) -> dict:
     info = describe(dag, cores)
     bound = info["lower_bound_s"]
     med = {side: statistics.median(v) for side, v in makespans.items()}
@@ -324,6 +338,9 @@ def summarize(dag: Dag, makespans: dict[str, list[float]], cores: int) -> dict:
         "over_raw_ray": {side: round(m / med["ray"], 3) for side, m in med.items()},
         "target_rayflow_over_lower_bound": TARGET,
         "meets_target": ratio["rayflow"] <= TARGET,
+        "meets_target_fused": ratio["rayflow_fused"] <= TARGET,
+        "rayflow_fused_training_s": [round(x, 3) for x in training],   # the first: no history yet
+        "rayflow_fused_first_over_lower_bound": round(training[0] / bound, 3) if training else None,
     }
 
 
@@ -360,22 +377,25 @@ def main(argv: list[str] | None = None) -> int:
               f"lower bound {info['lower_bound_s']:.2f} s", flush=True)
     ray.init(address="local", num_cpus=args.cores, include_dashboard=False, logging_level="WARNING")
     try:
-        runs = run(dags, args.reps, args.cores)
+        runs, training = run(dags, args.reps, args.cores)
     finally:
         ray.shutdown()
-    results = {name: summarize(dags[name], m, args.cores) for name, m in runs.items()}
+    results = {name: summarize(dags[name], m, args.cores, training[name]) for name, m in runs.items()}
     print(f"\nmedians of {args.reps}: makespan (s) and makespan / lower bound "
           f"(target rayflow <= {TARGET:.2f}x on every recipe)")
     print(f"{'recipe':12} {'tasks':>5} {'bound':>6}  " + "  ".join(f"{s:>16}" for s in SIDES) + "  target")
     for name, r in results.items():
         cells = [f"{r['median_makespan_s'][s]:6.2f} s {r['over_lower_bound'][s]:5.2f}x" for s in SIDES]
         print(f"{name:12} {r['tasks']:5} {r['lower_bound_s']:6.2f}  " + "  ".join(f"{c:>16}" for c in cells)
-              + "  " + ("met" if r["meets_target"] else "NOT met"))
+              + "  " + ("met" if r["meets_target"] else "NOT met") + " / fused "
+              + ("met" if r["meets_target_fused"] else "NOT met")
+              + f" (fused first run {r['rayflow_fused_first_over_lower_bound']:.2f}x)")
     write_report(out, {
         "benchmark": "dagshapes", "quick": args.quick, "seed": args.seed, "n_tasks": args.tasks,
         "work_per_core_s": args.work_per_core, "cores": args.cores, "reps": args.reps, "sides": list(SIDES),
         "work": "busy loop on time.thread_time for each task's seconds; parents' outputs as arguments",
         "recipes": results, "meets_target_everywhere": all(r["meets_target"] for r in results.values()),
+        "meets_target_fused_everywhere": all(r["meets_target_fused"] for r in results.values()),
         "versions": versions(), "load_avg_at_start": load_start,
         "load_avg_at_end": [round(x, 2) for x in os.getloadavg()],
     })

@@ -20,6 +20,11 @@ layered DAGs):
    Only a tree's head reads from outside it.
 2. *absorbing*: a tree whose head reads only members of one group joins that group (the
    reducers of a tree reduce join the group of the leaves they reduce).
+
+   In both, a member (step 1) or tree (step 2) predicted to take ``FUSE_SPREAD_S`` or
+   more does not join work it could run beside -- a sibling under the same upstream --
+   since a group runs its members one after another: it follows a chain or a join, or
+   starts a tree of its own for step 3 to spread.
 3. *packing*: the other trees are packed into groups by *level* (the longest path from a
    source to the head), resource request and the set of raising inputs (below), in
    topological order, balanced by predicted work, and spread over at least
@@ -123,6 +128,7 @@ def _trees(dag: Dag, ok: set[str], sig_of: Mapping[str, tuple], cost: Mapping[st
     tree_of: dict[str, int] = {}
     trees: list[list[str]] = []
     work: list[float] = []
+    followed: set[str] = set()   # members a child already follows in their tree
     cap, budget = max(1, FUSE_MAX // 2), FUSE_CALL_S / 2
     for cid in dag.nodes:
         if cid not in ok:
@@ -130,10 +136,12 @@ def _trees(dag: Dag, ok: set[str], sig_of: Mapping[str, tuple], cost: Mapping[st
         deps = dag.deps(cid)
         t = tree_of.get(deps[0]) if deps else None
         if (t is not None and sig_of[trees[t][0]] == sig_of[cid] and len(trees[t]) < cap
-                and work[t] + cost[cid] <= budget and all(tree_of.get(d) == t for d in deps[1:])):
+                and work[t] + cost[cid] <= budget and all(tree_of.get(d) == t for d in deps[1:])
+                and not (cost[cid] >= FUSE_SPREAD_S and any(d in followed for d in deps))):
             trees[t].append(cid)
             work[t] += cost[cid]
             tree_of[cid] = t
+            followed.update(deps)
             continue
         tree_of[cid] = len(trees)
         trees.append([cid])
@@ -176,10 +184,19 @@ class _Packing:
         if (g is None or any(self.group_of.get(d) != g for d in deps[1:])
                 or self.sig_of[self.groups[g][0]] != self.sig_of[tree[0]]
                 or len(self.groups[g]) + len(tree) > FUSE_MAX
-                or self.work[g] + sum(self.cost[m] for m in tree) > FUSE_CALL_S):
+                or self.work[g] + sum(self.cost[m] for m in tree) > FUSE_CALL_S
+                or self._beside(tree, g)):
             return False
         self._add(g, tree)
         return True
+
+    def _beside(self, tree: list[str], g: int) -> bool:
+        """Whether absorbing ``tree`` into group ``g`` would run it after work it could run
+        beside (a sibling of its head in ``g``), and it is long enough to be worth a call."""
+        if sum(self.cost[m] for m in tree) < FUSE_SPREAD_S:
+            return False
+        head, group_of = tree[0], self.group_of
+        return any(c != head and group_of.get(c) == g for d in self.dag.deps(head) for c in self.dag.children(d))
 
     def _raising(self, head: str) -> frozenset[str]:
         """The components whose failure fails a call reading what the head reads: each input

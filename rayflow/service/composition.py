@@ -349,10 +349,12 @@ class Composition:
     def ran_one(self, active: Any = None) -> None:
         """After each run this process drove (``active``: it, when known): retrain the model
         in the background, and save it into the store, when one is in use (this process
-        planned with one, the run had ``sizing="auto"`` components, or the store keeps a
+        planned with one, the run had ``sizing="auto"`` or ``fuse=True`` components -- a
+        fused group is sized by its members' predicted durations -- or the store keeps a
         model): after every run while it learned from fewer than YOUNG_MODEL_SAMPLES
         attempts, then every REFIT_EVERY_RUNS runs."""
-        auto = active is not None and any(t.options.sizing == "auto" for t in active.plan.tasks.values())
+        auto = active is not None and any(t.options.sizing == "auto" or t.options.fuse is True
+                                          for t in active.plan.tasks.values())
         with self._lock:
             self._runs_since_fit += 1
             model = self._model[1] if self._model is not None else None

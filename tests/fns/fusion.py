@@ -182,3 +182,10 @@ def packed(fails: str):
                 inc.options(id="out_w", fuse=False)(w)]
 
     return wf
+
+
+@rf.workflow
+def slow_fan(n: int = 8, seconds: float = 0.06):
+    """``fuse=True`` components that are not tiny: a fan-out of ``n`` sleeps under one head."""
+    h = seed.options(id="head")(1)
+    return add.options(id="sink")(*[sleepy.options(id=f"nap{i}")(seconds, h) for i in range(n)])

@@ -133,6 +133,31 @@ def test_a_run_driven_elsewhere_refits_into_its_store(svc):
     assert history.load(svc.store)[0].n_samples == 8
 
 
+def test_fused_components_teach_the_model_which_then_sizes_their_groups(svc, ray_session):
+    """fuse=True alone (no sizing="auto", no saved model) puts the model in use: after one
+    run it is saved in the store, and the next plan packs the groups by the measured
+    durations instead of taking every member for tiny."""
+    import time
+
+    from tests.fns import fusion as ffns
+
+    naps = {f"nap{i}" for i in range(8)}
+
+    def nap_groups(plan):
+        return [naps & set(g) for g in plan.fused if naps & set(g)]
+
+    blind = svc.plan(ffns.slow_fan, {}, "ray")
+    assert nap_groups(blind) == [naps]                 # no history: one call would sleep 8 x 60 ms
+    assert svc.store.load_model(history.MODEL_NAME) is None
+    svc.submit(ffns.slow_fan, {}, executor="local", background=False)
+    deadline = time.monotonic() + 30
+    while svc.store.load_model(history.MODEL_NAME) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    svc._model_read_at = -MODEL_CHECK_S
+    sized = nap_groups(svc.plan(ffns.slow_fan, {}, "ray"))
+    assert len(sized) >= 2 and max(len(g) for g in sized) <= 4   # each call within FUSE_CALL_S / 2
+
+
 def test_predict_train_and_show_say_where_the_model_is_and_why_a_core_is_kept(svc, store_url, monkeypatch):
     from click.testing import CliRunner
 
