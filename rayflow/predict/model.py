@@ -37,6 +37,8 @@ from rayflow.predict.rules import Prediction, memory_from_input, rule_prediction
 
 MIN_SECONDS = 1e-3         # durations are learned as log(max(duration, this))
 MIN_SAMPLES = 5            # fewer attempts of a component than this: the rules answer
+LOG_RANGE = {"duration": (math.log(MIN_SECONDS), math.log(30 * 86400.0)),   # predictions clipped to
+             "memory": (0.0, math.log(2.0 ** 50))}                         # 1 ms .. 30 days, 1 B .. 1 PiB
 MAX_SAMPLES = 2_000        # train on the most recent attempts of a component, at most
 REFRESH_EVERY = 20         # retrain after this many new runs (see needs_refresh)
 FORMAT = "rayflow.predict.ResourceModel/1"
@@ -152,7 +154,8 @@ def _untransform(target: str, values: np.ndarray) -> tuple[float, ...]:
     """Predicted quantiles back in seconds, bytes or cores (see ``_targets``)."""
     if target == "cpu_util":
         return tuple(float(v) for v in np.clip(values, 0.0, MAX_CPU_UTIL))
-    return tuple(math.exp(v) for v in values)
+    low, high = LOG_RANGE.get(target, (-700.0, 700.0))   # a model extrapolating far past its data
+    return tuple(math.exp(v) for v in np.clip(values, low, high))
 
 
 def _predict_family(family: _Family, samples: Sequence[Sample], timeouts: Sequence[float | None]) -> list[Prediction]:

@@ -167,3 +167,14 @@ def test_predict_many_matches_predict_one_by_one(trained):
         numbers = [k for k, v in one.to_dict().items() if isinstance(v, float)]
         assert [getattr(many, k) for k in numbers] == pytest.approx([getattr(one, k) for k in numbers], rel=1e-9)
     assert batch[1].duration_p90 == 60.0
+
+
+def test_a_prediction_far_past_the_data_is_clipped_not_an_overflow() -> None:
+    """A quantile model extrapolating to a log-duration of 1e4 crashed the plan
+    (OverflowError in math.exp); it is clipped to 30 days, and a tiny one to 1 ms."""
+    import numpy as np
+
+    from rayflow.predict.model import _untransform
+
+    assert _untransform("duration", np.array([1e4, -1e4])) == pytest.approx((30 * 86400.0, 1e-3))
+    assert _untransform("memory", np.array([1e6]))[0] == pytest.approx(2.0 ** 50)
