@@ -53,6 +53,7 @@ class RunCache:
         self.misses = 0
         self.kept = 0
         self._found: dict[str, Any] = {}   # cache key -> what ``holds_all`` found (its lookup's answer)
+        self.complete = False              # ``holds_all`` found every output: nothing of the run runs
 
     def counts(self) -> dict[str, Any]:
         """This run's lookups: what the run summary keeps (``rayflow cache stats`` sums them)."""
@@ -63,8 +64,9 @@ class RunCache:
 
     def holds_all(self, tasks: Any) -> bool:
         """Whether the cache holds the output of every one of ``tasks`` (each with a cache
-        key), looked up now and kept: their ``lookup`` answers with what was found here, so
-        a run planned on this answer runs none of them. Stops at the first miss."""
+        key; the answer is also ``complete``), looked up now and kept: their ``lookup``
+        answers with what was found here, so a run planned on this answer runs none of
+        them. Stops at the first miss."""
         for task in tasks:
             try:
                 found = self.cache.get(task.cache_key)
@@ -74,6 +76,7 @@ class RunCache:
             if not found.hit:
                 return False
             self._found[task.cache_key] = found
+        self.complete = True
         return True
 
     def lookup(self, task: Any) -> tuple[bool, Any]:

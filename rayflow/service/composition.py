@@ -217,19 +217,20 @@ class Composition:
     def active_run(self, plan: Plan, run: RunRecord, executor: str, *,
                    restored: dict[str, Checkpoint] | None = None,
                    earlier: dict[str, ComponentRecord] | None = None, first_seq: int = 0,
-                   lease: Lease | None = None, cached: Any = None) -> ActiveRun:
+                   lease: Lease | None = None, cache: Any = None) -> ActiveRun:
         """The one way an ``ActiveRun`` is made: this service's writer and store, the
-        executor named, the checkpoint store, the run's cache and the out-of-memory resizer,
-        under ``lease`` (fenced writes) when given. ``cached``: the run's cache holding
-        every output (``cached_run``): nothing runs, so nothing connects to a cluster (in a
-        process connected to Ray, its executor places what the memory tier holds as object
-        references)."""
-        if cached is not None:
+        executor named, the checkpoint store, the run's cache (``cache``, as ``plan_cached``
+        looked it up, else a new one) and the out-of-memory resizer, under ``lease`` (fenced
+        writes) when given. A cache ``complete`` for the run: nothing runs, so nothing
+        connects to a cluster (in a process connected to Ray, its executor places what the
+        memory tier holds as object references)."""
+        cache = cache if cache is not None else self.run_cache(plan)
+        if cache is not None and cache.complete:
             runner = self.executor(executor) if _ray_connected() else CachedExecutor(executor)
-            return ActiveRun(self, plan, run, runner, checkpoints=self.checkpoint_store(), cache=cached, lease=lease)
+            return ActiveRun(self, plan, run, runner, checkpoints=self.checkpoint_store(), cache=cache, lease=lease)
         return ActiveRun(self, plan, run, self.executor(executor), checkpoints=self.checkpoint_store(),
                          restored=restored, earlier=earlier, first_seq=first_seq,
-                         cache=self.run_cache(plan), resize=self.oom_resizer(executor), lease=lease)
+                         cache=cache, resize=self.oom_resizer(executor), lease=lease)
 
     # -- planning, with the resource model ----------------------------------------------
 
@@ -244,28 +245,40 @@ class Composition:
     def plan(self, target: Any, inputs: dict[str, Any], executor: str) -> Plan:
         """One planning pass: the resource model orders and sizes through the planner's
         sizing port (asked only once the blueprint checked out), then the cluster check."""
-        return self.plan_cached(target, inputs, executor)[0]
+        plan = self._planned(target, inputs, executor)
+        if executor == "ray":
+            self._check_on_cluster(plan)
+        return plan
 
     def plan_cached(self, target: Any, inputs: dict[str, Any], executor: str) -> tuple[Plan, Any]:
-        """``plan``, and the run's cache when it holds every component's output (else
-        None): such a run needs no cluster, so nothing connects to Ray for it."""
-        blueprint = blueprint_of(target, inputs)
-        plan = make_plan(blueprint, sizing=self._sizing(blueprint, executor))
-        cached = self.cached_run(plan) if executor == "ray" else None
-        if executor == "ray" and cached is None:
-            self.connect_ray()
-            cluster = self.cluster(executor)
-            if cluster is not None:
-                check_cluster(plan, cluster)
-        return plan, cached
+        """``plan`` for a new run, and the run's cache looked up ahead (``RunCache.holds_all``)
+        when every component has a cache key (else None). When it holds every output
+        (``complete``) the run needs no cluster: nothing connects to Ray for it."""
+        plan = self._planned(target, inputs, executor)
+        cache = self.cache_ahead(plan) if executor == "ray" else None
+        if executor == "ray" and not (cache is not None and cache.complete):
+            self._check_on_cluster(plan)
+        return plan, cache
 
-    def cached_run(self, plan: Plan) -> Any:
-        """The run's cache (a RunCache) when it holds the output of every component of
-        ``plan``, each looked up now; None when one has no cache key or is not held."""
+    def _planned(self, target: Any, inputs: dict[str, Any], executor: str) -> Plan:
+        blueprint = blueprint_of(target, inputs)
+        return make_plan(blueprint, sizing=self._sizing(blueprint, executor))
+
+    def _check_on_cluster(self, plan: Plan) -> None:
+        self.connect_ray()
+        cluster = self.cluster("ray")
+        if cluster is not None:
+            check_cluster(plan, cluster)
+
+    def cache_ahead(self, plan: Plan) -> Any:
+        """The run's cache (a RunCache) with every component of ``plan`` looked up now, up
+        to the first miss; None when one has no cache key or no cache is configured."""
         if not plan.tasks or any(t.cache_key is None for t in plan.tasks.values()):
             return None
         cache = self.run_cache(plan)
-        return cache if cache is not None and cache.holds_all(plan.tasks.values()) else None
+        if cache is not None:
+            cache.holds_all(plan.tasks.values())
+        return cache
 
     def _sizing(self, blueprint: Any, executor: str) -> Any:
         """The model's sizing port for ``blueprint``, or None when no model applies: it

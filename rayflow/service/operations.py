@@ -82,18 +82,20 @@ class Service(Composition):
                 self._check_same(run_id, target, inputs)
                 return existing
         with gcpause.paused():   # tracing and planning allocate in bursts; collect after
-            plan, cached = self.plan_cached(target, inputs, executor)
+            plan, cache = self.plan_cached(target, inputs, executor)
             spec = spec_document(target)
             if background:
-                return self.start(plan, executor=executor, run_id=run_id, background=True, spec=spec, cached=cached)
-        return self.start(plan, executor=executor, run_id=run_id, background=False, spec=spec, cached=cached)
+                return self.start(plan, executor=executor, run_id=run_id, background=True, spec=spec, cache=cache)
+        return self.start(plan, executor=executor, run_id=run_id, background=False, spec=spec, cache=cache)
 
     def start(self, plan: Plan, *, executor: str = "ray", run_id: str | None = None,
-              background: bool = True, spec: dict[str, Any] | None = None, cached: Any = None) -> RunHandle:
-        """Record and start a run of ``plan``. ``cached``: the run's cache holding every
-        output (``cached_run``): the run is driven here, at once, with no cluster, tracker
-        or server involved."""
-        host = (hosting.run_host() if cached is None and executor == "ray" and background and self.use_tracker()
+              background: bool = True, spec: dict[str, Any] | None = None, cache: Any = None) -> RunHandle:
+        """Record and start a run of ``plan``. ``cache``: the run's cache as ``plan_cached``
+        looked it up (used when this process drives the run); when it holds every output
+        (``complete``), the run is driven here, at once, with no cluster, tracker or server
+        involved."""
+        complete = cache is not None and cache.complete
+        host = (hosting.run_host() if not complete and executor == "ray" and background and self.use_tracker()
                 else None)
         queue = host is not None and self._server_takes(plan, spec)
         try:   # (for a host: queued, so that the host's own claim fences the run)
@@ -103,8 +105,8 @@ class Service(Composition):
                 raise
             self.check_same_run(run_id, plan, spec)
             return self._stored(run_id)
-        if cached is not None:
-            return self._launch(self.active_run(plan, run, executor, lease=lease_of(run), cached=cached), background)
+        if complete:
+            return self._launch(self.active_run(plan, run, executor, lease=lease_of(run), cache=cache), background)
         if queue:   # a rayflow server on this store claims it from the queue and drives it
             return self._stored(run.run_id)
         if host is not None:
@@ -117,8 +119,8 @@ class Service(Composition):
             if lease is None:   # the host (or a server) claimed it after all
                 return self._stored(run.run_id)
             run.owner, run.lease_epoch = lease.owner, lease.epoch
-            return self._launch(self.active_run(plan, run, executor, lease=lease), background)
-        return self._launch(self.active_run(plan, run, executor, lease=lease_of(run)), background)
+            return self._launch(self.active_run(plan, run, executor, lease=lease, cache=cache), background)
+        return self._launch(self.active_run(plan, run, executor, lease=lease_of(run), cache=cache), background)
 
     def take_over(self, run_id: str) -> bool:
         """Resume here a run whose driver is gone (its lease lapsed), for a client waiting

@@ -69,9 +69,10 @@ def test_a_run_missing_one_output_connects_and_runs_only_what_is_missing(service
     finally:
         service.configure(cache="memory://")
     ran = fns.ledger(folder)
-    warm = _warm_run(tmp_path, url, folder, 3)            # load_2 and scale_20 are new; versioned reads them
+    warm = _warm_run(tmp_path, f"memory://,{url}", folder, 3)   # load_2 and scale_20 are new; versioned reads them
     assert warm["value"] == (0 + 10 + 20) * 2 and warm["ray"] is True
     assert warm["progress"] == {"CACHED": 4, "SUCCEEDED": 3}
+    assert warm["summary"]["hits_by_tier"] == {"files": 4}   # what was looked up ahead is the run's answer
     new = {k: v - ran.get(k, 0) for k, v in fns.ledger(folder).items() if v != ran.get(k, 0)}
     assert new == {"load_2": 1, "scale_20": 1, "versioned": 1}
 
