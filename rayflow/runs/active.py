@@ -168,6 +168,8 @@ class ActiveRun:
             summary["result"] = self.value
         if self.cache is not None:
             summary["cache"] = self.cache.counts()
+        if self.lease is not None:
+            self.service.leases.ending(self.run.run_id)
         self.service.writer.run(self.run.run_id, status=self.status, ended_at=self.run.ended_at,
                                 error=self.error, summary=summary, heartbeat_at=None)   # the lease ends
         self.recorder.run_event(self.status, error=self.error)

@@ -31,6 +31,7 @@ class _Held:
     lease: Lease
     on_lost: Callable[[str], None]
     renewed: float   # monotonic time of the last confirmed renewal
+    ending: bool = False   # the run's last write (which ends the lease) is under way
 
 
 class LeaseKeeper:
@@ -53,6 +54,15 @@ class LeaseKeeper:
                 self._stop = False
                 self._thread = threading.Thread(target=self._loop, name="rayflow-leases", daemon=True)
                 self._thread.start()
+
+    def ending(self, run_id: str) -> None:
+        """The run's last write, which ends its lease, is about to go: keep renewing until
+        ``drop`` (the write may take a while), but a renewal refused from now on means the
+        write landed, not a take-over."""
+        with self._cond:
+            entry = self._held.get(run_id)
+            if entry is not None:
+                entry.ending = True
 
     def drop(self, run_id: str) -> None:
         with self._cond:
@@ -119,6 +129,8 @@ class LeaseKeeper:
             if self._held.get(run_id) is not entry:
                 return   # dropped meanwhile: the run ended
             self._held.pop(run_id, None)
+            if entry.ending:
+                return   # the run's own last write ended the lease
             self._gone.add(run_id)
         log.warning("run %s: its lease (epoch %d) was taken over; this process stops driving it",
                     run_id, entry.lease.epoch)

@@ -181,9 +181,10 @@ class MemoryStore:
     def renew_lease(self, lease: Lease) -> bool:
         with self._lock:
             run = self._holds(lease)
-            if run is not None:
-                run.heartbeat_at = self.db_now()
-            return run is not None
+            if run is None or run.heartbeat_at is None:   # never revives a lease the run's end released
+                return False
+            run.heartbeat_at = self.db_now()
+            return True
 
     def release_lease(self, lease: Lease, *, status: str | None = None) -> bool:
         with self._lock:

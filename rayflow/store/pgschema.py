@@ -385,7 +385,8 @@ CLAIM_NEXT = f"""WITH free AS (
 )
 UPDATE runs {_TAKE} FROM free WHERE runs.run_id = free.run_id
 RETURNING runs.run_id, runs.lease_epoch, runs.created_at"""
-RENEW_LEASE = f"UPDATE runs SET heartbeat_at = {DB_NOW} WHERE run_id = $1 AND owner = $2 AND lease_epoch = $3"
+RENEW_LEASE = (f"UPDATE runs SET heartbeat_at = {DB_NOW} WHERE run_id = $1 AND owner = $2 AND lease_epoch = $3 "
+               "AND heartbeat_at IS NOT NULL")   # never revives a lease the run's end released
 # rayflow gc --rows: finished runs only; their components, events and idempotency keys with them
 DELETE_RUNS = "DELETE FROM runs WHERE run_id = ANY($1::text[]) AND status = ANY($2::text[]) RETURNING run_id"
 DELETE_RUN_ROWS = tuple(f"DELETE FROM {table} WHERE run_id = ANY($1::text[])"

@@ -163,7 +163,8 @@ CLAIM_NEXT = _TAKE.format(where=(
     "AND (spec != '{}' OR (target != '' AND substr(target, 1, 9) != '__main__:')) "
     f"AND (heartbeat_at IS NULL OR heartbeat_at < {DB_NOW} - ?) "
     "ORDER BY created_at, run_id LIMIT ?)"))
-RENEW = f"UPDATE runs SET heartbeat_at = {DB_NOW} WHERE run_id = ? AND owner = ? AND lease_epoch = ?"
+RENEW = (f"UPDATE runs SET heartbeat_at = {DB_NOW} WHERE run_id = ? AND owner = ? AND lease_epoch = ? "
+         "AND heartbeat_at IS NOT NULL")   # a renewal never revives a lease the run's end released
 RELEASE = ("UPDATE runs SET owner = '', heartbeat_at = NULL, status = COALESCE(?, status) "
             "WHERE run_id = ? AND owner = ? AND lease_epoch = ?")
 PUT_WORKFLOW = (f"{insert_sql(WORKFLOWS)} ON CONFLICT (name) DO UPDATE SET spec = excluded.spec, "

@@ -366,6 +366,19 @@ def test_claim_refuses_a_live_lease_force_takes_it_and_release_keeps_the_epoch(s
     assert (store.get_run("r1").status, store.get_run("r1").lease_epoch) == ("RUNNING", 3)
 
 
+def test_a_renewal_after_the_runs_last_write_does_not_revive_its_lease(store: RunStore) -> None:
+    """The run's end writes status and ``heartbeat_at=None`` under the lease (owner kept);
+    a renewal that lands after it (the keeper's, in flight meanwhile) must not set a
+    heartbeat on the finished run: it would look held until the lease lapsed."""
+    store.create_run(full_run(status="FAILED"), [])
+    lease = store.claim_run("r1", "a:1", 30.0)
+    assert store.write_batch([], [], {"r1": {"status": "SUCCEEDED", "heartbeat_at": None}},
+                             fences={"r1": lease.epoch}) == set()
+    assert store.renew_lease(lease) is False
+    run = store.get_run("r1")
+    assert (run.status, run.heartbeat_at, run.owner) == ("SUCCEEDED", None, "a:1")
+
+
 def test_claim_takes_a_stale_lease_on_the_db_clock(store: RunStore) -> None:
     store.create_run(full_run(status="RUNNING"), [])
     now = store.db_now()
