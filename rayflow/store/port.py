@@ -221,7 +221,9 @@ class RunStore(Protocol):
         (PostgreSQL: ``FOR UPDATE SKIP LOCKED``): a run goes to one claimer."""
 
     def renew_lease(self, lease: Lease) -> bool:
-        """``heartbeat_at = db_now`` if ``lease`` still holds the run (owner and epoch)."""
+        """``heartbeat_at = db_now`` if ``lease`` still holds the run (owner and epoch) and
+        its heartbeat is set: a run's last write (``heartbeat_at=None``) ends the lease, and a
+        renewal that lands after it must not revive it."""
 
     def release_lease(self, lease: Lease, *, status: str | None = None) -> bool:
         """End ``lease`` (owner '', heartbeat_at None; ``status`` set when given) if it still
