@@ -7,6 +7,8 @@ Three shapes, each run by raw Ray and by rayflow in one Ray session, interleaved
 - ``many``  (c): W small workflows (a -> (b, c, d) -> e) submitted concurrently.
 - ``fan_pg``:    (a) again with the PostgreSQL run store (``--pg-url``; skipped with a
   note when no server answers).
+- ``fan_logs``:  (a) with rayflow on both sides: attempts' logs captured (the default)
+  against capture turned off (``RAYFLOW_LOGS=off``); the "raw" columns are capture off.
 
 rayflow records every component in a real SQLite (or PostgreSQL) store, and keeps every
 component's output as a checkpoint (the default); after each timed run the
@@ -44,7 +46,7 @@ from rayflow.store.port import RunStore
 
 RESULTS = Path(__file__).resolve().parent / "results" / "overhead.json"
 QUICK_RESULTS = RESULTS.with_name("overhead-quick.json")   # a smoke run never replaces the real figures
-TARGETS = {"fan": 0.9, "chain": 0.9, "many": 0.8, "fan_pg": 0.85}   # for both the settled and back-to-back ratios
+TARGETS = {"fan": 0.9, "chain": 0.9, "many": 0.8, "fan_pg": 0.85, "fan_logs": 0.97}   # for both the settled and back-to-back ratios
 PG_URL = "postgresql://postgres@127.0.0.1:5432/test?schema=rayflow_bench"
 WARM_UP_SIZE = 50
 SETTLE_S = 0.3   # quiet time before each settled sample (and before each burst)
@@ -164,6 +166,16 @@ def flow_fan(n: int) -> Sample:
     return flow_one(fan_wf, n)
 
 
+def flow_fan_uncaptured(n: int) -> Sample:
+    """(a) with capture off: the baseline of ``fan_logs``."""
+    settings = get_service().settings
+    settings.logs_url = "off"
+    try:
+        return flow_one(fan_wf, n)
+    finally:
+        settings.logs_url = None
+
+
 def flow_chain(n: int) -> Sample:
     return flow_one(chain_wf, n)
 
@@ -187,12 +199,14 @@ class Case:
     def label(self) -> str:
         return {"fan": f"(a) fan-out {self.size} + fan-in", "chain": f"(b) chain of {self.size}",
                 "many": f"(c) {self.size} workflows x 5",
-                "fan_pg": f"(a) fan-out {self.size}, PostgreSQL"}[self.name]
+                "fan_pg": f"(a) fan-out {self.size}, PostgreSQL",
+                "fan_logs": f"(a) fan-out {self.size}, logs on/off"}[self.name]
 
     @property
     def per_run(self) -> int:
         """Components in each rayflow run."""
-        return {"fan": self.size + 1, "chain": self.size, "many": 5, "fan_pg": self.size + 1}[self.name]
+        return {"fan": self.size + 1, "chain": self.size, "many": 5, "fan_pg": self.size + 1,
+                "fan_logs": self.size + 1}[self.name]
 
     @property
     def components(self) -> int:
@@ -209,6 +223,7 @@ def cases(fan: int, chain: int, many: int) -> list[Case]:
         Case("chain", chain, raw_chain, flow_chain),
         Case("many", many, raw_many, flow_many),
         Case("fan_pg", fan, raw_fan, flow_fan, "postgresql"),
+        Case("fan_logs", fan, flow_fan_uncaptured, flow_fan),
     ]
 
 
@@ -311,7 +326,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fan", type=int, default=2000, help="fan-out width of (a)")
     p.add_argument("--chain", type=int, default=300, help="chain length of (b)")
     p.add_argument("--many", type=int, default=200, help="number of small workflows in (c)")
-    p.add_argument("--cases", default="fan,chain,many,fan_pg", help="comma-separated subset of fan,chain,many,fan_pg")
+    p.add_argument("--cases", default="fan,chain,many,fan_pg,fan_logs",
+                   help="comma-separated subset of fan,chain,many,fan_pg,fan_logs")
     p.add_argument("--burst", type=int, default=BURST, help=f"runs in a row in a back-to-back sample (default {BURST})")
     p.add_argument("--pg-url", default=PG_URL, help=f"PostgreSQL store of fan_pg (default {PG_URL})")
     p.add_argument("--out", type=Path, help=f"JSON output (default {RESULTS}, with --quick {QUICK_RESULTS.name})")
@@ -358,6 +374,25 @@ def run_cases(chosen: list[Case], reps: int, pg_url: str, burst: int) -> dict[st
     return samples
 
 
+def capture_cost_us(calls: int = 50_000, rounds: int = 5) -> float:
+    """What capturing one attempt that prints nothing costs its worker (``capture.begin`` then
+    ``capture.end``, to a real log location), in microseconds: the best of ``rounds``. The
+    end-to-end ratio of ``fan_logs`` is within the machine's noise; this is its cause, measured
+    where it is paid."""
+    from rayflow.execute.worker import capture
+
+    with tempfile.TemporaryDirectory(prefix="rayflow-capture-") as tmp:
+        target = capture.LogTarget(url=Path(tmp).as_uri(), run_id="bench")
+        meta: dict = {}
+        best = float("inf")
+        for _ in range(rounds):
+            started = time.perf_counter()
+            for _ in range(calls):
+                capture.end(capture.begin(target, "c", 1), meta, failed=False)
+            best = min(best, time.perf_counter() - started)
+    return best / calls * 1e6
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     chosen = [c for c in cases(args.fan, args.chain, args.many) if c.name in args.cases.split(",")]
@@ -366,6 +401,13 @@ def main(argv: list[str] | None = None) -> int:
     ray.init(address="local", num_cpus=2, include_dashboard=False, logging_level="WARNING")
     samples = run_cases(chosen, args.reps, args.pg_url, args.burst)
     results = {c.name: summarize(c, samples[c.name], args.burst) for c in chosen}
+    if "fan_logs" in results:
+        logs = results["fan_logs"]
+        per_call = capture_cost_us()
+        logs["capture_us_per_call"] = round(per_call, 2)
+        logs["capture_share_of_component"] = round(per_call / (1e6 / logs["rayflow_median_cps"]), 4)
+        print(f"capture in the worker: {per_call:.2f} us per call, "
+              f"{100 * logs['capture_share_of_component']:.2f}% of a no-op component's wall time here")
     print_table(results, args.reps)
     write_report(args.out, {"benchmark": "overhead", "reps": args.reps, "quick": args.quick,
                             "targets": {name: f">= {t}" for name, t in TARGETS.items() if t is not None},

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from rayflow.api import explain, get_run, init, list_runs, resume, run, shutdown, stats, submit
     from rayflow.client import Client
     from rayflow.core.errors import (
+        ComponentNotFound,
         ComponentTimeout,
         ConfigError,
         CycleError,
@@ -48,7 +49,7 @@ if TYPE_CHECKING:
 __version__ = "0.1.0"
 
 __all__ = [
-    "CachePolicy", "Client", "Component", "ComponentTimeout", "ConfigError", "CycleError", "DuplicateIdError",
+    "CachePolicy", "Client", "Component", "ComponentNotFound", "ComponentTimeout", "ConfigError", "CycleError", "DuplicateIdError",
     "FunctionImportError", "InfeasibleResourceError", "Plan", "RayflowError", "ResourceError",
     "RunBusy", "RunCancelled", "RunHandle", "RunNotFound", "RunRecord", "SelfLoopError", "SignatureError",
     "SpecError", "UnknownComponentError", "Workflow", "WorkflowFailed", "WorkflowSpec",
@@ -82,7 +83,7 @@ def _load_api() -> None:
 
 
 _API_FUNCTIONS = ("explain", "get_run", "init", "list_runs", "resume", "run", "shutdown", "stats", "submit")
-_ERRORS = ("ComponentTimeout", "ConfigError", "CycleError", "DuplicateIdError", "FunctionImportError",
+_ERRORS = ("ComponentNotFound", "ComponentTimeout", "ConfigError", "CycleError", "DuplicateIdError", "FunctionImportError",
            "InfeasibleResourceError", "RayflowError", "ResourceError", "RunBusy", "RunCancelled", "RunNotFound",
            "SelfLoopError", "SignatureError", "SpecError", "UnknownComponentError", "WorkflowFailed")
 _API_NAMES = frozenset(__all__) - {"Client"} | {"map"}

@@ -18,6 +18,7 @@ import click
 
 from rayflow.core import config
 from rayflow.core.errors import (
+    ComponentNotFound,
     ConfigError,
     NotResumable,
     RayflowError,
@@ -77,11 +78,17 @@ def _usage_error(exc: RayflowError) -> bool:
 # what the user gave, or the state of a run, is wrong (exit 2): an invalid spec, a bad
 # setting, an unknown run, a run another process drives or an id taken (RunBusy and its
 # RunExists), a run that cannot be resumed
-USAGE_ERRORS = (SpecError, ConfigError, RunNotFound, RunBusy, NotResumable)
+USAGE_ERRORS = (SpecError, ConfigError, RunNotFound, ComponentNotFound, RunBusy, NotResumable)
 
 
 def _line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def failure_message(exc: WorkflowFailed) -> str:
+    """``failed: <one line>``, then the first failure's traceback and log tail as they are."""
+    first, _, detail = str(exc).partition("\n")
+    return f"failed: {_line(first)}" + (f"\n{detail}" if detail else "")
 
 
 def guard(fn):
@@ -95,7 +102,7 @@ def guard(fn):
             click.echo(f"error: {_line(exc)}", err=True)
             sys.exit(EXIT_USAGE)
         except WorkflowFailed as exc:
-            click.echo(f"failed: {_line(exc)}", err=True)
+            click.echo(failure_message(exc), err=True)
             sys.exit(EXIT_FAILED)
         except RayflowError as exc:
             click.echo(f"error: {_line(exc)}", err=True)

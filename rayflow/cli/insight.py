@@ -113,6 +113,9 @@ def predict_show(component: str, store: str | None, as_json: bool) -> None:
         return
     for item in out:
         p = item["prediction"]
+        if item.get("retrained"):
+            click.echo(f"(the model was trained now: the store held attempts it had not seen; "
+                       f"{item['history_samples']} of {item['component']})")
         click.echo(f"{item['component']}: from the {p['source']} ({p['n_samples']} samples) "
                    f"duration p50 {p['duration_p50']:.3g}s p90 {p['duration_p90']:.3g}s, "
                    f"memory p90 {render._mib(p['memory_p90'])}, cores p90 {p['cpu_util_p90']:.2f}")

@@ -81,6 +81,8 @@ class Stopping:
     def _exit_now(self, signum: int) -> None:
         run_id = self._run_id()
         run = f"; run {run_id} can be resumed once this process is gone" if run_id else ""
+        if self._service_side is not None:
+            self._service_side.release_output()
         click.echo(f"interrupted again by {signal.Signals(signum).name}: exiting now{run}", err=True)
         signal.signal(signum, signal.SIG_DFL)
         os.kill(os.getpid(), signum)

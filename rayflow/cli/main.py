@@ -1,4 +1,4 @@
-"""``rayflow`` commands: run, submit, status, runs, cancel, resume, explain, report; and
+"""``rayflow`` commands: run, submit, status, runs, cancel, resume, explain, report; ``rayflow.cli.logs`` logs; and
 from ``rayflow.cli.insight`` stats, cache and predict, from ``rayflow.cli.admin`` server,
 token and gc.
 
@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+from typing import Any
 
 import click
 
@@ -30,6 +31,7 @@ from rayflow.cli.common import (
     Where,
     address_opt,
     configure,
+    failure_message,
     guard,
     input_opt,
     json_opt,
@@ -44,8 +46,9 @@ from rayflow.cli.common import (
     where,
 )
 from rayflow.cli.interrupts import Stopping
+from rayflow.cli.logs import logs as logs_command
 from rayflow.core import config, gcpause
-from rayflow.core.errors import ConfigError
+from rayflow.core.errors import ConfigError, WorkflowFailed
 from rayflow.core.paths import path_name
 
 EXECUTORS = ("ray", "local")   # as rayflow.service.settings.EXECUTORS (not imported: it loads the service)
@@ -74,6 +77,7 @@ def cli(ctx: click.Context, server_url: str | None, token: str | None) -> None:
 cli.add_command(admin.server)
 cli.add_command(admin.token)
 cli.add_command(admin.gc)
+cli.add_command(logs_command)
 for _command in insight.COMMANDS:
     cli.add_command(_command)
 
@@ -357,10 +361,24 @@ def resume(ctx: click.Context, run_id: str | None, resume_all: bool, force: bool
                 total = len(handle.components())
                 status = render.follow(handle, total, show=not quiet)
             stop.check()
-            click.echo(f"{rid}: {status}")
+            _finished(handle, status, quiet=quiet)
             failed += status != "SUCCEEDED"
     if failed:
         sys.exit(EXIT_FAILED)
+
+
+def _finished(handle: Any, status: str, *, quiet: bool) -> None:
+    """A resumed run's end, as ``run`` shows one (the table and the result, or why it
+    failed), then ``RUN_ID: STATUS`` (alone with ``--quiet``)."""
+    if not quiet:
+        value = handle.result() if status == "SUCCEEDED" else None
+        render.print_finished(handle.run_id, status, handle.metrics(), value, quiet=False, as_json=False)
+    click.echo(f"{handle.run_id}: {status}")
+    if status == "FAILED":
+        try:
+            handle.result()
+        except WorkflowFailed as exc:
+            click.echo(failure_message(exc), err=True)
 
 
 @cli.command()

@@ -26,7 +26,7 @@ from rayflow.cli.common import EXIT_FAILED, Where
 from rayflow.client import RemoteRun, ServerError
 from rayflow.core import config
 from rayflow.core.errors import ConfigError, RunCancelled
-from rayflow.core.states import TERMINAL_RUN_STATES
+from rayflow.core.states import TERMINAL_RUN_STATES, shown_state
 
 BAR_POLL_S = 0.25
 PROBE_S = 0.2
@@ -75,7 +75,8 @@ def follow(handle: RemoteRun, *, show: bool) -> str:
     record = handle.record()
     with render.live_bar(handle.run_id, record.get("n_components") or len(record.get("components") or {})) as draw:
         while True:
-            draw(dict(Counter(c["state"] for c in (record.get("components") or {}).values())))
+            draw(dict(Counter(shown_state(c["state"], c.get("started_at"))
+                              for c in (record.get("components") or {}).values())))
             if record["status"] in TERMINAL_RUN_STATES:
                 return record["status"]
             time.sleep(BAR_POLL_S)

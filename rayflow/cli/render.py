@@ -16,11 +16,12 @@ from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich import box
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from rayflow.core.states import FAILED_COMPONENT_STATES, FINAL_COMPONENT_STATES
+from rayflow.core.states import FAILED_COMPONENT_STATES, FINAL_COMPONENT_STATES, shown_state
 
 if TYPE_CHECKING:
     from rayflow.plan import Plan
@@ -30,7 +31,8 @@ if TYPE_CHECKING:
 FINAL = FINAL_COMPONENT_STATES
 BAD = FAILED_COMPONENT_STATES
 STATE_STYLE = {"SUCCEEDED": "green", "CACHED": "cyan", "FAILED": "red", "TIMED_OUT": "red",
-               "UPSTREAM_FAILED": "yellow", "SKIPPED": "dim", "CANCELLED": "magenta", "RUNNING": "blue"}
+               "UPSTREAM_FAILED": "yellow", "SKIPPED": "dim", "CANCELLED": "magenta", "RUNNING": "blue",
+               "QUEUED": "dim"}
 MAX_ROWS = 40
 
 
@@ -139,8 +141,9 @@ def component_table(metrics: dict[str, Any], title: str = "Components") -> Table
         items.sort(key=lambda kv: (kv[1]["state"] not in BAD, -(kv[1]["duration_s"] or 0)))
         items = items[:MAX_ROWS]
     for cid, c in items:
-        style = STATE_STYLE.get(c["state"], "")
-        table.add_row(cid, f"[{style}]{c['state']}[/{style}]" if style else c["state"], str(c["attempts"]),
+        state = shown_state(c["state"], c.get("started_at"))
+        style = STATE_STYLE.get(state, "")
+        table.add_row(cid, f"[{style}]{state}[/{style}]" if style else state, str(c["attempts"]),
                       _fmt_s(c["queued_s"]), _fmt_s(c["duration_s"]), (c["node_id"] or "-")[:8],
                       (c.get("error") or "")[:120])
     if len(comps) > MAX_ROWS:
@@ -189,7 +192,8 @@ def live_bar(run_id: str, total: int) -> Iterator[Callable[..., None]]:
             done = sum(n for state, n in counts.items() if state in FINAL)
             failed = sum(n for state, n in counts.items() if state in BAD)
             shown = "".join(f"  {k}: {v}" for k, v in (streams or {}).items())
-            bar.update(task, completed=done, detail=f"running {counts.get('RUNNING', 0)}  failed {failed}{shown}")
+            bar.update(task, completed=done, detail=f"running {counts.get('RUNNING', 0)}  queued {counts.get('QUEUED', 0)}  "
+                                                        f"failed {failed}{shown}")
 
         yield draw
 
@@ -220,15 +224,27 @@ def print_finished(run_id: str, status: str, metrics: dict[str, Any], value: Any
             out.print(f"result: {value!r}"[:2000])
 
 
-def runs_table(runs: list[Any], title: str) -> Table:
-    """``rayflow runs``: one row per run (records, or ``run_view`` namespaces)."""
-    table = Table(title=title)
-    table.add_column("run id", no_wrap=True)
-    for col in ("name", "status", "created", "wall", "components"):
-        table.add_column(col, no_wrap=True)
+def runs_table(runs: list[Any], title: str, width: int | None = None) -> Table:
+    """``rayflow runs``: one row per run (records, or ``run_view`` namespaces). A run id is
+    what a user copies into the next command: it is never cut. Where the terminal is too
+    narrow for every column, the name (the run id's first part) is left out and the other
+    columns wrap."""
+    longest = max((len(r.run_id) for r in runs), default=6)
+    width = width if width is not None else console().width
+    narrow = width < longest + 60
+    table = (Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True) if narrow
+             else Table(title=title))
+    table.add_column("run id", no_wrap=True, min_width=longest)
+    if not narrow:
+        table.add_column("name", overflow="fold")
+    table.add_column("status", min_width=9)
+    table.add_column("created", min_width=10)   # the date above the time where narrow
+    table.add_column("wall", overflow="fold")
+    table.add_column("n" if narrow else "components", overflow="fold")
     for r in runs:
         wall = r.ended_at - r.started_at if r.ended_at and r.started_at else None
-        table.add_row(r.run_id, r.name, r.status, _ts(r.created_at), _fmt_s(wall), str(r.n_components))
+        cells = [r.run_id, *([] if narrow else [r.name]), r.status, _ts(r.created_at), _fmt_s(wall), str(r.n_components)]
+        table.add_row(*cells)
     return table
 
 
@@ -263,7 +279,7 @@ def print_stats(out: Console, data: dict[str, Any]) -> None:
     pool = data.get("store", {}).get("pool")
     if pool:
         out.print("store pool         " + "  ".join(f"{k} {v}" for k, v in pool.items()))
-    table = Table(title="Requested vs used, per component")
+    table = Table(title="Requested vs used, per component (workflow/component)")
     table.add_column("component", overflow="fold", min_width=14)
     for col in ("runs", "p50", "p95", "cpu-s req", "cpu-s used", "util", "mem req", "peak mem"):
         table.add_column(col, no_wrap=True, justify="right")

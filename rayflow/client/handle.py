@@ -12,18 +12,19 @@ calls), nor ray or rayflow's server, service, runs or execute layers.
 
 from __future__ import annotations
 
+import html
 import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
 from rayflow.client.errors import ClientAuthError, RemoteNotFound, ServerError
+from rayflow.core import config
 from rayflow.core.errors import RunCancelled, WorkflowFailed
-from rayflow.core.states import TERMINAL_RUN_STATES
+from rayflow.core.states import OWN_FAILURE_STATES, TERMINAL_RUN_STATES, shown_state
 
 POLL_FIRST_S = 0.2
 POLL_MAX_S = 1.0
-FAILED_STATES = ("FAILED", "TIMED_OUT")
 
 
 class RemoteRun:
@@ -53,8 +54,9 @@ class RemoteRun:
         return self.record()["status"]
 
     def progress(self) -> dict[str, int]:
-        """Component counts by state, e.g. ``{"SUCCEEDED": 10, "RUNNING": 2}``."""
-        return dict(Counter(c["state"] for c in self.components().values()))
+        """Component counts by state, e.g. ``{"SUCCEEDED": 10, "RUNNING": 2, "QUEUED": 4}``
+        (QUEUED: handed over, not begun yet)."""
+        return _shown_counts(self.record())
 
     def stream_progress(self) -> dict[str, dict[str, Any]]:
         """Batch progress of streams: known only to the process driving the run."""
@@ -108,7 +110,7 @@ class RemoteRun:
         """Why the run failed: its failed components with their errors, every component's state."""
         record = self._last if self._last.get("status") == "FAILED" else self.record()
         comps = record.get("components") or {}
-        errors = {cid: c.get("error") or c["state"] for cid, c in comps.items() if c.get("state") in FAILED_STATES}
+        errors = {cid: c.get("error") or c["state"] for cid, c in comps.items() if c.get("state") in OWN_FAILURE_STATES}
         if not errors:
             errors = {"(run)": record.get("error") or "failed"}
         return WorkflowFailed(self.run_id, errors, {cid: c.get("state") for cid, c in comps.items()})
@@ -134,6 +136,23 @@ class RemoteRun:
         """What ``component`` printed and logged in its last attempt (or ``attempt``)."""
         return self._client.logs(self.run_id, component, attempt)
 
+    @property
+    def page_url(self) -> str:
+        """The run's page in the server's web UI."""
+        return config.run_page_url(self._client.url, self.run_id)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the run's state, its components by state and a link to its page on the
+        server (where the Gantt chart, the DAG and the logs are; the client draws no chart:
+        it works without plotly, pyarrow or Ray)."""
+        run = self.record()
+        cells = "".join(f"<td>{html.escape(s)}: {n}</td>" for s, n in sorted(_shown_counts(run).items()))
+        error = f"<p style=\"color:#c62828\">{html.escape(run['error'])}</p>" if run.get("error") else ""
+        return (f"<div><b>Run {html.escape(self.run_id)}</b> {html.escape(str(run.get('status')))} "
+                f"(workflow {html.escape(str(run.get('name')))}) &middot; "
+                f'<a href="{html.escape(self.page_url)}" target="_blank" rel="noopener">open on the server</a>'
+                f"<table><tr>{cells}</tr></table>{error}</div>")
+
     def report(self) -> str:
         """The run's self-contained HTML report."""
         return self._client.report(self.run_id)
@@ -148,3 +167,8 @@ def _terminal(event: dict[str, Any]) -> bool:
         return False
     data = event["data"]
     return data.get("status", data.get("state")) in TERMINAL_RUN_STATES
+
+
+def _shown_counts(record: dict[str, Any]) -> dict[str, int]:
+    """A run answer's components counted by shown state (QUEUED: handed over, not begun)."""
+    return dict(Counter(shown_state(c["state"], c.get("started_at")) for c in (record.get("components") or {}).values()))

@@ -36,6 +36,12 @@ RAYFLOW_SERVER             unset (the CLI tries                  a ``rayflow ser
                            ``http://127.0.0.1:8470``)            over HTTP to it (``--server``), and ``rf.Client()``;
                                                                  ``local``: run here, never try a server
 RAYFLOW_TOKEN              unset                                 the bearer token sent to that server (``--token``)
+RAYFLOW_LOGS               the checkpoint location               where attempts' logs are kept (any ``pyarrow.fs``
+                           (``$RAYFLOW_HOME/checkpoints`` when   URL); ``off``: what components print is not captured
+                           checkpoints are off)
+RAYFLOW_LOG_MAX_BYTES      1048576 (1 MiB)                       the tail of each attempt's log that is kept
+RAYFLOW_LOG_ECHO           0                                     1: what a component prints also goes where it would
+                                                                 without capture (Ray forwards it to the driver)
 RAYFLOW_RETENTION          ``7d``                                how long ``rayflow gc`` keeps a finished run's
                                                                  checkpoints (``30m``, ``12h``, ``7d``, ``2w``)
 RAYFLOW_MAX_SPEC_BYTES     8388608 (8 MiB)                       the largest spec file or text rayflow reads
@@ -185,6 +191,13 @@ def server_url() -> str | None:
     return None if url.lower() == SERVER_LOCAL else url.rstrip("/") or None
 
 
+def run_page_url(server: str, run_id: str) -> str:
+    """The web UI's page of ``run_id`` on the server at ``server`` (docs/ui.md)."""
+    from urllib.parse import quote
+
+    return f"{server.rstrip('/')}/#/run/{quote(run_id, safe='')}"
+
+
 def server_probe() -> bool:
     """Whether the CLI may look for a server on this machine: $RAYFLOW_SERVER unset or blank
     (a URL names the server; ``local`` says run here)."""
@@ -265,3 +278,35 @@ def retention() -> str:
     """$RAYFLOW_RETENTION as set, ``7d`` when unset or blank: the age past which ``rayflow gc``
     removes a finished run's checkpoints (parsed, and refused in one line, by the caller)."""
     return (_get(RETENTION_VAR) or "").strip() or DEFAULT_RETENTION
+
+
+# -- per-attempt logs (docs/logs.md; read by rayflow.store.logs and the worker's capture) --
+
+LOGS_VAR = "RAYFLOW_LOGS"
+LOG_MAX_BYTES_VAR = "RAYFLOW_LOG_MAX_BYTES"
+LOG_ECHO_VAR = "RAYFLOW_LOG_ECHO"
+DEFAULT_LOG_MAX_BYTES = 1 << 20
+
+
+def logs_url() -> str | None:
+    """$RAYFLOW_LOGS as set (None when unset or blank: the checkpoint location applies)."""
+    return (_get(LOGS_VAR) or "").strip() or None
+
+
+def log_max_bytes() -> int:
+    """$RAYFLOW_LOG_MAX_BYTES: the tail of one attempt's log that is kept (default 1 MiB,
+    at least 1 KiB); ConfigError naming the variable when it is not a number."""
+    raw = (_get(LOG_MAX_BYTES_VAR) or "").strip()
+    if not raw:
+        return DEFAULT_LOG_MAX_BYTES
+    try:
+        return max(int(raw), 1024)
+    except ValueError:
+        from rayflow.core.errors import ConfigError
+
+        raise ConfigError(f"{LOG_MAX_BYTES_VAR}: expected a number of bytes, got {raw[:40]!r}") from None
+
+
+def log_echo() -> bool:
+    """$RAYFLOW_LOG_ECHO=1: captured output also goes to the stream it was written to."""
+    return _get(LOG_ECHO_VAR) == "1"

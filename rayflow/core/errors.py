@@ -85,16 +85,36 @@ class InfeasibleResourceError(SpecError):
 
 
 class WorkflowFailed(RayflowError):
-    """A run ended FAILED. ``errors`` maps each failed component id to its error text."""
+    """A run ended FAILED. ``errors`` maps each failed component id to its error: the one-line
+    reason, then its traceback (the user's frames first) and the last lines of its log, where
+    known (``tracebacks`` and ``logs`` hold those alone). The message's first line names the
+    failed components; below it come the first failure's traceback and log tail."""
 
-    def __init__(self, run_id: str, errors: dict[str, str], states: dict[str, str] | None = None) -> None:
+    def __init__(self, run_id: str, errors: dict[str, str], states: dict[str, str] | None = None,
+                 tracebacks: dict[str, str] | None = None, logs: dict[str, str] | None = None) -> None:
         self.run_id = run_id
-        self.errors = dict(errors)
+        self.reasons = {cid: (msg.splitlines() or [""])[0] for cid, msg in errors.items()}
+        self.tracebacks = {cid: t for cid, t in (tracebacks or {}).items() if t}
+        self.logs = {cid: t for cid, t in (logs or {}).items() if t}
+        self.errors = {cid: _with_detail(msg, self.tracebacks.get(cid), self.logs.get(cid))
+                       for cid, msg in errors.items()}
         self.failed = sorted(self.errors)
         self.states = dict(states or {})
-        first = ", ".join(f"{cid}: {msg}" for cid, msg in list(self.errors.items())[:3])
+        first = ", ".join(f"{cid}: {msg}" for cid, msg in list(self.reasons.items())[:3])
         more = f" (+{len(self.errors) - 3} more)" if len(self.errors) > 3 else ""
-        super().__init__(f"run {run_id} failed in {len(self.errors)} component(s): {first}{more}")
+        head = f"run {run_id} failed in {len(self.errors)} component(s): {first}{more}"
+        detail = next((self.errors[c][len(self.reasons[c]):] for c in self.errors
+                       if c in self.tracebacks or c in self.logs), "")
+        super().__init__(head + (f"\n{detail.strip(chr(10))}" if detail else ""))
+
+
+def _with_detail(reason: str, traceback: str | None, log: str | None) -> str:
+    text = reason
+    if traceback:
+        text += "\n" + traceback.rstrip("\n")
+    if log:
+        text += "\n--- the last lines it printed or logged ---\n" + log.rstrip("\n")
+    return text
 
 
 class RunCancelled(RayflowError):
@@ -111,6 +131,17 @@ class RunNotFound(RayflowError, KeyError):
     def __init__(self, run_id: str) -> None:
         self.run_id = run_id
         super().__init__(f"no run with id {run_id!r} in the run store")
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return self.args[0]
+
+
+class ComponentNotFound(RayflowError, KeyError):
+    """A run has no such component (or no such attempt of it)."""
+
+    def __init__(self, message: str, *, component: str) -> None:
+        super().__init__(message)
+        self.component = component
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]

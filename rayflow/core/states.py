@@ -45,5 +45,16 @@ TERMINAL_RUN_STATES: frozenset[str] = frozenset(s.value for s in (RunStatus.SUCC
                                                                   RunStatus.CANCELLED))
 FINAL_COMPONENT_STATES: frozenset[str] = frozenset(s.value for s in ComponentState
                                                    if s not in (ComponentState.PENDING, ComponentState.RUNNING))
+# a component's own failure (its error and traceback are its own, not an upstream's)
+OWN_FAILURE_STATES: frozenset[str] = frozenset(s.value for s in (ComponentState.FAILED, ComponentState.TIMED_OUT))
 FAILED_COMPONENT_STATES: frozenset[str] = frozenset(s.value for s in (ComponentState.FAILED, ComponentState.TIMED_OUT,
                                                                       ComponentState.UPSTREAM_FAILED))
+
+# Shown, never stored: a RUNNING component whose call has not begun yet (handed to the
+# executor, waiting for a CPU, a worker or a slot). Progress counts and the web UI show it.
+QUEUED = "QUEUED"
+
+
+def shown_state(state: str, started_at: float | None) -> str:
+    """What to show for a component: QUEUED while it is RUNNING but has not begun."""
+    return QUEUED if state == ComponentState.RUNNING and started_at is None else state

@@ -26,7 +26,7 @@ class CachedExecutor:
     def __init__(self, name: str = "ray") -> None:
         self.name = name
 
-    def start(self, plan: Plan, checkpoints: Any = None) -> None:
+    def start(self, plan: Plan, checkpoints: Any = None, logs: Any = None) -> None:
         pass
 
     def place(self, task: Task, value: Any) -> Any:
@@ -48,6 +48,9 @@ class CachedExecutor:
         return []
 
     def wait(self, timeout: float) -> list[Completion]:
+        return []
+
+    def began(self) -> list[tuple[str, int, float]]:
         return []
 
     def cancel(self, ids: Iterable[str]) -> None:

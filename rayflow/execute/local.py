@@ -10,13 +10,14 @@ from __future__ import annotations
 import inspect
 import os
 import socket
+import time
 from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from rayflow.core.records import Checkpoint
 from rayflow.core.resolve import import_callable
-from rayflow.execute.port import CheckpointTarget, Completion, call_info
+from rayflow.execute.port import CheckpointTarget, Completion, LogTarget, call_info
 from rayflow.execute.worker.invoke import ComponentFailure, RetryableFailure, invoke
 from rayflow.plan import Plan, Task
 
@@ -33,11 +34,15 @@ class LocalExecutor:
         self._cancelled: set[str] = set()
         self._node = f"local:{socket.gethostname()}"
         self._checkpoints: CheckpointTarget | None = None
+        self._logs: LogTarget | None = None
         self._problems: list[str] = []
+        self._announced: str | None = None           # the queued task told as begun, run by the next wait
+        self._began: list[tuple[str, int, float]] = []
 
-    def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None) -> None:
+    def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None, logs: LogTarget | None = None) -> None:
         self._instances.clear()
         self._checkpoints = checkpoints
+        self._logs = logs
         self._problems = []
 
     def place(self, task: Task, value: Any) -> Any:
@@ -68,12 +73,26 @@ class LocalExecutor:
         return handle
 
     def wait(self, timeout: float) -> list[Completion]:
+        """Runs the next queued task; before that, one wait returns nothing but tells the
+        task began (``began``), so the loop records it running while the call runs."""
         while self._queue:
-            task, deps, handle = self._queue.popleft()
+            task, deps, handle = self._queue[0]
             if task.id in self._cancelled:
+                self._queue.popleft()
                 continue
+            if self._announced != task.id:
+                self._announced = task.id
+                self._began.append((task.id, 1, time.time()))
+                return []
+            self._queue.popleft()
+            self._announced = None
             return [self._run(task, [d.value for d in deps], handle)]
         return []
+
+    def began(self) -> list[tuple[str, int, float]]:
+        """The task the next wait runs, told once: (component, attempt, when)."""
+        began, self._began = self._began, []
+        return began
 
     def cancel(self, ids: Iterable[str]) -> None:
         self._cancelled.update(ids)
@@ -86,11 +105,12 @@ class LocalExecutor:
 
     def shutdown(self) -> None:
         self._queue.clear()
+        self._announced, self._began = None, []
         self._instances.clear()
 
     def _run(self, task: Task, values: list[Any], handle: _LocalHandle) -> Completion:
         fn = self._target(task)
-        info = call_info(task, self._checkpoints is not None)
+        info = call_info(task, self._checkpoints is not None, self._logs)
         attempt = 0
         while True:
             context = {"node_id": self._node, "worker_id": f"pid:{os.getpid()}", "attempt": attempt}

@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from rayflow.core import gcpause
 from rayflow.core.records import Checkpoint
-from rayflow.execute.port import CheckpointTarget, Completion, Executor
+from rayflow.execute.port import CheckpointTarget, Completion, Executor, LogTarget
 from rayflow.execute.state import RunState
 from rayflow.plan import Plan, Task
 from rayflow.plan.fusion import call_inputs, waits, without
@@ -72,6 +72,7 @@ def drive(
     restored: Mapping[str, Checkpoint] | None = None,
     cache: Any = None,
     resize: Resizer | None = None,
+    logs: LogTarget | None = None,
 ) -> dict[str, Any]:
     """Run ``plan`` to the end; return the output values (empty unless SUCCEEDED).
 
@@ -83,9 +84,11 @@ def drive(
     is submitted (a hit is CACHED and runs nothing) and kept after it succeeds. ``resize``:
     given a failed task and its completion, a task to run again instead (a larger memory
     request after an out-of-memory kill), or None to let the failure stand (a member of a
-    fused group is never run again alone).
+    fused group is never run again alone). ``logs``: capture what each attempt prints and
+    logs (see ``LogTarget``; None: not captured).
 
-    Each step: cancel if asked; submit what the state hands out; wait for completions;
+    Each step: cancel if asked; submit what the state hands out; wait for completions
+    and take the starts the executor was told of;
     apply them (successes first); tell ``on_change`` what changed. Submitting and
     applying allocate in bursts (thousands of components at once): the garbage
     collector is paused for each (gcpause), never across a wait."""
@@ -97,7 +100,7 @@ def drive(
     keeper = Keeper(state=state, executor=executor, handles=handles, cache=cache, checkpoints=checkpoints)
     rerunner = (Rerunner(plan=plan, state=state, executor=executor, handles=handles, resize=resize)
                 if resize is not None else None)
-    executor.start(plan, checkpoints)
+    executor.start(plan, checkpoints, logs)
     try:
         handles.restore(restored or {})
         while not state.done:
@@ -110,6 +113,8 @@ def drive(
             if state.done:
                 break
             completions = executor.wait(poll_s)
+            for cid, _attempt, started_at in executor.began():
+                state.began(cid, started_at)
             with gcpause.paused():
                 _apply_all(completions, state=state, executor=executor, handles=handles, keeper=keeper,
                            rerunner=rerunner)
@@ -301,7 +306,8 @@ def _apply(state: RunState, executor: Executor, done: Completion) -> None:
     if done.upstream and done.upstream != done.id:
         state.upstream_failed(done.id, done.upstream)
         return
-    executor.cancel(state.failed(done.id, done.error or "failed", done.meta, timed_out=done.timed_out))
+    executor.cancel(state.failed(done.id, done.error or "failed", done.meta, timed_out=done.timed_out,
+                                 traceback=done.detail))
 
 
 def _notify(state: RunState, on_change: OnChange | None) -> None:

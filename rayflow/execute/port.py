@@ -2,7 +2,7 @@
 
 Owns the ``Executor`` protocol (its ``Completion`` value lives in core.records) and ``CheckpointTarget`` (a
 run's checkpoint sink: any ``rayflow.core.records.CheckpointSink``, never a concrete
-store). Adapters: the synchronous ``LocalExecutor`` (execute/local.py) and
+store); ``LogTarget`` (where a run's attempts' logs go) is the worker's, re-exported. Adapters: the synchronous ``LocalExecutor`` (execute/local.py) and
 ``RayExecutor`` (execute/ray/executor.py); tests/contracts/test_executors.py runs one
 suite against both, tests/contracts/test_loop.py runs the loop against a scripted
 fake. Must not import ray.
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from rayflow.core.records import Checkpoint, CheckpointSink, Completion  # noqa: F401 - Completion re-exported
+from rayflow.execute.worker.capture import LogTarget  # noqa: F401 - re-exported: where a run's logs go
 from rayflow.execute.worker.invoke import call_fields, call_info  # noqa: F401 - re-exported: the executors' call data
 from rayflow.plan import Plan, Task
 
@@ -41,8 +42,9 @@ class Executor(Protocol):
     name: str
     eager: bool
 
-    def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None) -> None:
-        """Get ready for ``plan``; with ``checkpoints``, calls hand back their outputs to keep."""
+    def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None, logs: LogTarget | None = None) -> None:
+        """Get ready for ``plan``; with ``checkpoints``, calls hand back their outputs to keep;
+        with ``logs``, what each attempt prints and logs is captured (see LogTarget)."""
 
     def place(self, task: Task, value: Any) -> Any:
         """An output handle for ``task`` holding ``value`` (a cache hit): a handle the
@@ -64,6 +66,12 @@ class Executor(Protocol):
 
     def wait(self, timeout: float) -> list[Completion]:
         """Completions that arrived, waiting up to ``timeout`` seconds for the first."""
+
+    def began(self) -> list[tuple[str, int, float]]:
+        """Submitted components whose calls began running since the last call, as
+        (component, attempt, started_at): a component handed over may wait for resources
+        before it runs. Never waits; best effort (what is not told here comes back with
+        the completion's metadata)."""
 
     def cancel(self, ids: Iterable[str]) -> None: ...
 

@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from rayflow.core.groups import Group
-from rayflow.core.states import FINAL_COMPONENT_STATES
+from rayflow.core.states import FINAL_COMPONENT_STATES, OWN_FAILURE_STATES
 from rayflow.core.states import ComponentState as S
 from rayflow.graph import Dag
 
@@ -57,7 +57,7 @@ CANCELLED, SKIPPED, UPSTREAM_FAILED, CACHED = S.CANCELLED.value, S.SKIPPED.value
 COMPONENT_STATES = tuple(s.value for s in S)
 TERMINAL = FINAL_COMPONENT_STATES
 OK = frozenset({SUCCEEDED, CACHED})
-FAILURES = frozenset({FAILED, TIMED_OUT})
+FAILURES = OWN_FAILURE_STATES
 
 
 @dataclass(slots=True)
@@ -81,6 +81,9 @@ class NodeStatus:
     restored: bool = False            # its output came from a checkpoint (resume); it did not run
     resubmitted: int = 0              # times rayflow itself ran it again (a larger request after an OOM kill)
     outcome: dict[str, Any] | None = None   # what the call reported beyond timings (a dynamic map's items)
+    traceback: str | None = None      # a failure's traceback (the user's own frames)
+    log: tuple[int, str, bool] | None = None   # the last attempt's log that came back: (attempt,
+    # text, whether the worker saved it); the recorder takes it (the text of a failure's stays)
 
     def apply_meta(self, meta: Mapping[str, Any]) -> None:
         self.started_at = meta.get("started_at", self.started_at)
@@ -95,6 +98,8 @@ class NodeStatus:
         self.input_rows = meta.get("input_rows", self.input_rows)
         if "outcome" in meta:
             self.outcome = meta["outcome"]
+        if "log" in meta:
+            self.log = (int(meta.get("attempt", 0)) + 1, meta["log"], bool(meta.get("log_saved")))
 
 
 _RESTORED_FIELDS = frozenset({"attempts", "submitted_at", "started_at", "ended_at", "node_id", "worker_id",
@@ -204,6 +209,7 @@ class RunState:
                 slots.running += 1
             status.state = RUNNING
             status.submitted_at = now
+            status.started_at = None     # submitted, not begun: it may wait for resources
             self.in_flight.add(node)
             self.changed.append(node)
             taken.append(node)
@@ -226,6 +232,16 @@ class RunState:
         self._release_children(node)
         return True
 
+    def began(self, node: str, started_at: float) -> bool:
+        """A submitted component's call began running (told while it runs); False when it is
+        not RUNNING any more or its start is known already."""
+        status = self.nodes.get(node)
+        if status is None or status.state != RUNNING or status.started_at is not None:
+            return False
+        status.started_at = started_at
+        self.changed.append(node)
+        return True
+
     def succeeded(self, node: str, meta: Mapping[str, Any], *, cached: bool = False) -> bool:
         """Record a success; False when the node was already final (a late completion)."""
         status = self.nodes[node]
@@ -238,13 +254,15 @@ class RunState:
             self._release_children(node)
         return True
 
-    def failed(self, node: str, error: str, meta: Mapping[str, Any], *, timed_out: bool = False) -> list[str]:
+    def failed(self, node: str, error: str, meta: Mapping[str, Any], *, timed_out: bool = False,
+               traceback: str | None = None) -> list[str]:
         """Record a final failure; return the in-flight components to cancel."""
         status = self.nodes[node]
         if status.state in TERMINAL:
             return []
         status.apply_meta(meta)
         status.error = error
+        status.traceback = traceback or None
         self._finish(node, TIMED_OUT if timed_out else FAILED)
         slots = self._slots.get(node)
         strategy = (slots.group.failure_strategy if slots is not None else None) or self.failure_strategy

@@ -10,10 +10,9 @@ from __future__ import annotations
 from collections import defaultdict
 from typing import Any
 
+from rayflow.core.states import OWN_FAILURE_STATES
 from rayflow.metrics.summary import spread as _pcts
 from rayflow.store.port import ComponentRecord, RunRecord
-
-FAILED_STATES = ("FAILED", "TIMED_OUT")
 
 
 def queue_depth(components: list[ComponentRecord]) -> dict[str, float]:
@@ -38,15 +37,18 @@ def queue_depth(components: list[ComponentRecord]) -> dict[str, float]:
     return {"max": peak, "mean": area / span if span > 0 else 0.0}
 
 
-def usage_by_component(components: list[ComponentRecord]) -> dict[str, dict[str, Any]]:
-    """Per component id: runs, requested CPU-seconds vs used CPU time, requested vs peak memory."""
+def usage_by_component(components: list[ComponentRecord],
+                       workflows: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Per component: runs, requested CPU-seconds vs used CPU time, requested vs peak memory.
+    With ``workflows`` (run id -> workflow name) a component is ``workflow/component``: two
+    workflows' components that share an id are different components."""
     acc: dict[str, dict[str, Any]] = defaultdict(lambda: {"runs": 0, "requested_cpu_s": 0.0, "used_cpu_s": 0.0,
                                                           "requested_memory": None, "peak_rss_bytes": None,
                                                           "duration_s": []})
     for c in components:
         if c.duration_s is None:
             continue
-        row = acc[c.component_id]
+        row = acc[c.component_id if workflows is None else f"{workflows.get(c.run_id, '?')}/{c.component_id}"]
         row["runs"] += 1
         row["requested_cpu_s"] += float(c.resources.get("num_cpus", 1.0)) * c.duration_s
         row["used_cpu_s"] += c.cpu_s or 0.0
@@ -86,7 +88,7 @@ def aggregate(runs: list[RunRecord], components: list[ComponentRecord]) -> dict[
         "component_latency_s": _pcts([c.duration_s for c in components if c.duration_s is not None]),
         "queue_wait_s": _pcts([c.queued_s for c in components if c.queued_s is not None]),
         "queue_depth": queue_depth(components),
-        "errors": sum(1 for c in components if c.state in FAILED_STATES),
+        "errors": sum(1 for c in components if c.state in OWN_FAILURE_STATES),
         "retries": sum(max(0, c.attempts - 1) for c in components),
-        "by_component": usage_by_component(components),
+        "by_component": usage_by_component(components, {r.run_id: r.name for r in runs}),
     }

@@ -16,6 +16,7 @@ from rayflow.graph.analysis import critical_path
 from rayflow.store.port import ComponentRecord, RunRecord
 
 FINISHED = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CACHED"}
+LIVE = {"PENDING", "RUNNING"}
 
 
 def percentile(values: Iterable[float], q: float) -> float | None:
@@ -43,9 +44,12 @@ def run_metrics(run: RunRecord, components: list[ComponentRecord], *, now: float
                 dag: Dag | None = None, per_component: bool = True) -> dict[str, Any]:
     """``wall_s``, ``components``, ``critical_path``, ``critical_path_s``, ``throughput_cps``, ``queue_wait_s``.
 
-    While a run is live its critical path is the longest chain through finished components
-    (measured), running ones (elapsed so far) and pending ones (the run's median duration
-    so far); ``critical_path_remaining_s`` is the estimated part of its length.
+    Once nothing is pending or running, the critical path is measured: the chain that
+    delayed the end (from the component that ended last, back through the upstream each
+    waited for last), its length from the run's start to that end, queue waits included.
+    While a run is live it is the longest chain through finished components (measured),
+    running ones (elapsed so far) and pending ones (the run's median duration so far);
+    ``critical_path_remaining_s`` is the estimated part of its length.
     """
     now = time.time() if now is None else now
     start = run.started_at or run.created_at
@@ -53,7 +57,8 @@ def run_metrics(run: RunRecord, components: list[ComponentRecord], *, now: float
     wall = max(0.0, end - start) if start else 0.0
     durations = spread(c.duration_s for c in components)
     weights, estimated = _live_weights(components, now, durations["p50"] or 0.0)
-    path, length = _critical_path(components, dag, weights)
+    measured = _delay_chain(components, start) if not any(c.state in LIVE for c in components) else None
+    path, length = measured or _critical_path(components, dag, weights)
     finished = sum(1 for c in components if c.state in FINISHED)
     out = {
         "run_id": run.run_id,
@@ -89,6 +94,7 @@ def _component_view(c: ComponentRecord) -> dict[str, Any]:
         "worker_id": c.worker_id,
         "cached": c.cached,
         "error": c.error,
+        "traceback": c.traceback,
         "resources": c.resources,
         "cpu_s": c.cpu_s,
         "peak_rss_bytes": c.peak_rss_bytes,
@@ -128,6 +134,29 @@ def _live_weights(components: list[ComponentRecord], now: float,
         else:
             weights[c.component_id] = 0.0
     return weights, estimated
+
+
+def _delay_chain(components: list[ComponentRecord], start: float | None) -> tuple[list[str], float] | None:
+    """The chain that delayed the end: the component that ended last, then, back from each,
+    the upstream that ended last (what it waited for), to one that waited for none; its
+    length is from ``start`` to the last end (queue waits and scheduling gaps included).
+    None when no component ended."""
+    ended = {c.component_id: c for c in components if c.ended_at is not None}
+    if not ended:
+        return None
+    last = max(ended.values(), key=lambda c: (c.ended_at, c.component_id))
+    path, seen = [last.component_id], {last.component_id}
+    current = last
+    while True:
+        ups = [ended[u] for u in current.upstream if u in ended and u not in seen]
+        if not ups:
+            break
+        current = max(ups, key=lambda c: (c.ended_at, c.component_id))
+        path.append(current.component_id)
+        seen.add(current.component_id)
+    path.reverse()
+    begin = start if start is not None else min(c.submitted_at or c.started_at or c.ended_at for c in ended.values())
+    return path, max(0.0, float(last.ended_at) - float(begin))
 
 
 def _critical_path(components: list[ComponentRecord], dag: Dag | None,

@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from rayflow.core.errors import SpecError
+from rayflow.core.states import OWN_FAILURE_STATES
 from rayflow.graph import Dag
 from rayflow.graph.analysis import Bottleneck, bottlenecks
 from rayflow.store.port import ComponentRecord
 
-FAILED_STATES = frozenset({"FAILED", "TIMED_OUT"})
+FAILED_STATES = OWN_FAILURE_STATES   # a component that failed itself (shown red)
 CRITICAL_COLOUR = "#ff7f0e"
 QUEUE_COLOUR = "rgba(140, 140, 140, 0.35)"
 EDGE_COLOUR = "rgba(120, 120, 120, 0.45)"

@@ -200,6 +200,15 @@ def components_table_html(metrics: Mapping[str, Any], *, max_rows: int = MAX_TAB
     return f"{note}<table><tr>{head}</tr>{''.join(rows)}</table>"
 
 
+def _error_cell(c: Mapping[str, Any]) -> str:
+    """The one-line error; its traceback folded under it."""
+    error = esc(str(c.get("error") or "")[:2000])
+    tb = c.get("traceback")
+    if not tb:
+        return error
+    return f"<details><summary>{error}</summary><pre>{esc(str(tb)[-8000:])}</pre></details>"
+
+
 def _component_row(cid: str, c: Mapping[str, Any], origin: float | None, critical: bool) -> str:
     start = c.get("started_at")
     offset = f"+{fmt_s(start - origin)}" if start is not None and origin is not None else "-"
@@ -212,5 +221,5 @@ def _component_row(cid: str, c: Mapping[str, Any], origin: float | None, critica
              f'<td class="id">{esc(short(c.get("node_id")))}</td>',
              f'<td class="id">{esc(short(c.get("worker_id")))}</td>',
              f"<td>{'yes' if c.get('cached') else ''}</td>",
-             f'<td class="error">{esc(str(c.get("error") or "")[:2000])}</td>']
+             f'<td class="error">{_error_cell(c)}</td>']
     return f"<tr>{''.join(cells)}</tr>"

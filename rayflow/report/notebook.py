@@ -25,12 +25,15 @@ class HasMetrics(Protocol):
 
 
 def handle_html(metrics: Mapping[str, Any], *, max_rows: int = NOTEBOOK_TABLE_ROWS,
-                with_gantt: bool = True) -> str:
-    """The notebook snippet for one run's metrics dict (``run_metrics`` / ``RunHandle.metrics()``)."""
+                with_gantt: bool = True, page_url: str | None = None) -> str:
+    """The notebook snippet for one run's metrics dict (``run_metrics`` / ``RunHandle.metrics()``);
+    ``page_url``: the run's page on a rayflow server, linked under the title."""
     status = str(metrics.get("status") or "-")
+    link = (f' &middot; <a href="{esc(page_url)}" target="_blank" rel="noopener">open on the server</a>'
+            if page_url and page_url.startswith(("http://", "https://")) else "")
     head = (f"<h2 style=\"margin-top:4px\">Run {esc(metrics.get('run_id') or '-')} "
             f"<span class=\"badge\" style=\"background:{colour_of(status)}\">{esc(status)}</span></h2>"
-            f"<p class=\"meta\">workflow <b>{esc(metrics.get('name') or '-')}</b></p>")
+            f"<p class=\"meta\">workflow <b>{esc(metrics.get('name') or '-')}</b>{link}</p>")
     parts = [f"<style>{CSS}</style>", '<div class="rayflow-report">', head, summary_html(metrics)]
     if with_gantt and metrics.get("components"):
         parts.append(figure_html(gantt(metrics), include_plotlyjs=True))

@@ -19,9 +19,10 @@ import time
 from typing import Any, Protocol
 
 from rayflow.core import config, gcpause
+from rayflow.core.redact import has_secret
 from rayflow.core.template import fill_refs
 from rayflow.execute.loop import drive, new_state
-from rayflow.execute.port import CheckpointTarget, Executor
+from rayflow.execute.port import CheckpointTarget, Executor, LogTarget
 from rayflow.metrics.summary import run_metrics
 from rayflow.plan import Plan
 from rayflow.runs.leases import LeaseKeeper
@@ -29,6 +30,7 @@ from rayflow.runs.owners import owner_id
 from rayflow.runs.recorder import RunRecorder
 from rayflow.store import RunStore
 from rayflow.store.checkpoints import Checkpoint, CheckpointStore
+from rayflow.store.logs import LogStore
 from rayflow.store.port import ComponentRecord, Lease, RunRecord
 from rayflow.store.writer import StoreWriter
 
@@ -54,6 +56,10 @@ class RunBacking(Protocol):
 
     def lease_s(self) -> float: ...
 
+    def log_store(self) -> LogStore | None:
+        """Where attempts' logs are kept (None: capture is off)."""
+        ...
+
     def take_over(self, run_id: str) -> bool:
         """Resume a run whose driver is gone in this process (see Service.take_over)."""
         ...
@@ -63,6 +69,15 @@ def lease_s() -> float:
     """How long a run's owner may go without a heartbeat before another process may
     resume the run ($RAYFLOW_LEASE_S, default 30 s); owners beat every third of it."""
     return config.lease_s()
+
+
+def log_target(logs: LogStore | None, run_id: str) -> LogTarget | None:
+    """What the calls of ``run_id`` are told of its log location: workers write to it
+    unless its URL holds a secret (a URL never travels in a call's arguments with one)."""
+    if logs is None:
+        return None
+    return LogTarget(None if has_secret(logs.url) else logs.url, run_id, config.log_max_bytes(),
+                     echo=config.log_echo())
 
 
 class ActiveRun:
@@ -75,14 +90,16 @@ class ActiveRun:
     def __init__(self, service: RunBacking, plan: Plan, run: RunRecord, executor: Executor, *,
                  checkpoints: CheckpointStore | None = None, restored: dict[str, Checkpoint] | None = None,
                  earlier: dict[str, ComponentRecord] | None = None, first_seq: int = 0,
-                 cache: Any = None, resize: Any = None, lease: Lease | None = None) -> None:
+                 cache: Any = None, resize: Any = None, lease: Lease | None = None,
+                 logs: LogStore | None = None) -> None:
         self.service = service
         self.plan = plan
         self.run = run
         self.executor = executor
         self.checkpoints = CheckpointTarget(checkpoints, run.run_id) if checkpoints is not None else None
         self._checkpoint_store = checkpoints
-        self.recorder = RunRecorder(run, plan, service.writer, checkpoints=checkpoints, first_seq=first_seq)
+        self.recorder = RunRecorder(run, plan, service.writer, checkpoints=checkpoints, first_seq=first_seq, logs=logs)
+        self.logs = log_target(logs, run.run_id)
         self.state = new_state(plan, executor)
         self.restored = dict(restored or {})
         self.cache = cache   # a RunCache, or None
@@ -122,7 +139,7 @@ class ActiveRun:
             outputs = drive(self.plan, self.executor, self.state,
                             on_change=self.recorder.on_change, should_cancel=self._should_cancel,
                             checkpoints=self.checkpoints, restored=self.restored, cache=self.cache,
-                            resize=self.resize)
+                            resize=self.resize, logs=self.logs)
             self.status = self.state.run_status()
             if self.status == "SUCCEEDED":
                 self.value = fill_refs(self.plan.output, outputs)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from rayflow.core import config
 from rayflow.core.errors import RunCancelled
 from rayflow.runs import progress as _progress
 from rayflow.runs.active import ActiveRun, lease_s, owner_id
@@ -45,7 +46,9 @@ class RunHandle:
         return self._view.status()
 
     def progress(self) -> dict[str, int]:
-        """Component counts by state, e.g. ``{"SUCCEEDED": 10, "RUNNING": 2, "PENDING": 5}``."""
+        """Component counts by state, e.g. ``{"SUCCEEDED": 10, "RUNNING": 2, "QUEUED": 4, "PENDING": 5}``:
+        QUEUED is handed to the executor but not begun (waiting for a CPU, a worker or a
+        slot); RUNNING has begun (told once its call has run half a second on Ray)."""
         return self._view.progress()
 
     def stream_progress(self) -> dict[str, dict[str, Any]]:
@@ -82,6 +85,12 @@ class RunHandle:
         """Stop the run: in-flight components are cancelled, the rest never start."""
         self._view.cancel()
 
+    def logs(self, component: str, attempt: int | None = None) -> str:
+        """What ``component`` printed and logged in its last attempt (or ``attempt``, from
+        1); "" when it printed nothing. A component still running shows what it wrote up to
+        its log's last flush (every few seconds)."""
+        return self._view.logs(component, attempt)
+
     def metrics(self) -> dict[str, Any]:
         """Timings per component, critical path, throughput and queue wait (JSON-serialisable)."""
         return self._view.metrics()
@@ -93,4 +102,5 @@ class RunHandle:
         """Jupyter: summary, Gantt chart and component table (plotly.js inlined, works offline)."""
         from rayflow.report.notebook import run_html  # plotly only when a notebook asks
 
-        return run_html(self)
+        server = config.server_url()    # a server configured (RAYFLOW_SERVER): link the run's page there
+        return run_html(self, page_url=config.run_page_url(server, self.run_id) if server else None)

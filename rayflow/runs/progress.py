@@ -24,7 +24,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from rayflow.core.states import FAILED_COMPONENT_STATES, FINAL_COMPONENT_STATES
+from rayflow.core.states import FAILED_COMPONENT_STATES, FINAL_COMPONENT_STATES, QUEUED
 
 FINAL = FINAL_COMPONENT_STATES
 BAD = FAILED_COMPONENT_STATES
@@ -55,6 +55,11 @@ class Snapshot:
     @property
     def running(self) -> int:
         return self.counts.get("RUNNING", 0)
+
+    @property
+    def queued(self) -> int:
+        """Handed to the executor, not begun yet (waiting for resources)."""
+        return self.counts.get(QUEUED, 0)
 
     @property
     def failed(self) -> int:
@@ -128,7 +133,7 @@ def follow(handle: Followed, timeout: float | None = None, *, poll_s: float = 0.
     with tqdm(total=total, desc=handle.run_id, unit="comp", dynamic_ncols=True, leave=True) as bar:
 
         def render(snap: Snapshot) -> None:
-            postfix: dict[str, Any] = {"running": snap.running, "failed": snap.failed}
+            postfix: dict[str, Any] = {"running": snap.running, "queued": snap.queued, "failed": snap.failed}
             if streams is not None:
                 streams.update(snap.streams)
             else:

@@ -14,10 +14,12 @@ import time
 from typing import Any
 
 from rayflow.core.states import FINAL_COMPONENT_STATES as FINAL_STATES
+from rayflow.core.states import OWN_FAILURE_STATES, shown_state
 from rayflow.execute.state import RunState
 from rayflow.plan import Plan
 from rayflow.predict.features import function_features, numeric_config
 from rayflow.store.checkpoints import CheckpointStore
+from rayflow.store.logs import AttemptLog, LogStore
 from rayflow.store.port import ComponentRecord, EventRecord, RunRecord
 from rayflow.store.writer import StoreWriter
 
@@ -40,12 +42,14 @@ class RunRecorder:
     """
 
     def __init__(self, run: RunRecord, plan: Plan, writer: StoreWriter, *,
-                 checkpoints: CheckpointStore | None = None, first_seq: int = 0) -> None:
+                 checkpoints: CheckpointStore | None = None, first_seq: int = 0,
+                 logs: LogStore | None = None) -> None:
         self.run = run
         self.plan = plan
         self.source_key = run.run_id
         self._writer = writer
         self._checkpoints = checkpoints   # small outputs are saved here when rows are written
+        self._logs = logs                 # ... and small logs here
         self._seq = first_seq             # a resumed run's events follow the earlier ones
         self._lock = threading.Lock()
         self._state: RunState | None = None
@@ -57,6 +61,7 @@ class RunRecorder:
         self._counts: dict[str, int] = {"PENDING": len(plan.tasks)}
         self._dirty: set[str] = set(plan.tasks)   # every row is written once, PENDING or later
         self._unsaved: dict[str, bytes] = {}      # small outputs drained, saved once their rows land
+        self._unsaved_logs: list[AttemptLog] = []   # likewise, small logs
 
     def start(self) -> None:
         """Queue the first write of every component's row."""
@@ -70,7 +75,7 @@ class RunRecorder:
             nodes, last, counts = state.nodes, self._last, self._counts
             for cid in changed:
                 status = nodes[cid]
-                new, old = status.state, last[cid]
+                new, old = shown_state(status.state, status.started_at), last[cid]
                 if new == old:
                     continue
                 last[cid] = new
@@ -78,8 +83,10 @@ class RunRecorder:
                 counts[new] = counts.get(new, 0) + 1
                 if new in NOTABLE_STATES or (new == "SUCCEEDED" and status.attempts > 1):
                     self._seq += 1
-                    events.append(EventRecord(self.run.run_id, self._seq, time.time(), "component_state", cid,
-                                              {"state": new, "attempts": status.attempts}))
+                    data: dict[str, Any] = {"state": new, "attempts": status.attempts}
+                    if new in OWN_FAILURE_STATES:
+                        data.update(error=status.error, traceback=status.traceback)
+                    events.append(EventRecord(self.run.run_id, self._seq, time.time(), "component_state", cid, data))
             if events:
                 self._writer.records([], events)
         self._writer.changed(self)
@@ -90,6 +97,7 @@ class RunRecorder:
             dirty, self._dirty = self._dirty, set()
             records = [self._record(cid) for cid in dirty]
             self._unsaved.update(self._take_outputs(dirty))
+            self._unsaved_logs.extend(self._take_logs(dirty))
         return records
 
     def written(self, *, lost: bool) -> None:
@@ -98,8 +106,11 @@ class RunRecorder:
         refused the rows (another owner drives the run); the outputs are dropped."""
         with self._lock:
             outputs, self._unsaved = self._unsaved, {}
+            logs, self._unsaved_logs = self._unsaved_logs, []
         if outputs and not lost:
             self._save_outputs(outputs)
+        if logs and not lost:
+            self._save_logs(logs)
 
     def _take_outputs(self, ids: set[str]) -> dict[str, bytes]:
         """The small outputs that came back with the calls of ``ids`` (handed over once)."""
@@ -112,6 +123,28 @@ class RunRecorder:
             if status.checkpoint is not None:
                 out[cid], status.checkpoint = status.checkpoint, None
         return out
+
+    def _take_logs(self, ids: set[str]) -> list[AttemptLog]:
+        """The logs that came back with the calls of ``ids`` and that the workers did not
+        save (handed over once; a failure's text stays for its error's tail)."""
+        if self._state is None or self._logs is None:
+            return []
+        out = []
+        nodes = self._state.nodes
+        for cid in ids:
+            status = nodes[cid]
+            if status.log is not None:
+                attempt, text, saved = status.log
+                if not saved:
+                    out.append(AttemptLog(cid, attempt, text))
+                status.log = (attempt, text, True) if status.state in OWN_FAILURE_STATES else None
+        return out
+
+    def _save_logs(self, logs: list[AttemptLog]) -> None:
+        try:
+            self._logs.write_batch(self.run.run_id, logs)   # type: ignore[union-attr]
+        except Exception as exc:  # noqa: BLE001 - a lost log never fails the run
+            log.warning("run %s: the logs of %d attempt(s) were not kept: %s", self.run.run_id, len(logs), exc)
 
     def _save_outputs(self, outputs: dict[str, bytes]) -> None:
         try:
@@ -155,7 +188,8 @@ class RunRecorder:
         return ComponentRecord(self.run.run_id, cid, s.state, s.attempts, s.submitted_at, started, ended,
                                queued, duration, s.node_id, s.worker_id, resources, s.error, s.cached,
                                upstream, s.cpu_s, s.peak_rss_bytes, features,
-                               {**(s.outcome or {}), "oom_reruns": s.resubmitted} if s.resubmitted else (s.outcome or {}))
+                               {**(s.outcome or {}), "oom_reruns": s.resubmitted} if s.resubmitted else (s.outcome or {}),
+                               s.traceback)
 
     def _features(self, task: Any) -> dict[str, Any]:
         """What the resource model learns from (see ComponentRecord.features)."""

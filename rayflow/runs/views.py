@@ -13,16 +13,24 @@ rayflow.service or rayflow.server (they are above), and must not import ray.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any, Protocol, runtime_checkable
 
-from rayflow.core.errors import RayflowError, RunNotFound, WorkflowFailed
-from rayflow.core.states import TERMINAL_RUN_STATES
+from rayflow.core.errors import ComponentNotFound, RayflowError, RunNotFound, WorkflowFailed
+from rayflow.core.states import (
+    FINAL_COMPONENT_STATES,
+    OWN_FAILURE_STATES,
+    TERMINAL_RUN_STATES,
+    shown_state,
+)
+from rayflow.execute.worker.capture import tail_lines
 from rayflow.metrics.summary import run_metrics
 from rayflow.runs.active import ActiveRun, RunBacking
 from rayflow.store.port import RunRecord
 
 STORE_POLL_S = 0.2
+_ITEM = re.compile(r"(.+)\[(\d+)\]")
 
 
 @runtime_checkable
@@ -56,6 +64,9 @@ class RunView(Protocol):
 
     def failure(self) -> WorkflowFailed:
         """Why a FAILED run failed: the failed components and every component's state."""
+
+    def logs(self, component: str, attempt: int | None) -> str:
+        """What ``component``'s attempt printed and logged (its last by default)."""
 
 
 def timed_out(run_id: str, status: str, timeout: float | None) -> TimeoutError:
@@ -99,7 +110,8 @@ class StoreView:
     def progress(self) -> dict[str, int]:
         out: dict[str, int] = {}
         for c in self._backing.store.get_components(self._run_id):
-            out[c.state] = out.get(c.state, 0) + 1
+            shown = shown_state(c.state, c.started_at)
+            out[shown] = out.get(shown, 0) + 1
         return out
 
     def stream_progress(self) -> dict[str, dict[str, Any]]:
@@ -141,10 +153,50 @@ class StoreView:
 
     def failure(self) -> WorkflowFailed:
         comps = self._backing.store.get_components(self._run_id)
-        errors = {c.component_id: c.error or c.state for c in comps if c.state in ("FAILED", "TIMED_OUT")}
+        errors = {c.component_id: c.error or c.state for c in comps if c.state in OWN_FAILURE_STATES}
         if not errors:
             errors = {"(run)": self.record().error or "failed"}
-        return WorkflowFailed(self._run_id, errors, {c.component_id: c.state for c in comps})
+        tracebacks = {c.component_id: c.traceback for c in comps if c.component_id in errors and c.traceback}
+        tails = {cid: tail_lines(self._read_log(cid, None) or "") for cid in errors if cid != "(run)"}
+        return WorkflowFailed(self._run_id, errors, {c.component_id: c.state for c in comps}, tracebacks, tails)
+
+    def logs(self, component: str, attempt: int | None) -> str:
+        comps = {c.component_id: (c.state, c.attempts) for c in self._backing.store.get_components(self._run_id)}
+        if not comps and self._backing.store.get_run(self._run_id) is None:
+            raise RunNotFound(self._run_id)
+        return read_log(self._run_id, self._backing, comps, component, attempt)
+
+    def _read_log(self, component: str, attempt: int | None) -> str | None:
+        return _kept_log(self._run_id, self._backing, component, attempt)
+
+
+def read_log(run_id: str, backing: RunBacking, comps: dict[str, tuple[str, int]], component: str,
+             attempt: int | None) -> str:
+    """What ``component`` (of ``comps``: id -> (state, attempts)) printed in ``attempt`` (its
+    last by default; "" when it printed nothing); ComponentNotFound for no such component
+    or attempt. A map's item is named ``map[3]``."""
+    item = _ITEM.fullmatch(component)
+    known = comps.get(component)
+    if known is None and not (item and item.group(1) in comps):
+        shown = ", ".join(sorted(comps)[:5]) + (", ..." if len(comps) > 5 else "")
+        raise ComponentNotFound(f"run {run_id} has no component {component!r} (its components: {shown})",
+                                component=component)
+    if known is not None:
+        state, attempts = known
+        if attempt is not None and not 1 <= attempt <= max(attempts, 1):
+            raise ComponentNotFound(f"component {component!r} of run {run_id} has no attempt {attempt} "
+                                    f"(it made {attempts})", component=component)
+        if attempt is None and state in FINAL_COMPONENT_STATES and attempts:
+            attempt = attempts   # its last attempt, even when that one printed nothing
+    return _kept_log(run_id, backing, component, attempt) or ""   # "": nothing printed (or capture off)
+
+
+def _kept_log(run_id: str, backing: RunBacking, component: str, attempt: int | None) -> str | None:
+    store = backing.log_store()
+    if store is None:
+        return None
+    backing.writer.flush()   # this process's small logs land with its pending writes
+    return store.read(run_id, component, attempt)
 
 
 class LocalView:
@@ -190,5 +242,13 @@ class LocalView:
     def failure(self) -> WorkflowFailed:
         active = self._active
         errors = active.state.errors() or {"(run)": active.error or "failed"}
-        states = {n: s.state for n, s in active.state.nodes.items()}
-        return WorkflowFailed(self.run_id, errors, states)
+        nodes = active.state.nodes
+        states = {n: s.state for n, s in nodes.items()}
+        tracebacks = {cid: nodes[cid].traceback for cid in errors if cid in nodes and nodes[cid].traceback}
+        tails = {cid: tail_lines(nodes[cid].log[1]) for cid in errors if cid in nodes and nodes[cid].log}
+        return WorkflowFailed(self.run_id, errors, states, tracebacks, tails)
+
+    def logs(self, component: str, attempt: int | None) -> str:
+        nodes = self._active.state.nodes   # known here before the store has the rows
+        comps = {cid: (s.state, s.attempts) for cid, s in list(nodes.items())}
+        return read_log(self.run_id, self._backing, comps, component, attempt)

@@ -25,6 +25,8 @@ from pydantic import ValidationError
 from rayflow.core.errors import RayflowError, RunExists, RunNotFound, SpecError
 from rayflow.core.states import TERMINAL_RUN_STATES
 from rayflow.metrics.summary import run_metrics
+from rayflow.runs.views import StoreView
+from rayflow.server.cluster import cluster_view
 from rayflow.server.runner import Runner
 from rayflow.spec.model import WorkflowSpec
 from rayflow.spec.targets import load_target
@@ -145,30 +147,52 @@ class ControlPlane:
         """As ``RunHandle.metrics()``: live while driven here, else from the store."""
         return self.detail(run_id)[2]
 
-    def detail(self, run_id: str) -> tuple[RunRecord, list[ComponentRecord], dict[str, Any]]:
+    def detail(self, run_id: str, *, per_component: bool = True) -> tuple[RunRecord, list[ComponentRecord], dict[str, Any]]:
         """The run, its components and its metrics in one read of the store (the metrics
-        live while the run is driven here)."""
+        live while the run is driven here); ``per_component=False``: the metrics without
+        their ``components`` (the run's components are there already)."""
         run = self.get(run_id)
         components = self.store.get_components(run_id)
         active = self.service.active_of(run_id)
-        metrics = active.metrics() if active is not None else run_metrics(run, components)
+        if active is None:
+            return run, components, run_metrics(run, components, per_component=per_component)
+        metrics = active.metrics()
+        if not per_component:
+            metrics = {k: v for k, v in metrics.items() if k != "components"}
         return run, components, metrics
 
     def list(self, *, status: str | None = None, workflow: str | None = None, limit: int = 100,
-             cursor: str | None = None) -> tuple[list[RunRecord], str | None]:
-        """Newest first; (runs, the next page's cursor or None)."""
+             cursor: str | None = None, since: float | None = None,
+             until: float | None = None) -> tuple[list[RunRecord], str | None]:
+        """Newest first; (runs, the next page's cursor or None). ``since`` / ``until``: only
+        runs created at or after / before those times (UNIX seconds)."""
         before = _decode_cursor(cursor) if cursor else None
-        runs = self.store.list_runs_page(status=status, name=workflow, limit=limit + 1, before=before)
+        if until is not None and (before is None or before > (until, "")):
+            before = (float(until), "")      # nothing sorts below "": created_at < until
+        runs = self.store.list_runs_page(status=status, name=workflow, limit=limit + 1, before=before, since=since)
         if len(runs) <= limit:
             return runs, None
         runs = runs[:limit]
         return runs, _encode_cursor(runs[-1])
+
+    def counts(self, *, workflow: str | None = None, since: float | None = None) -> dict[str, int]:
+        """How many runs are in each status (of one workflow, created since a time)."""
+        return self.store.count_runs(name=workflow, since=since)
+
+    def cluster(self) -> dict[str, Any]:
+        """Servers and their leases, Ray's nodes and resources, store and cache health."""
+        return cluster_view(self)
 
     def events(self, run_id: str, after_seq: int = 0, limit: int = 1000) -> list[EventRecord]:
         return self.store.get_events(run_id, after_seq=after_seq, limit=limit)
 
     def is_final(self, run_id: str) -> bool:
         return self.get(run_id).status in TERMINAL_RUN_STATES
+
+    def logs(self, run_id: str, component: str, attempt: int | None = None) -> str:
+        """What one attempt of a component printed and logged (its last by default)."""
+        self.get(run_id)
+        return StoreView(run_id, self.service).logs(component, attempt)
 
     def report_html(self, run_id: str) -> str:
         from rayflow.report.html import render_html

@@ -415,3 +415,6 @@ class TrackerView:
 
     def failure(self) -> WorkflowFailed:
         return self._fallback.failure()
+
+    def logs(self, component: str, attempt: int | None) -> str:
+        return self._fallback.logs(component, attempt)   # the log location, as any process reads it

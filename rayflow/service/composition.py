@@ -38,6 +38,7 @@ from rayflow.service.settings import (
 from rayflow.spec.targets import blueprint_of
 from rayflow.store import RunStore, open_store
 from rayflow.store.checkpoints import Checkpoint, CheckpointStore, checkpoint_url
+from rayflow.store.logs import LogStore, log_url
 from rayflow.store.port import ComponentRecord, Lease, RunRecord
 from rayflow.store.writer import StoreWriter
 
@@ -61,6 +62,7 @@ class Composition:
         self._writer: StoreWriter | None = None
         self._cluster: tuple[float, Any] | None = None
         self._checkpoints: tuple[str | None, CheckpointStore | None] | None = None
+        self._logs: tuple[str | None, LogStore | None] | None = None
         self._cache: Any = None
         self._model: tuple[float | None, Any] | None = None   # (saved_at in the store, ResourceModel) once read
         self._model_read_at = -MODEL_CHECK_S   # monotonic time the store was last asked for its model
@@ -123,6 +125,14 @@ class Composition:
             if self._checkpoints is None or self._checkpoints[0] != url:
                 self._checkpoints = (url, CheckpointStore(url) if url is not None else None)
             return self._checkpoints[1]
+
+    def log_store(self) -> LogStore | None:
+        """Where runs keep their attempts' logs (None when capture is turned off)."""
+        with self._lock:
+            url = log_url(self.settings.logs_url, self.settings.checkpoints_url)
+            if self._logs is None or self._logs[0] != url:
+                self._logs = (url, LogStore(url) if url is not None else None)
+            return self._logs[1]
 
     def configure(self, *, address: str | None = None, store: str | None = None,
                   cache: str | None = None, num_cpus: int | None = None,
@@ -229,6 +239,7 @@ class Composition:
             runner = self.executor(executor) if _ray_connected() else CachedExecutor(executor)
             return ActiveRun(self, plan, run, runner, checkpoints=self.checkpoint_store(), cache=cache, lease=lease)
         return ActiveRun(self, plan, run, self.executor(executor), checkpoints=self.checkpoint_store(),
+                         logs=self.log_store(),
                          restored=restored, earlier=earlier, first_seq=first_seq,
                          cache=cache, resize=self.oom_resizer(executor), lease=lease)
 
@@ -377,7 +388,10 @@ class Composition:
                 self._fitting = True
         if due:
             in_use = self._model is not None or auto
-            threading.Thread(target=self._refit, args=(in_use,), name="rayflow-model-refit", daemon=True).start()
+            # not a daemon: the interpreter waits for a refit at exit; a daemon thread still inside
+            # scikit-learn's native code then aborted the process ("terminate called without an
+            # active exception", exit -6) after `rayflow run` had printed its result
+            threading.Thread(target=self._refit, args=(in_use,), name="rayflow-model-refit", daemon=False).start()
 
     def _refit(self, in_use: bool) -> None:
         try:

@@ -38,6 +38,9 @@ def sizing_preview(service: Any, component: str) -> list[dict[str, Any]]:
 
     model = service.resource_model(required=True)
     samples = history.samples_from_store(service.store)
+    retrained = len(samples) > (getattr(model, "n_samples", 0) or 0)
+    if retrained:   # the history holds attempts the model never saw: learn them now (and save it)
+        model = service.train_model()
     families = sorted({s.component for s in samples})
     matches = [f for f in families if f == component] or [f for f in families if component in f]
     if not matches:
@@ -45,7 +48,8 @@ def sizing_preview(service: Any, component: str) -> list[dict[str, Any]]:
                           f"{', '.join(families[:20]) or 'none'}")
     typical = history.typical_inputs(samples)
     cluster = service.cluster("ray") if service.settings.address else None
-    return [_preview(model, [s for s in samples if s.component == family][-1], typical.get(family, 0), cluster)
+    return [{**_preview(model, [s for s in samples if s.component == family][-1], typical.get(family, 0), cluster),
+             "retrained": retrained, "history_samples": sum(s.component == family for s in samples)}
             for family in matches]
 
 

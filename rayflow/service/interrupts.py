@@ -21,6 +21,7 @@ from types import FrameType
 from typing import Any
 
 from rayflow.core.errors import RayflowError
+from rayflow.execute.worker import capture
 from rayflow.execute.worker.invoke import invoke
 from rayflow.runs.active import ActiveRun
 
@@ -37,6 +38,12 @@ def ask_to_stop(service: Any, reason: str) -> list[ActiveRun]:
             run.error = reason
             run.cancel_event.set()
     return runs
+
+
+def release_output() -> None:
+    """Send this thread's prints to the terminal again: a signal handler runs in the thread it
+    interrupted, maybe a component's, whose output is captured into its log."""
+    capture.bind(None)
 
 
 def in_component(frame: FrameType | None) -> bool:

@@ -25,6 +25,7 @@ class Settings:
     cache_url: str | None = None      # None: RAYFLOW_CACHE or in-process memory; "off"
     num_cpus: int | None = None
     checkpoints_url: str | None = None   # None: RAYFLOW_CHECKPOINTS or ~/.rayflow/checkpoints; "off"
+    logs_url: str | None = None          # None: RAYFLOW_LOGS or the checkpoint location; "off": no capture
     predicted_order: bool = True      # order ready components by the model's durations when it knows them
     lease_s: float | None = None      # None: RAYFLOW_LEASE_S or 30 s (how long a silent owner keeps a run)
 

@@ -137,11 +137,18 @@ def parse(text: str, *, source: str, fmt: str) -> Any:
 
 
 def _reason(exc: Exception) -> str:
+    """One line: what was wrong and where (line and column, from 1), as PyYAML or json said."""
     if isinstance(exc, json.JSONDecodeError):
         return f"{exc.msg} (line {exc.lineno} column {exc.colno})"
+    problem, mark = getattr(exc, "problem", None), getattr(exc, "problem_mark", None)
+    if problem and mark is not None:   # PyYAML's own words: the problem, where, and what it was in
+        text = f"{problem} at line {mark.line + 1} column {mark.column + 1}"
+        context, where = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context:
+            text += f" ({context}" + (f" at line {where.line + 1} column {where.column + 1})" if where else ")")
+        return " ".join(text.split())[:300]
     text = str(exc)
     head = text.splitlines()[0] if text else type(exc).__name__
-    mark = getattr(exc, "problem_mark", None)
     if mark is not None and "line" not in head:
         head = f"{head} (line {mark.line + 1} column {mark.column + 1})"
     return " ".join(head.split())[:200]

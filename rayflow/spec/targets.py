@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import importlib
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
+from rayflow.core import local_code
 from rayflow.core.errors import SpecError
 from rayflow.dsl.workflow import Workflow
 from rayflow.plan import Blueprint
@@ -34,6 +34,8 @@ def load_target(target: Any) -> tuple[Workflow | WorkflowSpec, str]:
         text = os.fspath(target)
         if text.endswith(SPEC_SUFFIXES) or os.path.isfile(text):
             path = Path(text).expanduser().resolve()
+            local_code.add_dir(os.getcwd())   # `function: mymod:fn` imports as beside a script
+            local_code.add_dir(str(path.parent), ship=True)
             return WorkflowSpec.from_file(str(path)), _recorded_path(path)
         if ":" in text:
             return _import_target(text), text
@@ -57,8 +59,7 @@ def _recorded_path(path: Path) -> str:
 
 def _import_target(text: str) -> Workflow | WorkflowSpec:
     module_name, _, attr = text.partition(":")
-    if "" not in sys.path and os.getcwd() not in sys.path:
-        sys.path.insert(0, os.getcwd())  # as `python -m` does: the current folder's modules
+    local_code.add_dir(os.getcwd())  # as `python -m` does: the current folder's modules
     if not module_name or not attr:
         raise SpecError(f"target {text!r}: expected 'module:workflow', e.g. 'rayflow.examples.etl:pipeline'")
     try:

@@ -32,7 +32,6 @@ Must not import ray.
 
 from __future__ import annotations
 
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -45,8 +44,8 @@ from rayflow.core import config
 from rayflow.core.errors import ConfigError, RayflowError, SpecError
 from rayflow.core.paths import check_run_id, from_path_name, path_name
 from rayflow.core.records import Checkpoint
-from rayflow.core.redact import redact, scrub
 from rayflow.data import codec
+from rayflow.store.location import TEMP_MARK, Location
 
 CHECKPOINTS_ENV_VAR = "RAYFLOW_CHECKPOINTS"
 __all__ = ["CHECKPOINTS_ENV_VAR", "Checkpoint", "CheckpointStore", "CheckpointWriteError", "MemoryCheckpoints",
@@ -54,7 +53,6 @@ __all__ = ["CHECKPOINTS_ENV_VAR", "Checkpoint", "CheckpointStore", "CheckpointWr
 
 _INLINE_SCHEMA = pa.schema([("component_id", pa.string()), ("blob", pa.binary())])
 OFF = ("off", "false", "0", "none")
-TEMP_MARK = ".tmp-"   # a file being written: ``<final name>.tmp-<hex>``, renamed when whole
 SHOWN_IDS = 3         # component ids an error names before "and N more"
 
 
@@ -98,29 +96,10 @@ def checkpoint_url(configured: str | None) -> str | None:
     return None if url.strip().lower() in OFF else url.strip()
 
 
-class CheckpointStore:
+class CheckpointStore(Location):
     """Reads and writes the checkpoints of runs under one location URL."""
 
-    def __init__(self, url: str) -> None:
-        self.url = url
-        try:
-            if "://" in url:
-                self._fs, root = pafs.FileSystem.from_uri(url)
-            else:
-                self._fs, root = pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(url))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OSError) as exc:
-            raise ConfigError(f"checkpoint location {redact(url)!r} cannot be opened: {scrub(str(exc), url)}") from None
-        self._root = root.rstrip("/")
-        self._local = isinstance(self._fs, pafs.LocalFileSystem)
-
-    @property
-    def local(self) -> bool:
-        """Whether the location is a folder on this machine's disk (not shared by the
-        machines of a cluster: the Ray executor writes and reads it on the driver's node)."""
-        return self._local
-
-    def __reduce__(self):
-        return (CheckpointStore, (self.url,))
+    what = "checkpoint location"
 
     # -- writing -------------------------------------------------------------------------
 
@@ -133,44 +112,20 @@ class CheckpointStore:
         with pa.ipc.new_file(sink, _INLINE_SCHEMA) as writer:
             writer.write_table(table)
         name = f"inline-{time.time_ns():020d}-{secrets.token_hex(4)}.arrow"
-        self._publish(f"{self._run_dir(run_id)}/{name}", sink.getvalue(), _what(list(entries), run_id))
+        self._publish(f"{self._run_dir(run_id)}/{name}", sink.getvalue(), f"checkpoint of {_what(list(entries), run_id)}",
+                      CheckpointWriteError)
 
     def write_one(self, run_id: str, component_id: str, value: Any) -> None:
         """One output, encoded here, in its own file."""
         blob = codec.encode(value).blob()
         self._publish(f"{self._run_dir(run_id)}/one/{_quote(component_id)}.rfc", pa.py_buffer(blob),
-                      _what([component_id], run_id))
-
-    def _publish(self, path: str, data: pa.Buffer, what: str) -> None:
-        """Write ``data`` to ``path`` whole or not at all; CheckpointWriteError (one line
-        naming ``what`` and ``path``) when it cannot, with no temporary file left behind."""
-        target = f"{path}{TEMP_MARK}{secrets.token_hex(4)}" if self._local else path
-        try:
-            self._fs.create_dir(path.rsplit("/", 1)[0], recursive=True)
-            with self._fs.open_output_stream(target) as out:
-                out.write(data)
-            if self._local:
-                self._fs.move(target, path)   # rename: readers never see a partial file
-        except BaseException as exc:   # KeyboardInterrupt too: never leave a partial file
-            if self._local:
-                self._discard(target)
-            if isinstance(exc, (OSError, pa.ArrowException)):
-                raise CheckpointWriteError(f"checkpoint of {what} could not be written to {path}: "
-                                           f"{_reason(exc)}") from None
-            raise
-
-    def _discard(self, path: str) -> None:
-        try:
-            self._fs.delete_file(path)
-        except (OSError, pa.ArrowException):
-            pass   # never created, or already gone
+                      f"checkpoint of {_what([component_id], run_id)}", CheckpointWriteError)
 
     # -- reading -------------------------------------------------------------------------
 
     def index(self, run_id: str) -> dict[str, Checkpoint]:
         """Every component of ``run_id`` with a checkpoint (a later file wins)."""
-        selector = pafs.FileSelector(self._run_dir(run_id), recursive=True, allow_not_found=True)
-        infos = [i for i in self._fs.get_file_info(selector) if i.type == pafs.FileType.File]
+        infos = self._files(self._run_dir(run_id))
         found: dict[str, Checkpoint] = {}
         for info in sorted(infos, key=lambda i: (i.mtime_ns or 0, i.path)):
             name = info.base_name
@@ -264,8 +219,6 @@ class CheckpointStore:
             return []   # unreadable: as if absent (the components run again)
         return list(zip(table.column("component_id").to_pylist(), table.column("blob").to_pylist(), strict=True))
 
-    def _run_dir(self, run_id: str) -> str:
-        return f"{self._root}/{_quote(run_id)}"
 
 
 def _quote(name: str) -> str:
@@ -293,14 +246,6 @@ def _what(component_ids: list[str], run_id: str) -> str:
     shown = ", ".join(repr(c) for c in component_ids[:SHOWN_IDS])
     more = f" and {len(component_ids) - SHOWN_IDS} more" if len(component_ids) > SHOWN_IDS else ""
     return f"component{'s' if len(component_ids) > 1 else ''} {shown}{more} of run {run_id}"
-
-
-def _reason(exc: BaseException) -> str:
-    """The OS's words for an I/O error ("No space left on device"), else its one-line message."""
-    errno = getattr(exc, "errno", None)
-    if isinstance(errno, int) and errno > 0:
-        return os.strerror(errno)
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 class MemoryCheckpoints:

@@ -8,6 +8,7 @@ any I/O or persist anything; data lives only as long as the object.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import threading
@@ -226,13 +227,17 @@ class MemoryStore:
     # -- the server's records -------------------------------------------------------------
 
     def list_runs_page(self, *, status: str | None = None, name: str | None = None, limit: int = 100,
-                       before: tuple[float, str] | None = None) -> list[RunRecord]:
+                       before: tuple[float, str] | None = None, since: float | None = None) -> list[RunRecord]:
         with self._lock:
             runs = [r for r in self._runs.values()
-                    if (status is None or r.status == status) and (name is None or r.name == name)
+                    if (status is None or r.status == status) and _kept(r, name, since)
                     and (before is None or (r.created_at, r.run_id) < tuple(before))]
             runs.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
             return [copy.deepcopy(r) for r in runs[: max(limit, 0)]]
+
+    def count_runs(self, *, name: str | None = None, since: float | None = None) -> dict[str, int]:
+        with self._lock:
+            return dict(collections.Counter(r.status for r in self._runs.values() if _kept(r, name, since)))
 
     def create_token(self, token: TokenRecord) -> None:
         with self._lock:
@@ -353,3 +358,7 @@ class MemoryStore:
 
     def close(self) -> None:
         """Nothing to release; kept for the RunStore contract."""
+
+
+def _kept(run: RunRecord, name: str | None, since: float | None) -> bool:
+    return (name is None or run.name == name) and (since is None or run.created_at >= since)

@@ -29,13 +29,16 @@ class ServerRecords:
     _write: Callable[..., Any]
 
     def list_runs_page(self, *, status: str | None = None, name: str | None = None, limit: int = 100,
-                       before: tuple[float, str] | None = None) -> list[RunRecord]:
+                       before: tuple[float, str] | None = None, since: float | None = None) -> list[RunRecord]:
         """Newest first by (created_at, run_id); ``before``: a row-value cursor."""
-        args: list[Any] = [v for v in (status, name) if v is not None]
-        if before is not None:
-            args += [float(before[0]), str(before[1])]
-        query = sql.list_runs_page_sql(status is not None, name is not None, before is not None)
+        where, args = sql.runs_where(status=status, name=name, since=since, before=before)
+        query = f"{sql.RUNS.select}{where} ORDER BY created_at DESC, run_id DESC LIMIT ${len(args) + 1}"
         return [sql.RUNS.decode(r) for r in self._read(ops.fetch, query, *args, max(limit, 0))]
+
+    def count_runs(self, *, name: str | None = None, since: float | None = None) -> dict[str, int]:
+        where, args = sql.runs_where(name=name, since=since)
+        rows = self._read(ops.fetch, f"SELECT status, COUNT(*) FROM runs{where} GROUP BY status", *args)
+        return {str(r[0]): int(r[1]) for r in rows}
 
     def create_token(self, token: TokenRecord) -> None:
         self._write(ops.execute, sql.INSERT_TOKEN, *sql.TOKENS.encode(token))

@@ -177,6 +177,12 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             )""",
         ),
     ),
+    (
+        6,
+        (  # a failed component's traceback (the user's frames first)
+            "ALTER TABLE components ADD COLUMN traceback TEXT",
+        ),
+    ),
 ]
 
 SCHEMA_VERSION_TABLE = (
@@ -350,18 +356,20 @@ def update_run_sql(names: Sequence[str], db_clock: tuple[str, ...] = ()) -> str:
     return f"UPDATE runs SET {assignments} WHERE run_id = ${len(params) + 1}"
 
 
-def list_runs_page_sql(status: bool, name: bool, before: bool) -> str:
-    """list_runs_page with the filters given (their parameters in this order), then the limit."""
-    terms, n = [], 0
-    for used, term in ((status, "status = ${}"), (name, "name = ${}")):
-        if used:
-            n += 1
-            terms.append(term.format(n))
-    if before:   # a row-value comparison: a range of the (created_at, run_id) index
-        terms.append(f"(created_at, run_id) < (${n + 1}::float8, ${n + 2}::text)")
-        n += 2
-    where = f" WHERE {' AND '.join(terms)}" if terms else ""
-    return f"{RUNS.select}{where} ORDER BY created_at DESC, run_id DESC LIMIT ${n + 1}"
+def runs_where(*, status: str | None = None, name: str | None = None, since: float | None = None,
+               before: tuple[float, str] | None = None) -> tuple[str, list[Any]]:
+    """The WHERE clause of a runs query with these filters (" WHERE ..." or ""), and its
+    parameters ($1, $2, ... in order)."""
+    terms: list[str] = []
+    args: list[Any] = []
+    for value, term in ((status, "status = ${}"), (name, "name = ${}"), (since, "created_at >= ${}::float8")):
+        if value is not None:
+            args.append(float(value) if term.startswith("created_at") else value)
+            terms.append(term.format(len(args)))
+    if before is not None:   # a row-value comparison: a range of the (created_at, run_id) index
+        args += [float(before[0]), str(before[1])]
+        terms.append(f"(created_at, run_id) < (${len(args) - 1}::float8, ${len(args)}::text)")
+    return (f" WHERE {' AND '.join(terms)}" if terms else ""), args
 
 
 # -- leases: every time on the database's clock -----------------------------------------

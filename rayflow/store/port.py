@@ -69,6 +69,7 @@ class ComponentRecord:
     # n_up (upstreams), input_bytes and input_rows (measured in the worker), sized (auto sizing)
     outcome: dict[str, Any] = field(default_factory=dict)   # what the call reported beyond its
     # timings: a dynamic map's items, succeeded, failed, cancelled, item_s, durations_s, errors
+    traceback: str | None = None           # a failed component's traceback, the user's own frames
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -240,9 +241,14 @@ class RunStore(Protocol):
     # -- the server's records -------------------------------------------------------------
 
     def list_runs_page(self, *, status: str | None = None, name: str | None = None, limit: int = 100,
-                       before: tuple[float, str] | None = None) -> list[RunRecord]:
+                       before: tuple[float, str] | None = None, since: float | None = None) -> list[RunRecord]:
         """Newest first by (created_at, run_id); ``before``: only runs strictly older than
-        that key (cursor pagination); ``name``: one workflow's runs."""
+        that key (cursor pagination); ``name``: one workflow's runs; ``since``: only runs
+        created at or after that time."""
+
+    def count_runs(self, *, name: str | None = None, since: float | None = None) -> dict[str, int]:
+        """How many runs are in each status (statuses with none are left out), of one
+        workflow (``name``) and created at or after ``since`` when given."""
 
     def create_token(self, token: TokenRecord) -> None: ...
 

@@ -280,21 +280,16 @@ class SqliteStore:
     # -- the server's records -------------------------------------------------------------
 
     def list_runs_page(self, *, status: str | None = None, name: str | None = None, limit: int = 100,
-                       before: tuple[float, str] | None = None) -> list[RunRecord]:
+                       before: tuple[float, str] | None = None, since: float | None = None) -> list[RunRecord]:
         """Newest first by (created_at, run_id); ``before`` a row-value cursor."""
-        terms, params = [], []
-        if status is not None:
-            terms.append("status = ?")
-            params.append(status)
-        if name is not None:
-            terms.append("name = ?")
-            params.append(name)
-        if before is not None:
-            terms.append("(created_at, run_id) < (?, ?)")
-            params.extend((float(before[0]), str(before[1])))
-        where = f"WHERE {' AND '.join(terms)}" if terms else ""
+        where, params = _run_filter(status=status, name=name, since=since, before=before)
         sql = f"{q.RUNS.select} {where} ORDER BY created_at DESC, run_id DESC LIMIT ?"
         return [q.RUNS.decode(r) for r in self._read(sql, (*params, max(limit, 0)))]
+
+    def count_runs(self, *, name: str | None = None, since: float | None = None) -> dict[str, int]:
+        where, params = _run_filter(name=name, since=since)
+        return {str(s): int(n) for s, n in self._read(f"SELECT status, COUNT(*) FROM runs {where} GROUP BY status",
+                                                      tuple(params))}
 
     def create_token(self, token: TokenRecord) -> None:
         self._write(q.INSERT_TOKEN, [tuple(q.TOKENS.encode(token))])
@@ -410,3 +405,18 @@ class SqliteStore:
 
     def __repr__(self) -> str:
         return f"SqliteStore({str(self.path)!r})"
+
+
+def _run_filter(*, status: str | None = None, name: str | None = None, since: float | None = None,
+                before: tuple[float, str] | None = None) -> tuple[str, list[Any]]:
+    """The WHERE clause of a runs query with these filters, and its parameters."""
+    terms: list[str] = []
+    params: list[Any] = []
+    for value, term in ((status, "status = ?"), (name, "name = ?"), (since, "created_at >= ?")):
+        if value is not None:
+            terms.append(term)
+            params.append(value)
+    if before is not None:
+        terms.append("(created_at, run_id) < (?, ?)")
+        params.extend((float(before[0]), str(before[1])))
+    return (f"WHERE {' AND '.join(terms)}" if terms else ""), params

@@ -156,4 +156,10 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             )""",
         ),
     ),
+    (
+        10,
+        (  # a failed component's traceback (the user's frames first)
+            "ALTER TABLE components ADD COLUMN traceback TEXT",
+        ),
+    ),
 ]

@@ -80,7 +80,7 @@ class FakeExecutor:
 
     # -- the Executor protocol -------------------------------------------------------
 
-    def start(self, plan, checkpoints=None):
+    def start(self, plan, checkpoints=None, logs=None):
         self.started = True
         self.checkpoints = checkpoints
 
@@ -111,6 +111,9 @@ class FakeExecutor:
         self.submits.append((task.id, task, list(deps)))
         self.in_flight[task.id] = (task, h, list(deps))
         return h
+
+    def began(self):
+        return []   # what it runs begins at once: its start comes with its completion
 
     def wait(self, timeout):
         ready = [cid for cid, (_, _, deps) in self.in_flight.items() if all(d in self.done for d in deps)]

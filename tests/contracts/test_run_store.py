@@ -655,6 +655,33 @@ def test_list_runs_page_walks_every_run_once_newest_first(store: RunStore) -> No
     assert store.list_runs_page(limit=0) == []
     assert store.list_runs_page(name="nope") == []
     assert store.list_runs_page(limit=1)[0] == runs[-1]
+    assert walk_pages(store, 4, since=5.0) == [r.run_id for r in newest if r.created_at >= 5.0]
+    assert walk_pages(store, 2, since=2.0, name="etl", status="RUNNING") == [
+        r.run_id for r in newest if r.created_at >= 2.0 and r.name == "etl" and r.status == "RUNNING"]
+
+
+def test_count_runs_by_status_of_a_workflow_since_a_time(store: RunStore) -> None:
+    assert store.count_runs() == {}
+    statuses = ["SUCCEEDED", "FAILED", "RUNNING", "SUCCEEDED"]
+    runs = []
+    for i in range(14):
+        run = full_run(f"c{i:02d}", float(i), statuses[i % 4])
+        run.name = "etl" if i % 2 else "ml"
+        runs.append(run)
+        store.create_run(run, [])
+
+    def expected(keep) -> dict[str, int]:
+        counted: dict[str, int] = {}
+        for r in runs:
+            if keep(r):
+                counted[r.status] = counted.get(r.status, 0) + 1
+        return counted
+
+    assert store.count_runs() == expected(lambda r: True) == {"SUCCEEDED": 7, "FAILED": 4, "RUNNING": 3}
+    assert store.count_runs(name="etl") == expected(lambda r: r.name == "etl")
+    assert store.count_runs(since=9.0) == expected(lambda r: r.created_at >= 9.0)
+    assert store.count_runs(name="ml", since=4.0) == expected(lambda r: r.name == "ml" and r.created_at >= 4.0)
+    assert store.count_runs(name="nope") == {} and store.count_runs(since=100.0) == {}
 
 
 def test_tokens_by_hash_newest_first_and_revoked_once(store: RunStore) -> None:

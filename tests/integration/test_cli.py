@@ -183,7 +183,7 @@ def test_stats_over_runs_in_the_store(tmp_path, env):
     store.close()
     data = json.loads(rayflow("stats", "--json", env=env).stdout)
     assert data["runs"] == 1 and data["retries"] == 1
-    assert data["by_component"]["load"]["requested_cpu_s"] == 2.0
-    assert data["by_component"]["load"]["cpu_utilization"] == 0.2
+    assert data["by_component"]["wf/load"]["requested_cpu_s"] == 2.0
+    assert data["by_component"]["wf/load"]["cpu_utilization"] == 0.2
     table = rayflow("stats", env=env)
     assert table.returncode == 0 and "load" in table.stdout and "50 MiB" in table.stdout

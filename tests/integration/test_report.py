@@ -164,10 +164,10 @@ def test_page_shows_summary_gantt_dag_bottlenecks_and_table():
     for heading in ("Summary", "Timeline", "Timeline by worker", "DAG", "Bottlenecks", "Components"):
         assert f"<h2>{heading}</h2>" in page
     assert "queue wait p50 / p95 / p99" in page and "components/s" in page
-    assert "9.70s" in page  # critical path length
+    assert "10.30s" in page  # critical path length: from the run's start to evaluate's end
     bottlenecks = page.split("<h2>Bottlenecks</h2>")[1].split("<h2>")[0]
     assert bottlenecks.index("train") < bottlenecks.index("features_1")  # largest share first
-    assert "32%" in bottlenecks  # 3.1 s of 9.7 s
+    assert "30%" in bottlenecks  # 3.1 s of 10.3 s
     table = page.split("<h2>Components</h2>")[1]
     assert table.count("<tr>") == 1 + len(comps)
 
@@ -217,6 +217,28 @@ def test_notebook_display_uses_the_snippet():
     _, _, metrics = sample_run()
     data = formatters.DisplayFormatter().format(FakeHandle(metrics))[0]
     assert "text/html" in data and RUN_ID in data["text/html"]
+
+
+def test_notebook_snippet_links_the_runs_page_on_a_server_and_nothing_else():
+    _, _, metrics = sample_run()
+    page = "http://head:8470/#/run/etl-1"
+    assert f'<a href="{page}" target="_blank" rel="noopener">open on the server</a>' in handle_html(metrics, page_url=page)
+    assert "open on the server" not in handle_html(metrics)
+    assert "open on the server" not in handle_html(metrics, page_url="javascript:alert(1)")
+
+
+def test_a_run_handles_notebook_view_links_the_configured_servers_page(monkeypatch, tmp_path):
+    import rayflow as rf
+
+    rf.init(store=f"sqlite:///{tmp_path / 'rf.db'}", checkpoints=str(tmp_path / "ck"))
+    from tests.fns.logs import talk
+
+    h = rf.submit(talk, executor="local", x=2)
+    h.wait(timeout=60)
+    monkeypatch.setenv("RAYFLOW_SERVER", "http://head.internal:8470/")
+    assert f'href="http://head.internal:8470/#/run/{h.run_id}"' in h._repr_html_()
+    monkeypatch.setenv("RAYFLOW_SERVER", "local")
+    assert "open on the server" not in h._repr_html_()
 
 
 # --- the command line -----------------------------------------------------------------------

@@ -410,7 +410,7 @@ def _runs_of(seqs: list[int]) -> str:
 def check_leftovers(*, store: Any, root: Path, actors_before: set[str]) -> list[str]:
     """After the scenario's last resume: no run of its store left unfinished (RUNNING or
     PENDING: a lease whose driver is gone), no ``.tmp-`` file under the checkpoints, no new
-    live actor but the tracker, and every CPU of the cluster free again."""
+    live actor but the cluster's services, and every CPU of the cluster free again."""
     from rayflow.runs.owners import owner_gone
 
     problems = []
@@ -432,14 +432,18 @@ def check_leftovers(*, store: Any, root: Path, actors_before: set[str]) -> list[
     return problems
 
 
+CLUSTER_SERVICES = {("tracker", "RunTracker"), ("progress", "ProgressBoard")}   # one per cluster, detached, by design
+
+
 def live_actors() -> dict[str, str]:
-    """Live actors of the cluster other than the tracker: actor id -> class name."""
+    """Live actors of the cluster other than its services (the tracker, the progress
+    board): actor id -> class name."""
     import ray
 
     out = {}
     for actor_id, a in ray._private.state.actors().items():   # the GCS's table: no dashboard needed
-        if a.get("State") in ("ALIVE", "PENDING_CREATION", "RESTARTING", "DEPENDENCIES_UNREADY") and not (
-                a.get("Name") == "tracker" and "RunTracker" in a.get("ActorClassName", "")):
+        service = any(a.get("Name") == name and cls in a.get("ActorClassName", "") for name, cls in CLUSTER_SERVICES)
+        if a.get("State") in ("ALIVE", "PENDING_CREATION", "RESTARTING", "DEPENDENCIES_UNREADY") and not service:
             out[actor_id] = f"{a.get('ActorClassName', '?')} (name {a.get('Name')!r}, {a.get('State')})"
     return out
 

@@ -25,8 +25,10 @@ from ray import cloudpickle
 from ray.exceptions import TaskCancelledError
 
 from rayflow.core.resolve import import_callable
-from rayflow.execute.port import Completion, call_fields
+from rayflow.execute.port import Completion, LogTarget, call_fields
 from rayflow.execute.ray import compat
+from rayflow.execute.ray.progress import tell_began
+from rayflow.execute.worker import running
 from rayflow.execute.worker.invoke import (
     CallInfo,
     ComponentFailure,
@@ -38,6 +40,7 @@ from rayflow.execute.worker.invoke import (
 from rayflow.plan import Task
 
 RAY_DEFAULT_SYSTEM_RETRIES = 3
+running.set_sink(tell_began)   # in a worker: a call running half a second tells the driver it began
 
 _PLACE: dict[str, str] = {}   # this worker process's node and worker ids (fixed for its life)
 
@@ -56,10 +59,12 @@ def imported(fn_ref: str, component: str) -> Any:
     return import_callable(fn_ref, component=component)
 
 
-def encode_info(task: Task, checkpoints: bool = False) -> bytes:
+def encode_info(task: Task, checkpoints: bool = False, log: LogTarget | None = None,
+                began: str | None = None) -> bytes:
     """The task's CallInfo as pickled bytes, made on the driver: a flat tuple through the
-    C pickler (Ray's generic argument serializer takes several times longer)."""
-    fields = call_fields(task, checkpoints)
+    C pickler (Ray's generic argument serializer takes several times longer). ``began``:
+    the key its worker tells its start under (rayflow.execute.ray.progress.BeganWatch)."""
+    fields = call_fields(task, checkpoints, log, began)
     try:
         return pickle.dumps(fields, protocol=pickle.HIGHEST_PROTOCOL)  # importable values
     except (pickle.PicklingError, AttributeError, TypeError):

@@ -33,7 +33,7 @@ from ray import cloudpickle
 from ray.exceptions import RayError
 
 from rayflow.core.template import Slot
-from rayflow.execute.port import CheckpointTarget, Completion
+from rayflow.execute.port import CheckpointTarget, Completion, LogTarget
 from rayflow.execute.ray.calls import (
     decode_info,
     encode_info,
@@ -43,7 +43,14 @@ from rayflow.execute.ray.calls import (
     worker_context,
 )
 from rayflow.execute.ray.strategy import InFlight
-from rayflow.execute.worker.dynamic import DynamicMap, Tally, batch_at, table_spans, work_items
+from rayflow.execute.worker.dynamic import (
+    DynamicMap,
+    Tally,
+    batch_at,
+    for_item,
+    table_spans,
+    work_items,
+)
 from rayflow.execute.worker.invoke import (
     CallInfo,
     ComponentFailure,
@@ -104,10 +111,10 @@ class _FanOut:
             spans = table_spans(table, m.batch_size)
             source = self._source_of(items)
             remote = _SPAN_TASK.options(num_returns=2, **resource_options(item), **retry_options(item))
-            return self._run(len(spans), lambda i: remote.remote(*common, source, *spans[i]))
+            return self._run(len(spans), lambda i: remote.remote(*common, source, *spans[i], i))
         work = work_items(items, m.batch_size)
         remote = _ITEM_TASK.options(num_returns=2, **resource_options(item), **retry_options(item))
-        return self._run(len(work), lambda i: remote.remote(*common, work[i]))
+        return self._run(len(work), lambda i: remote.remote(*common, work[i], i))
 
     def _source_of(self, items: Any) -> Any:
         """The ref the children read the table from: the upstream's own object when the items
@@ -200,18 +207,19 @@ def _encode(info: CallInfo) -> bytes:
     return cloudpickle.dumps(info.fields())   # decode_info reads it (retry_on may be any class)
 
 
-def _run_item(fn: Any, blob: bytes, kwargs: dict | None, item: Any) -> tuple[Any, bytes]:
-    """One item, in its own task: (value, packed meta), or raise ComponentFailure."""
+def _run_item(fn: Any, blob: bytes, kwargs: dict | None, item: Any, index: int) -> tuple[Any, bytes]:
+    """Item ``index``, in its own task: (value, packed meta), or raise ComponentFailure."""
     target = functools.partial(fn, **kwargs) if kwargs else fn
-    value, meta = invoke(target, decode_info(blob), (item,), worker_context)
+    value, meta = invoke(target, for_item(decode_info(blob), index), (item,), worker_context)
     return value, pack_meta(meta)
 
 
-def _run_span(fn: Any, blob: bytes, kwargs: dict | None, table: Any, offset: int, rows: int) -> tuple[Any, bytes]:
+def _run_span(fn: Any, blob: bytes, kwargs: dict | None, table: Any, offset: int, rows: int,
+              index: int) -> tuple[Any, bytes]:
     """One record batch of a shared table, cut here (zero-copy) from its span."""
     if isinstance(table, pa.RecordBatch):
         table = pa.Table.from_batches([table])
-    return _run_item(fn, blob, kwargs, batch_at(table, offset, rows))
+    return _run_item(fn, blob, kwargs, batch_at(table, offset, rows), index)
 
 
 _MAP_TASK = ray.remote(_map_task)
@@ -226,12 +234,14 @@ class MapStrategy:
     def __init__(self, calls: InFlight) -> None:
         self._calls = calls
         self._checkpoints = False
+        self._logs: LogTarget | None = None
 
-    def start(self, plan: Plan, *, checkpoints: CheckpointTarget | None) -> None:
+    def start(self, plan: Plan, *, checkpoints: CheckpointTarget | None, logs: LogTarget | None = None) -> None:
         self._checkpoints = checkpoints is not None
+        self._logs = logs
 
     def submit(self, task: Task, deps: list[Any]) -> Any:
-        return self._calls.started(task, submit_map(task, encode_info(task, self._checkpoints), deps))
+        return self._calls.started(task, submit_map(task, encode_info(task, self._checkpoints, self._logs), deps))
 
     def complete(self, head: str, value: Any, value_ref: Any) -> list[Completion]:
         return one_completion(head, value, value_ref)

@@ -20,22 +20,24 @@ in flight.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Iterable
 from typing import Any
 
 import ray
+from ray import cloudpickle
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from rayflow.core import gcpause
+from rayflow.core import gcpause, local_code
 from rayflow.core.kinds import CallKind
 from rayflow.core.redact import has_secret
 from rayflow.data import codec
-from rayflow.execute.port import CheckpointTarget, Completion
+from rayflow.execute.port import CheckpointTarget, Completion, LogTarget
 from rayflow.execute.ray.calls import completion_from_error, mark_handled
 from rayflow.execute.ray.dynamic import MapStrategy
 from rayflow.execute.ray.fused import FusedStrategy
 from rayflow.execute.ray.pools import PoolStrategy
-from rayflow.execute.ray.progress import StreamWatch
+from rayflow.execute.ray.progress import BeganWatch, StreamWatch
 from rayflow.execute.ray.sealed import Sealed, unsealed
 from rayflow.execute.ray.strategy import InFlight, Strategy
 from rayflow.execute.ray.streams import StreamStrategy
@@ -51,6 +53,8 @@ LINGER_S = 0.1       # ... this long (fewer, costlier waits pay off); a small ru
                      # from lingering, and a tracker driving a thousand small runs loses much
 
 __all__ = ["RayExecutor", "completion_from_error"]
+
+TELLING = frozenset({CallKind.TASK, CallKind.ACTOR})   # kinds whose workers tell when a call begins
 
 
 def _save_output(target: Any, component: str, multi: bool, *values: Any) -> None:
@@ -106,6 +110,8 @@ class RayExecutor:
         self._io: dict[str, Any] = {}   # options of the tasks that save and load checkpoints
         self._saves: dict[Any, str] = {}   # save call ref -> component id
         self._watch = StreamWatch()   # the streams' batch progress
+        self._began = BeganWatch()    # the calls that began running (plain tasks and actor pools)
+        self._untold: list[tuple[str, int, float]] = []   # submitted calls no worker tells of
         self._tasks: Any = {}
         tasks = TaskStrategy(self._calls)
         self._strategies: dict[CallKind, Strategy] = {
@@ -116,7 +122,7 @@ class RayExecutor:
             CallKind.MAP: MapStrategy(self._calls),
         }
 
-    def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None) -> None:
+    def start(self, plan: Plan, checkpoints: CheckpointTarget | None = None, logs: LogTarget | None = None) -> None:
         self._tasks = plan.tasks
         self._io = _on_this_node() if checkpoints is not None and getattr(checkpoints.store, "local", False) else {}
         # a checkpoint location may name its credentials (s3://...?secret_key=...): then it
@@ -124,8 +130,12 @@ class RayExecutor:
         url = getattr(checkpoints.store, "url", "") if checkpoints is not None else ""
         self._checkpoints = Sealed(checkpoints) if url and has_secret(url) else checkpoints
         self._saves = {}
+        for module in local_code.shipped():   # a spec's own modules travel with its calls
+            cloudpickle.register_pickle_by_value(module)
+        self._began.begin()
+        self._calls.began_key = self._began.key
         for strategy in self._strategies.values():
-            strategy.start(plan, checkpoints=checkpoints)
+            strategy.start(plan, checkpoints=checkpoints, logs=logs)
         # Without max_concurrency the loop submits every component up front, so noticing
         # a completion a little later frees nothing: gather them in batches and leave the
         # CPU to Ray. With it, each completion frees a slot: take what is ready at once.
@@ -135,6 +145,8 @@ class RayExecutor:
         self._calls.free = set()
 
     def submit(self, task: Task, deps: list[Any]) -> Any:
+        if task.kind not in TELLING or self._began.key is None:   # no worker tells: running from its submission
+            self._untold.append((task.id, 1, time.time()))
         return self._strategies[task.kind].submit(task, [d.ref() if type(d) is Held else d for d in deps])
 
     def output(self, handle: Any, index: int) -> Any:
@@ -181,6 +193,16 @@ class RayExecutor:
                 problems.append(f"component {cid!r}: {type(cause).__name__}: {first}"[:500])
         self._saves.clear()
         return problems
+
+    def began(self) -> list[tuple[str, int, float]]:
+        """Components whose calls began running since the last call, with the attempt and
+        when: a plain task's or a pool's call tells once it has run half a second; a fused
+        group's, a map's or a stream's members (and every call with the progress channel
+        off) count as begun when submitted. Never waits."""
+        told = self._began.take()
+        if self._untold:
+            told, self._untold = told + self._untold, []
+        return told
 
     def stream_progress(self) -> dict[str, dict[str, Any]]:
         """Batch progress of this run's streams, by last stage (rayflow/data/progress.py)."""
@@ -276,6 +298,8 @@ class RayExecutor:
         for strategy in self._strategies.values():
             strategy.shutdown()
         self._calls.clear()
+        self._began.end()
+        self._calls.began_key = None
 
 
 def _sweep_oldest(refs: list[Any]) -> list[Any]:

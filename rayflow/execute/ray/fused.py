@@ -21,7 +21,7 @@ from typing import Any
 import ray
 from ray import cloudpickle
 
-from rayflow.execute.port import CheckpointTarget, Completion
+from rayflow.execute.port import CheckpointTarget, Completion, LogTarget
 from rayflow.execute.ray.calls import (
     RAY_DEFAULT_SYSTEM_RETRIES,
     completion_from_error,
@@ -99,9 +99,10 @@ def _encode(table: list[Any], members: tuple, target: CheckpointTarget | None) -
 class FusedCalls:
     """The fused groups of one run: their calls and their members' output handles."""
 
-    def __init__(self, plan: Plan, checkpoints: CheckpointTarget | None) -> None:
+    def __init__(self, plan: Plan, checkpoints: CheckpointTarget | None, logs: LogTarget | None = None) -> None:
         self._plan = plan
         self._target = checkpoints
+        self._logs = logs
         self._outputs = set(plan.output_ids)
         self.group_of = {m: g for g in plan.fused for m in g}
         self._handles: dict[str, Any] = {}
@@ -114,7 +115,7 @@ class FusedCalls:
         """Submit the group ``head`` heads; return the exports' refs and the outcomes ref."""
         group = self.group_of[head.id]
         exported = set(exports(group, self._plan.dag, self._outputs))
-        table, members = members_of(self._plan, group, exported, self._target is not None)
+        table, members = members_of(self._plan, group, exported, self._target is not None, self._logs)
         n = sum(m[-1] for m in members)
         retries = max(t.options.max_retries or RAY_DEFAULT_SYSTEM_RETRIES
                       for t in (self._plan.tasks[c] for c in group))
@@ -148,9 +149,9 @@ class FusedStrategy:
         self._fallback = fallback
         self._groups: FusedCalls | None = None
 
-    def start(self, plan: Plan, *, checkpoints: CheckpointTarget | None) -> None:
+    def start(self, plan: Plan, *, checkpoints: CheckpointTarget | None, logs: LogTarget | None = None) -> None:
         # a fused group runs in one call: only when everything is submitted up front
-        self._groups = FusedCalls(plan, checkpoints) if plan.fused and plan.max_concurrency is None else None
+        self._groups = FusedCalls(plan, checkpoints, logs) if plan.fused and plan.max_concurrency is None else None
 
     def submit(self, task: Task, deps: list[Any]) -> Any:
         """The head starts its group's call; every member's handle is its export's ref (or None)."""

@@ -15,7 +15,7 @@ from typing import Any
 
 import ray
 
-from rayflow.execute.port import CheckpointTarget, Completion
+from rayflow.execute.port import CheckpointTarget, Completion, LogTarget
 from rayflow.execute.ray.calls import (
     RAY_DEFAULT_SYSTEM_RETRIES,
     encode_info,
@@ -73,19 +73,21 @@ class PoolStrategy:
     def __init__(self, calls: InFlight) -> None:
         self._calls = calls
         self._checkpoints = False
+        self._logs: LogTarget | None = None
         self._sizes: dict[str, int] = {}              # pool key -> its components' calls in this run
         self._pools: dict[str, _Pool] = {}
         self._pool_of: dict[str, tuple[str, int]] = {}   # component id -> (pool key, member)
 
-    def start(self, plan: Plan, *, checkpoints: CheckpointTarget | None) -> None:
+    def start(self, plan: Plan, *, checkpoints: CheckpointTarget | None, logs: LogTarget | None = None) -> None:
         self._checkpoints = checkpoints is not None
+        self._logs = logs
         self._sizes = {}
         for task in plan.tasks.values():
             if task.pool:
                 self._sizes[task.pool] = self._sizes.get(task.pool, 0) + 1
 
     def submit(self, task: Task, deps: list[Any]) -> Any:
-        info = encode_info(task, self._checkpoints)
+        info = encode_info(task, self._checkpoints, self._logs, self._calls.began_key)
         pool = self._pools.get(task.pool)
         if pool is None:
             pool = self._pools[task.pool] = _Pool(task, self._sizes.get(task.pool, 1))

@@ -11,6 +11,7 @@ import logging
 import os
 import socket
 import sys
+from typing import Any
 
 from rayflow.core import config
 from rayflow.core.errors import ConfigError
@@ -36,6 +37,7 @@ from rayflow.execute.ray import compat, keyring  # noqa: E402 - imports ray
 
 log = logging.getLogger("rayflow")
 _started_here = False   # whether ensure_ray started (or joined) the session, so shutdown may end it
+_dashboard = ""         # the dashboard of the cluster ensure_ray joined ("" when none or unknown)
 
 
 def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> None:
@@ -58,9 +60,10 @@ def ensure_ray(address: str | None = None, *, num_cpus: int | None = None) -> No
         kwargs["address"] = address
         _check_reachable(address)
     try:
-        ray.init(**kwargs)
-        global _started_here
+        context = ray.init(**kwargs)
+        global _started_here, _dashboard
         _started_here = True
+        _dashboard = str(getattr(context, "dashboard_url", "") or "")
     except (ConnectionError, RuntimeError, TimeoutError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ConfigError(f"cannot connect to the Ray cluster at {address!r}: {first}") from None
@@ -83,6 +86,31 @@ def cluster_shape() -> ClusterShape:
     """The resources of every alive node."""
     nodes = tuple(dict(n.get("Resources", {})) for n in ray.nodes() if n.get("Alive"))
     return ClusterShape(nodes)
+
+
+def nodes() -> list[dict[str, Any]]:
+    """Every node the cluster knows (alive or not): its id, address, whether it is alive,
+    its total resources; empty when this process is not connected."""
+    if not ray.is_initialized():
+        return []
+    return [{"node_id": n.get("NodeID"), "address": n.get("NodeManagerAddress"), "alive": bool(n.get("Alive")),
+             "resources": {k: v for k, v in dict(n.get("Resources", {})).items() if not k.startswith("node:")}}
+            for n in ray.nodes()]
+
+
+def available_resources() -> dict[str, float]:
+    """What the cluster has free now, by resource name; empty when not connected."""
+    if not ray.is_initialized():
+        return {}
+    return {k: float(v) for k, v in ray.available_resources().items() if not k.startswith("node:")}
+
+
+def dashboard_url() -> str | None:
+    """The Ray dashboard of the cluster this process joined (http://host:port), when it has
+    one and rayflow connected; None otherwise (local Ray runs without a dashboard)."""
+    if not _dashboard:
+        return None
+    return _dashboard if _dashboard.startswith(("http://", "https://")) else f"http://{_dashboard}"
 
 
 def connected() -> bool:

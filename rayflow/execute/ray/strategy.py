@@ -17,13 +17,14 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from rayflow.execute.port import CheckpointTarget, Completion
+from rayflow.execute.port import CheckpointTarget, Completion, LogTarget
 from rayflow.plan import Plan, Task
 
 
 class Strategy(Protocol):
-    def start(self, plan: Plan, *, checkpoints: CheckpointTarget | None) -> None:
-        """A run begins: forget the last one's state."""
+    def start(self, plan: Plan, *, checkpoints: CheckpointTarget | None, logs: LogTarget | None = None) -> None:
+        """A run begins: forget the last one's state. ``logs``: where calls' logs go (None:
+        nothing is captured)."""
 
     def submit(self, task: Task, deps: list[Any]) -> Any:
         """Start ``task``'s call (recording it in the InFlight calls) or, for a member
@@ -51,13 +52,14 @@ class Strategy(Protocol):
 class InFlight:
     """The calls submitted and not yet seen to finish, oldest first."""
 
-    __slots__ = ("meta", "refs", "free", "linger")
+    __slots__ = ("meta", "refs", "free", "linger", "began_key")
 
     def __init__(self) -> None:
         self.meta: dict[Any, str] = {}                # meta ref -> head component id
         self.refs: dict[str, tuple[Any, Any]] = {}    # head component id -> (value ref(s), meta ref)
         self.free: set[Any] = set()   # meta refs of calls that had no upstream in flight when submitted
         self.linger = False           # a big run: waits linger, on a free call (rayflow.execute.ray.executor)
+        self.began_key: str | None = None   # the run's key its calls tell their start under (None: they do not)
 
     def add(self, cid: str, value: Any, meta: Any, deps: tuple[str, ...] | None = None) -> None:
         """Record the call ``cid`` started; ``deps``: its upstreams, where the call may

@@ -42,7 +42,7 @@ from ray.exceptions import RayTaskError
 from rayflow.core.template import Slot, fill
 from rayflow.data.batches import DEFAULT_BATCH_SIZE, BatchFunction, batches_to_apply, concat_results
 from rayflow.data.progress import StreamCounter, source_rows
-from rayflow.execute.port import CheckpointTarget, Completion
+from rayflow.execute.port import CheckpointTarget, Completion, LogTarget
 from rayflow.execute.ray.calls import (
     completion_from_error,
     mark_handled,
@@ -51,6 +51,7 @@ from rayflow.execute.ray.calls import (
 )
 from rayflow.execute.ray.progress import FINAL_KEY, Channel, StreamWatch
 from rayflow.execute.ray.strategy import InFlight, Strategy
+from rayflow.execute.worker import capture
 from rayflow.execute.worker.invoke import (
     CallInfo,
     ComponentFailure,
@@ -75,6 +76,7 @@ class Stage:
     batch_size: int
     timeout_s: float | None
     resources: dict[str, Any]
+    log: LogTarget | None = None   # where the stage's log goes (one for all its batches)
 
 
 class StreamFailure(ComponentFailure):
@@ -100,6 +102,8 @@ class _StageActor:
         self._cpu = 0.0
         self._peak: int | None = None
         self._place: dict[str, Any] = {}
+        # one log for all the stage's batches (the stream is one attempt of each stage)
+        self._log = capture.start(stage.log, stage.id, 1) if stage.log is not None else None
 
     def open(self, data: Any) -> None:
         """Read ``data`` (a literal source: a Parquet path or dataset, an iterable of
@@ -121,7 +125,18 @@ class _StageActor:
     def apply(self, batch: Any) -> pa.Table | None:
         if batch is None:   # the end of a head-read input passes through
             return None
-        value, meta = invoke(self._fn, self._info, (batch,), self._context)
+        if self._log is None:
+            value, meta = invoke(self._fn, self._info, (batch,), self._context)
+        else:
+            capture.bind(self._log)
+            try:
+                value, meta = invoke(self._fn, self._info, (batch,), self._context)
+            except ComponentFailure as failure:
+                capture.end(self._log, failure.meta, failed=True)
+                self._log = None   # ended with the failure (its timings carry no second copy)
+                raise
+            finally:
+                capture.bind(None)
         self._first = meta["started_at"] if self._first is None else self._first
         self._last, self._cpu = meta["ended_at"], self._cpu + meta["cpu_s"]
         peak = meta.get("peak_rss_bytes")
@@ -132,18 +147,21 @@ class _StageActor:
 
     def timings(self) -> bytes:
         started = self._first if self._first is not None else self._last
-        return pack_meta({"started_at": started or 0.0, "ended_at": self._last or started or 0.0,
-                          "cpu_s": self._cpu, "peak_rss_bytes": self._peak, **self._place})
+        meta = {"started_at": started or 0.0, "ended_at": self._last or started or 0.0,
+                "cpu_s": self._cpu, "peak_rss_bytes": self._peak, **self._place}
+        if self._log is not None:
+            capture.end(self._log, meta, failed=False)
+        return pack_meta(meta)
 
 
 _STAGE_ACTOR = ray.remote(_StageActor)
 
 
-def stage_of(task: Task) -> Stage:
+def stage_of(task: Task, log: LogTarget | None = None) -> Stage:
     o = task.options
     fn = task.fn.fn if isinstance(task.fn, BatchFunction) else task.fn
     return Stage(task.id, fn, dict(task.kwargs), o.batch_size or DEFAULT_BATCH_SIZE, o.timeout_s,
-                 resource_options(task))
+                 resource_options(task), log)
 
 
 def fits_together(tasks: list[Task]) -> bool:
@@ -281,8 +299,10 @@ class StreamStrategy:
         self._tasks: Any = {}
         self._stream_of: dict[str, tuple[str, ...]] = {}   # member -> its stream (heads submit it)
         self._running: dict[str, tuple[str, ...]] = {}     # head -> members, while its call runs
+        self._logs: LogTarget | None = None
 
-    def start(self, plan: Plan, *, checkpoints: CheckpointTarget | None) -> None:
+    def start(self, plan: Plan, *, checkpoints: CheckpointTarget | None, logs: LogTarget | None = None) -> None:
+        self._logs = logs
         self._tasks = plan.tasks
         self._stream_of = {}
         self._running = {}
@@ -305,7 +325,8 @@ class StreamStrategy:
         if task.id == head:
             tasks = [self._tasks[m] for m in stream]
             buffer = min(t.options.buffer_size or DEFAULT_BUFFER for t in tasks)
-            blob = encode_stream(task, [stage_of(t) for t in tasks], buffer, self._watch.channel(stream))
+            blob = encode_stream(task, [stage_of(t, self._logs) for t in tasks], buffer,
+                                 self._watch.channel(stream))
             value, meta = STREAM_TASK.remote(blob, *deps)
             self._calls.add(head, value, meta)
             self._running[head] = stream

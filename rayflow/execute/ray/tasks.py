@@ -15,7 +15,7 @@ from typing import Any
 
 import ray
 
-from rayflow.execute.port import CheckpointTarget, Completion
+from rayflow.execute.port import CheckpointTarget, Completion, LogTarget
 from rayflow.execute.ray.calls import (
     decode_info,
     encode_info,
@@ -93,11 +93,13 @@ class TaskStrategy:
     def __init__(self, calls: InFlight) -> None:
         self._calls = calls
         self._checkpoints = False
+        self._logs: LogTarget | None = None
         self._placer: Any = None
         self._remotes: dict[tuple[int, int], Any] = {}
 
-    def start(self, plan: Plan, *, checkpoints: CheckpointTarget | None) -> None:
+    def start(self, plan: Plan, *, checkpoints: CheckpointTarget | None, logs: LogTarget | None = None) -> None:
         self._checkpoints = checkpoints is not None
+        self._logs = logs
         self._placer = None
         # only runs that place calls import the placement code
         if any(t.options.placement not in (None, "ray") and not t.pool for t in plan.tasks.values()):
@@ -107,7 +109,7 @@ class TaskStrategy:
         self._remotes = {}   # this run's plan holds each task's function and options for its lifetime
 
     def submit(self, task: Task, deps: list[Any]) -> Any:
-        info = encode_info(task, self._checkpoints)
+        info = encode_info(task, self._checkpoints, self._logs, self._calls.began_key)
         key = (id(task.fn), id(task.options))
         remote = self._remotes.get(key)
         if remote is None:

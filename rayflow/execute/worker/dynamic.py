@@ -39,6 +39,7 @@ import pyarrow as pa
 
 from rayflow.core.options import FAILURE_STRATEGIES, ComponentOptions
 from rayflow.core.template import Slot
+from rayflow.execute.worker import capture
 from rayflow.execute.worker.invoke import (
     CallInfo,
     ComponentFailure,
@@ -92,10 +93,20 @@ class DynamicMap:
         return f"<rayflow dynamic map of {getattr(self.fn, '__qualname__', self.fn)!r}>"
 
     def item_info(self) -> CallInfo:
-        """The CallInfo of one item's call: the item is its only argument (Slot 0)."""
+        """The CallInfo of the items' calls: the item is its only argument (Slot 0). Called
+        while the map's own call runs: its id is the map's (``for_item`` names one item),
+        and the items' logs go where the map's go, each its own."""
         o = self.options
-        return CallInfo(f"{getattr(self.fn, '__name__', 'item')}[item]", (Slot(0),), {}, o.timeout_s,
-                        o.retry_exceptions, True)
+        log = capture.current()
+        owner = log.component if log is not None else getattr(self.fn, "__name__", "item")
+        # an item's log is written where the map runs it (its meta never reaches the driver)
+        return CallInfo(owner, (Slot(0),), {}, o.timeout_s, o.retry_exceptions, True,
+                        log=log.target._replace(inline_bytes=0) if log is not None else None)
+
+
+def for_item(info: CallInfo, index: int) -> CallInfo:
+    """The items' CallInfo for item ``index``: ``map[3]`` in its errors and its log."""
+    return info._replace(id=f"{info.id}[{index}]")
 
 
 def _remake(fn: Any, options: ComponentOptions, max_concurrency: int | None, failure_strategy: str,
@@ -210,7 +221,7 @@ def run_in_process(dm: DynamicMap, work: Sequence[Any], kwargs: Mapping[str, Any
     results: list[Any] = [None] * len(work)
     for i, item in enumerate(work):
         try:
-            results[i], meta = _call_item(fn, info, item, dm.options.max_retries)
+            results[i], meta = _call_item(fn, for_item(info, i), item, dm.options.max_retries)
         except ComponentFailure as failure:
             tally.error(i, failure.one_line(), failure.meta)
             if dm.failure_strategy == "fail_fast":
@@ -235,5 +246,5 @@ def _call_item(fn: Callable[..., Any], info: CallInfo, item: Any, max_retries: i
         return value, meta
 
 
-__all__ = ["LISTED_ERRORS", "LISTED_ITEMS", "DynamicMap", "MapItemFailed", "Tally", "batch_at",
+__all__ = ["LISTED_ERRORS", "LISTED_ITEMS", "DynamicMap", "MapItemFailed", "Tally", "batch_at", "for_item",
            "run_in_process", "table_spans", "work_items"]

@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rayflow.core.records import Completion
+from rayflow.execute.worker.capture import LogTarget
 from rayflow.execute.worker.invoke import (
     CallInfo,
     ComponentFailure,
@@ -59,7 +60,7 @@ class Member:
 
 
 def members_of(plan: Any, group: tuple[str, ...], exported: set[str],
-               checkpoints: bool = False) -> tuple[list[Any], tuple[tuple, ...]]:
+               checkpoints: bool = False, log: LogTarget | None = None) -> tuple[list[Any], tuple[tuple, ...]]:
     """The function table (each distinct function, or its "module:callable") and the members
     of ``group`` in wire form (see ``Member.of``). The call's arguments are the inputs the
     group reads from outside, in ``call_inputs`` order."""
@@ -81,7 +82,7 @@ def members_of(plan: Any, group: tuple[str, ...], exported: set[str],
                                      for d, out in task.inputs])
         if reads and tuple(j for j, _ in reads) == everything:
             reads = None   # reads exactly the call's arguments, in order (a tree's head)
-        members.append((call_fields(task, checkpoints), fn, reads, o.max_retries,
+        members.append((call_fields(task, checkpoints, log), fn, reads, o.max_retries,
                         (o.num_outputs or 1) if cid in exported else 0))
     return table, tuple(members)
 
@@ -151,13 +152,13 @@ def _run_one(fn: Callable[..., Any], m: Member, args: Any, base: dict[str, Any],
             return _failed(m, failure), None, failure
         if meta.get("checkpoint") == b"":
             _save_large(m, value, meta, save)
-        return (meta if "outcome" in meta else pack_timings(meta)), value, None   # a reported outcome: as it is
+        return pack_timings(meta), value, None   # (a meta with a log or an outcome: as it is)
 
 
 def _failed(m: Member, failure: ComponentFailure) -> Any:
     if failure.component != m.info.id:
         return failure.component   # the head read a FailedOutput: its upstream failed
-    meta = failure.meta if "outcome" in failure.meta else pack_meta(failure.meta)
+    meta = pack_meta(failure.meta)
     return (failure.one_line(), failure.detail, meta, failure.timed_out)
 
 
@@ -183,7 +184,7 @@ def completions(group: tuple[str, ...], blob: bytes) -> list[Completion]:
         kind = type(o)
         if kind is bytes:
             out.append(Completion(cid, True, unpack_timings(o, place)))
-        elif kind is dict:   # a member that reported an outcome beyond its timings
+        elif kind is dict:   # a member that reported a log or an outcome beyond its timings
             out.append(Completion(cid, True, o))
         elif kind is str:
             out.append(Completion(cid, False, {}, f"upstream {o!r} failed", upstream=o))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import os
 import signal
 import struct
 import threading
@@ -21,7 +22,8 @@ from typing import Any, NamedTuple
 from rayflow.core.errors import ComponentTimeout
 from rayflow.core.template import fill, inputs_in_order
 from rayflow.data.codec import inline_blob
-from rayflow.execute.worker import usage
+from rayflow.execute.worker import capture, running, usage
+from rayflow.execute.worker.capture import LogTarget
 
 
 class CallInfo(NamedTuple):
@@ -36,6 +38,8 @@ class CallInfo(NamedTuple):
     has_slots: bool = True
     num_outputs: int | None = None    # the call must return this many values
     checkpoint: bool = False          # hand back the output's blob (small) or b"" (large: saved apart)
+    log: LogTarget | None = None      # capture what the call prints and logs (None: not captured)
+    running: str | None = None        # the key its start is told under (rayflow/execute/worker/running.py)
 
     def fields(self) -> tuple:
         """The fields in order: ``CallInfo(*info.fields())`` is a copy (the wire format)."""
@@ -115,8 +119,17 @@ class _AsyncTimeout(ComponentTimeout):
 def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
            context: Callable[[], dict[str, Any]] | None = None) -> tuple[Any, dict[str, Any]]:
     """Call ``fn`` for ``info``; return (value, meta) or raise ComponentFailure (an upstream's,
-    when an input is a FailedOutput)."""
+    when an input is a FailedOutput). With ``info.log``, what the call prints and logs is
+    captured (rayflow/execute/worker/capture.py)."""
     check_inputs(deps)
+    log = told = None
+    if info.log is not None or info.running is not None:
+        where = context() if context is not None else {}
+        context = lambda: where   # noqa: E731 - the same attempt at the end as at the start
+        attempt = int(where.get("attempt", 0)) + 1
+        told = running.begin(info.running, info.id, attempt)
+        if info.log is not None:
+            log = capture.begin(info.log, info.id, attempt)
     measured = usage.start()
     started = time.time()
     cpu0 = time.process_time()
@@ -134,8 +147,20 @@ def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
         if info.num_outputs is not None:
             value = _outputs(value, info.num_outputs)
     except Exception as exc:  # KeyboardInterrupt (cancellation) passes through
-        raise _failure(info, exc, started, cpu0, context, measured) from None
+        running.end(told)
+        failure = _failure(info, exc, started, cpu0, context, measured)
+        if log is not None:
+            capture.end(log, failure.meta, failed=True)
+        raise failure from None
+    except BaseException:
+        running.end(told)
+        if log is not None:
+            capture.bind(log.outer)
+        raise
+    running.end(told)
     meta = _meta(started, cpu0, context, measured)
+    if log is not None:
+        capture.end(log, meta, failed=False)
     if outcome is not None:
         meta["outcome"] = outcome
     meta["input_bytes"], meta["input_rows"] = input_size(deps)
@@ -179,6 +204,7 @@ def _outputs(value: Any, n: int) -> tuple:
 
 INLINE_CHECKPOINT_BYTES = 64 * 1024   # outputs up to this size travel back with the call's metadata
 
+EXTRAS = frozenset({"outcome", "log"})   # meta keys that make a call's meta travel as a dict
 _TAILS: dict[tuple[str | None, str | None], bytes] = {}
 # started_at, ended_at, cpu_s, peak_rss (-1: unknown), attempt, input bytes, input rows (-1: unknown)
 _PACKED = struct.Struct("<dddqiqq")
@@ -186,7 +212,10 @@ _PACKED = struct.Struct("<dddqiqq")
 
 def pack_meta(meta: Mapping[str, Any]) -> bytes:
     """A call's meta as compact bytes: what the driver reads for every call, so it must
-    be cheap to ship and to decode (a fixed struct, then "node_id\0worker_id")."""
+    be cheap to ship and to decode (a fixed struct, then "node_id\0worker_id"). A meta
+    with more than timings (an outcome, a log: ``EXTRAS``) is sent as the dict it is."""
+    if EXTRAS & meta.keys():
+        return meta   # type: ignore[return-value] - a call that reported more than timings: as it is
     head = _head(meta)
     place = (meta.get("node_id"), meta.get("worker_id"))
     tail = _TAILS.get(place)
@@ -205,13 +234,17 @@ def _head(meta: Mapping[str, Any]) -> bytes:
 def pack_timings(meta: Mapping[str, Any]) -> bytes:
     """``pack_meta`` without the node and worker ids: the calls of one worker process (the
     members of a fused call) share them, so they travel once (see ``unpack_timings``)."""
+    if EXTRAS & meta.keys():
+        return meta   # type: ignore[return-value] - as ``pack_meta``
     head = _head(meta)
     checkpoint = meta.get("checkpoint")   # b"": too large to travel inline, still to be saved
     return head if checkpoint is None else head + b"\0" + checkpoint
 
 
-def unpack_timings(blob: bytes, place: Mapping[str, Any]) -> dict[str, Any]:
+def unpack_timings(blob: bytes | dict[str, Any], place: Mapping[str, Any]) -> dict[str, Any]:
     """The meta ``pack_timings`` packed, with the node and worker ids of ``place``."""
+    if type(blob) is dict:
+        return blob
     started, ended, cpu_s, peak, attempt, input_bytes, input_rows = _PACKED.unpack_from(blob)
     meta: dict[str, Any] = {"started_at": started, "ended_at": ended, "cpu_s": cpu_s, "attempt": attempt,
                             "input_bytes": input_bytes, "input_rows": input_rows, **place}
@@ -261,11 +294,33 @@ def _failure(info: CallInfo, exc: Exception, started: float, cpu0: float,
         isinstance(info.retry_on, tuple) and isinstance(exc, info.retry_on)
     )
     cls = RetryableFailure if retryable else ComponentFailure
-    detail = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    detail = user_traceback(exc)
     outcome = getattr(exc, "outcome", None)
     if isinstance(outcome, dict):
         meta["outcome"] = outcome
     return cls(info.id, type(exc).__name__, str(exc), detail, meta, timed_out)
+
+
+_RAYFLOW_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
+
+
+def user_traceback(exc: BaseException) -> str:
+    """``exc``'s traceback with rayflow's own frames left out (the user's code is what a
+    reader looks for; a note says how many were left out). Every chained exception is kept."""
+    te = traceback.TracebackException(type(exc), exc, exc.__traceback__)
+    hidden, seen, todo = 0, set(), [te]
+    while todo:
+        one = todo.pop()
+        if id(one) in seen:
+            continue
+        seen.add(id(one))
+        kept = [f for f in one.stack if not f.filename.startswith(_RAYFLOW_DIR)]
+        if kept or one.stack:
+            hidden += len(one.stack) - len(kept)
+            one.stack = traceback.StackSummary.from_list(kept)
+        todo.extend(x for x in (one.__cause__, one.__context__) if x is not None)
+    text = "".join(te.format())
+    return text + (f"({hidden} frame(s) of rayflow itself not shown)\n" if hidden else "")
 
 
 def call_with_timeout(fn: Callable[..., Any], args: Any, kwargs: Any, timeout_s: float | None,
@@ -306,8 +361,10 @@ def _alarm(timeout_s: float, component: str) -> Iterator[None]:
 
 def _in_thread(fn: Callable[..., Any], args: Any, kwargs: Any, timeout_s: float, component: str) -> Any:
     outcome: dict[str, Any] = {}
+    log = capture.current()
 
     def target() -> None:
+        capture.bind(log)   # what the call prints in this thread is the attempt's too
         try:
             outcome["value"] = fn(*args, **kwargs)
         except BaseException as exc:  # handed back to the caller's thread
@@ -324,16 +381,19 @@ def _in_thread(fn: Callable[..., Any], args: Any, kwargs: Any, timeout_s: float,
     return outcome["value"]
 
 
-def call_fields(task: Any, checkpoints: bool = False) -> tuple:
+def call_fields(task: Any, checkpoints: bool = False, log: LogTarget | None = None,
+                running: str | None = None) -> tuple:
     """The plain data a worker needs for ``task``, as ``CallInfo``'s fields in order (its
     templates hold Slots only when it has deps); ``checkpoints``: the run keeps outputs
-    (a small output comes back as bytes for its checkpoint, and for the cache). Arguments
-    that are just the inputs in order travel as None (the worker passes the inputs)."""
+    (a small output comes back as bytes for its checkpoint, and for the cache); ``log``:
+    where the run's logs go (None: nothing is captured). Arguments that are just the
+    inputs in order travel as None (the worker passes the inputs)."""
     o = task.options
     args = None if not task.kwargs and inputs_in_order(task.args, len(task.inputs)) else task.args
     return (task.id, args, task.kwargs, o.timeout_s, o.retry_exceptions, bool(task.deps), o.num_outputs,
-            (checkpoints and o.checkpoint) or task.cache_key is not None)
+            (checkpoints and o.checkpoint) or task.cache_key is not None, log, running)
 
 
-def call_info(task: Any, checkpoints: bool = False) -> CallInfo:
-    return CallInfo(*call_fields(task, checkpoints))
+def call_info(task: Any, checkpoints: bool = False, log: LogTarget | None = None,
+              running: str | None = None) -> CallInfo:
+    return CallInfo(*call_fields(task, checkpoints, log, running))

@@ -1,6 +1,6 @@
 """The HTTP API's assembly: ``create_app(plane, auth=, limits=, metrics=)`` -> a FastAPI app.
 
-Owns what goes where: the routers (runs, workflows, system), the error handlers, the
+Owns what goes where: the routers (runs, workflows, system, the web UI), the error handlers, the
 middleware stack (outermost first: request metrics, rate limit, body limit), the app's
 state the dependencies read (plane, authenticator, limits, metrics) and the lifespan
 task that measures the event loop's lag. Must not hold route logic or start the
@@ -21,7 +21,7 @@ from rayflow.server.http.auth import Authenticator
 from rayflow.server.http.cache import FinalRuns
 from rayflow.server.http.limits import BodyLimitMiddleware, Limits, RateLimitMiddleware
 from rayflow.server.http.metrics import HttpMetricsMiddleware, ServerMetrics
-from rayflow.server.http.routes import runs, system, workflows
+from rayflow.server.http.routes import runs, system, ui, workflows
 from rayflow.server.plane import ControlPlane
 
 LAG_EVERY_S = 0.5
@@ -45,7 +45,7 @@ def create_app(plane: ControlPlane, *, auth: str, limits: Limits | None = None,
     app.state.metrics = metrics
     if not metrics.sourced:
         metrics.set_sources(plane.in_flight, _pool_source(plane))
-    for module in (runs, workflows, system):
+    for module in (runs, workflows, system, ui):
         app.include_router(module.router)
     errors.install(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=limits.max_body_bytes)

@@ -19,34 +19,38 @@ TTL_S = 1.0
 MAX_ENTRIES = 10_000
 
 
+VARIANTS = ("full", "summary")   # the answers of GET /v1/runs/{id}: metrics with or without each component
+
+
 class FinalRuns:
-    """run_id -> (expiry, encoded response) for runs in a final state."""
+    """(run_id, variant) -> (expiry, encoded response) for runs in a final state."""
 
     def __init__(self, *, ttl_s: float = TTL_S, max_entries: int = MAX_ENTRIES) -> None:
         self.ttl_s = ttl_s
         self.max_entries = max_entries
-        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._entries: OrderedDict[tuple[str, str], tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
         self.hits = 0
         self.misses = 0
 
-    def get(self, run_id: str) -> bytes | None:
+    def get(self, run_id: str, variant: str = "full") -> bytes | None:
         now = time.monotonic()
         with self._lock:
-            entry = self._entries.get(run_id)
+            entry = self._entries.get((run_id, variant))
             if entry is None or entry[0] < now:
                 self.misses += 1
                 return None
             self.hits += 1
             return entry[1]
 
-    def put(self, run_id: str, body: bytes) -> None:
+    def put(self, run_id: str, body: bytes, variant: str = "full") -> None:
         with self._lock:
-            self._entries.pop(run_id, None)
-            self._entries[run_id] = (time.monotonic() + self.ttl_s, body)
+            self._entries.pop((run_id, variant), None)
+            self._entries[(run_id, variant)] = (time.monotonic() + self.ttl_s, body)
             while len(self._entries) > self.max_entries:
                 self._entries.popitem(last=False)
 
     def forget(self, run_id: str) -> None:
         with self._lock:
-            self._entries.pop(run_id, None)
+            for variant in VARIANTS:
+                self._entries.pop((run_id, variant), None)

@@ -18,7 +18,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rayflow.core.errors import RunBusy, RunNotFound, SpecError, StoreUnavailable
+from rayflow.core.errors import ComponentNotFound, RunBusy, RunNotFound, SpecError, StoreUnavailable
 from rayflow.server.plane import BadRequest, Conflict, Unavailable
 
 log = logging.getLogger("rayflow.server.http")
@@ -74,6 +74,10 @@ def _not_found(_: Request, exc: Exception) -> JSONResponse:
     return error_response(404, "run_not_found", str(exc), "run_id")
 
 
+def _no_component(_: Request, exc: Exception) -> JSONResponse:
+    return error_response(404, "component_not_found", str(exc), "component_id")
+
+
 def _conflict(_: Request, exc: Exception) -> JSONResponse:
     return error_response(409, "conflict", str(exc), getattr(exc, "field", None))
 
@@ -123,6 +127,7 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(ApiError, _api)
     app.add_exception_handler(SpecError, _spec)
     app.add_exception_handler(RunNotFound, _not_found)
+    app.add_exception_handler(ComponentNotFound, _no_component)
     app.add_exception_handler(Conflict, _conflict)
     app.add_exception_handler(RunBusy, _busy)
     app.add_exception_handler(BadRequest, _bad_request)

@@ -21,7 +21,8 @@ assert set(get_args(RunState)) == set(RUN_STATES), "RunState must list the run s
 
 RUN_FIELDS = ("run_id", "name", "status", "created_at", "started_at", "ended_at", "target", "inputs",
               "error", "n_components", "owner", "cancel_requested")
-COMPONENT_FIELDS = ("state", "attempts", "queued_s", "started_at", "ended_at", "duration_s", "node_id", "error")
+COMPONENT_FIELDS = ("state", "attempts", "queued_s", "started_at", "ended_at", "duration_s", "node_id", "error",
+                    "traceback", "submitted_at", "upstream", "cached", "worker_id")
 
 
 class ErrorDetail(BaseModel):
@@ -91,6 +92,12 @@ class ComponentOut(BaseModel):
     duration_s: float | None
     node_id: str | None
     error: str | None
+    traceback: str | None = Field(None, description="A failure's traceback, the component's own frames only.")
+    submitted_at: float | None = Field(None, description="When it was handed to the executor (its queue wait "
+                                                         "runs from here to started_at).")
+    upstream: list[str] = Field(default_factory=list, description="The components it reads (the DAG's edges).")
+    cached: bool = False
+    worker_id: str | None = None
 
 
 class RunDetail(RunOut):
@@ -124,6 +131,17 @@ class WorkflowOut(BaseModel):
 
 class WorkflowList(BaseModel):
     workflows: list[WorkflowOut]
+
+
+class CallerOut(BaseModel):
+    id: str = Field(description="The token's id, or `anonymous` without auth.")
+    scope: str = Field(description="read, submit or admin.")
+    auth: str = Field(description="The server's auth mode: token or none.")
+
+
+class CountsOut(BaseModel):
+    runs: dict[str, int] = Field(description="Runs by status (statuses with none left out).")
+    total: int
 
 
 class HealthOut(BaseModel):

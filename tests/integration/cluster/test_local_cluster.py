@@ -390,3 +390,23 @@ def test_placement_strategies_spread_work_over_both_nodes(cluster, tmp_path, tar
     assert set(ran_on) == set(cluster.nodes), ran_on
     recorded = {c["node_id"] for c in out["metrics"]["components"].values()}
     assert recorded == set(cluster.nodes)
+
+
+def test_the_servers_cluster_view_shows_both_nodes_and_links_the_ray_dashboard(cluster):
+    """What the web UI's cluster page draws, from the server cluster/local.sh started
+    beside the two nodes: both nodes alive with their resources, and the dashboard's URL
+    (the UI links each node to its page there)."""
+    import urllib.request
+
+    url = (cluster.dir / "server_url").read_text().strip()
+    with urllib.request.urlopen(f"{url}/v1/cluster", timeout=30) as r:
+        view = json.loads(r.read())
+    ray_part = view["ray"]
+    assert ray_part["ok"] and ray_part["connected"], ray_part
+    alive = {n["node_id"] for n in ray_part["nodes"] if n["alive"]}
+    assert alive == set(cluster.nodes)
+    assert ray_part["total"]["CPU"] >= 2 and ray_part["total"].get("node_b") == 1
+    assert ray_part["dashboard_url"].rstrip("/").endswith(cluster.dashboard.rsplit(":", 1)[1])
+    with urllib.request.urlopen(ray_part["dashboard_url"], timeout=30) as r:   # the link opens
+        assert r.status == 200
+    assert [s["this"] for s in view["servers"]["servers"]] == [True]

@@ -89,7 +89,8 @@ def test_submit_then_get_shows_components_metrics_and_result(client):
     assert run["status"] == "SUCCEEDED" and run["result"] == 6 and run["name"] == "t"
     assert set(run["components"]) == {"a", "b"}
     a = run["components"]["a"]
-    assert set(a) == {"state", "attempts", "queued_s", "started_at", "ended_at", "duration_s", "node_id", "error"}
+    assert set(a) == {"state", "attempts", "queued_s", "started_at", "ended_at", "duration_s", "node_id", "error",
+                      "traceback", "submitted_at", "upstream", "cached", "worker_id"}
     assert a["state"] == "SUCCEEDED" and a["attempts"] == 1
     assert run["metrics"]["critical_path"] == ["a", "b"]
     for key in ("created_at", "started_at", "ended_at", "target", "inputs", "n_components", "owner"):
@@ -283,11 +284,30 @@ def test_the_stream_sends_keep_alives_and_follows_a_retried_run():
 # -- logs, report, workflows, system --------------------------------------------------------
 
 
-def test_logs_are_not_available_yet_and_the_report_is_html(client):
-    run_id = submit(client)
-    wait_final(client, run_id)
-    err = error_of(client.get(f"/v1/runs/{run_id}/components/a/logs"), 404)
-    assert err["code"] == "not_available" and "not captured" in err["message"]
+CHATTY = {"name": "chatty", "components": [{"id": "talk", "function": "tests.fns.logs:chatty", "config": {"x": 3}},
+                                          {"id": "fails", "function": "tests.fns.logs:fails_loudly"}],
+          "connections": [{"from": "talk", "to": "fails"}]}
+
+
+def test_an_attempts_log_is_text_and_the_report_is_html(client):
+    from tests.fns.logs import LINES
+
+    run_id = submit(client, spec=CHATTY)
+    run = wait_final(client, run_id)
+    assert run["status"] == "FAILED"
+    r = client.get(f"/v1/runs/{run_id}/components/talk/logs")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/plain")
+    lines = r.text.splitlines()
+    assert lines[:10] == LINES and lines[10].endswith("WARNING tests.chatty: careful with 3") and len(lines) == 11
+    assert client.get(f"/v1/runs/{run_id}/components/talk/logs", params={"attempt": 1}).text == r.text
+    assert client.get(f"/v1/runs/{run_id}/components/fails/logs").text == "about to look up 'b'\n"
+    detail = client.get(f"/v1/runs/{run_id}").json()["components"]["fails"]
+    assert detail["error"] == "KeyError: 'b'" and "return d[key]" in detail["traceback"]
+    err = error_of(client.get(f"/v1/runs/{run_id}/components/nope/logs"), 404)
+    assert err["code"] == "component_not_found" and "'nope'" in err["message"] and err["field"] == "component_id"
+    err = error_of(client.get(f"/v1/runs/{run_id}/components/talk/logs", params={"attempt": 2}), 404)
+    assert "no attempt 2" in err["message"]
+    error_of(client.get("/v1/runs/no-such-run/components/talk/logs"), 404)
     r = client.get(f"/v1/runs/{run_id}/report")
     assert r.status_code == 200 and r.headers["content-type"].startswith("text/html") and "<html" in r.text
 

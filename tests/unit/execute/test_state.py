@@ -335,3 +335,16 @@ def test_a_stopped_component_is_cancelled_with_its_reason_and_not_a_failure():
     assert state.state_of("a") == "CANCELLED" and state.nodes["a"].error.startswith("stopped")
     assert not state.stopped("a", "again", {})
     assert state.errors() == {}
+
+
+def test_a_submitted_component_has_begun_only_once_told():
+    s = make(CHAIN_AND_BRANCH)
+    s.take(now=10.0)
+    s.drain_changed()
+    assert s.nodes["a"].started_at is None                 # handed over, not begun: shown QUEUED
+    assert s.began("a", 10.4) and s.nodes["a"].started_at == 10.4
+    assert s.drain_changed() == ["a"]                       # its row is written again
+    assert not s.began("a", 11.0) and s.nodes["a"].started_at == 10.4   # told once
+    assert not s.began("b", 11.0)                           # not submitted
+    assert ok(s, "a", started_at=10.45)
+    assert not s.began("a", 12.0) and s.nodes["a"].started_at == 10.45  # the call's own start wins

@@ -39,4 +39,15 @@ def test_aggregate_over_runs():
     assert out["workflows_per_s"] == 0.1 and out["components_per_s"] == 0.1
     assert out["run_latency_s"]["p50"] == 12.5
     assert out["errors"] == 1 and out["retries"] == 2
-    assert set(out["by_component"]) == {"a"}
+    assert set(out["by_component"]) == {"wf/a"}
+
+
+def test_components_of_different_workflows_that_share_an_id_stay_apart():
+    runs = [RunRecord("r1", "etl", "SUCCEEDED", created_at=0.0, started_at=0.0, ended_at=10.0),
+            RunRecord("r2", "train", "SUCCEEDED", created_at=0.0, started_at=0.0, ended_at=10.0),
+            RunRecord("r3", "etl", "SUCCEEDED", created_at=0.0, started_at=0.0, ended_at=10.0)]
+    comps = [comp("r1", "load", 0.0, 1.0), comp("r2", "load", 0.0, 7.0), comp("r3", "load", 0.0, 3.0)]
+    by = aggregate(runs, comps)["by_component"]
+    assert set(by) == {"etl/load", "train/load"}
+    assert by["etl/load"]["runs"] == 2 and by["train/load"]["runs"] == 1
+    assert by["train/load"]["duration_s"]["p50"] == 7.0

@@ -85,6 +85,23 @@ def test_critical_path_uses_measured_not_structural_length():
     assert m["critical_path_s"] == pytest.approx(5.0)
 
 
+def test_a_finished_runs_critical_path_is_the_chain_that_delayed_its_end_queue_wait_included():
+    # region_eu runs longest (3.5 s) but is done at 3.8 s; the short components queued behind
+    # the CPUs until 7 s delayed the end (8.5 s): the measured path follows them, not durations
+    comps = [
+        rec("load", start=100.0, dur=0.3, queued=0.0),
+        rec("region_eu", start=100.3, dur=3.5, queued=0.0, upstream=["load"]),
+        rec("region_us", start=107.0, dur=1.0, queued=6.7, upstream=["load"]),
+        rec("merge", start=108.0, dur=0.5, queued=0.0, upstream=["region_us"]),
+    ]
+    m = run_metrics(make_run(started_at=100.0, ended_at=108.6), comps)
+    assert m["critical_path"] == ["load", "region_us", "merge"]
+    assert m["critical_path_s"] == pytest.approx(8.5)           # the run's start to merge's end
+    durations_only = run_metrics(make_run(status="RUNNING", started_at=100.0),
+                                 [*comps, rec("later", "PENDING", upstream=["merge"])], now=109.0)
+    assert durations_only["critical_path"][:2] == ["load", "region_eu"]   # live: longest by weights
+
+
 def test_components_that_did_not_run_weigh_zero_and_are_not_throughput():
     comps = [
         rec("a", "FAILED", start=100.0, dur=2.0, queued=0.5),

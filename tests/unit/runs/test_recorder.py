@@ -59,7 +59,11 @@ def test_records_and_counts_follow_the_state_without_a_drain():
     _, _, writer, recorder, state = setup()
     for cid in state.take(0.0):
         recorder.on_change(state, [cid])
+    assert recorder.counts() == {"PENDING": 2, "QUEUED": 1}     # handed over, not begun
+    assert state.began("a", 0.5)
+    recorder.on_change(state, state.drain_changed())
     assert recorder.counts() == {"PENDING": 2, "RUNNING": 1}
+    assert {r.component_id: r for r in recorder.records()}["a"].started_at == 0.5
     state.failed("a", "ValueError: x", meta(1.0))
     recorder.on_change(state, state.drain_changed())
     by_id = {r.component_id: r for r in recorder.records()}

@@ -19,8 +19,10 @@ def test_an_answer_is_kept_for_its_ttl_then_asked_again():
 def test_forget_drops_an_answer_at_once():
     cache = FinalRuns(ttl_s=60)
     cache.put("r1", b"a")
+    cache.put("r1", b"s", "summary")
+    assert cache.get("r1") == b"a" and cache.get("r1", "summary") == b"s"   # each variant apart
     cache.forget("r1")
-    assert cache.get("r1") is None
+    assert cache.get("r1") is None and cache.get("r1", "summary") is None
 
 
 def test_the_oldest_answers_go_first_beyond_the_bound():

@@ -10,7 +10,7 @@ idempotency, state transitions).
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import HTMLResponse, PlainTextResponse, StreamingResponse
@@ -65,27 +65,32 @@ def submit_run(payload: SubmitIn, response: Response,
 @router.get("", response_model=RunPage, responses=errors(400))
 def list_runs(status: RunState | None = None, workflow: str | None = Query(None, max_length=200),
               limit: int = Query(100, ge=1, le=1000), cursor: str | None = Query(None, max_length=1000),
+              since: float | None = Query(None, description="Only runs created at or after (UNIX seconds)."),
+              until: float | None = Query(None, description="Only runs created before (UNIX seconds)."),
               _: Caller = READ, plane: ControlPlane = PLANE) -> dict[str, Any]:
     """Runs, newest first, a page at a time (``next_cursor`` for the next page)."""
     try:
-        runs, next_cursor = plane.list(status=status, workflow=workflow, limit=limit, cursor=cursor)
+        runs, next_cursor = plane.list(status=status, workflow=workflow, limit=limit, cursor=cursor,
+                                       since=since, until=until)
     except BadRequest as exc:
         raise ApiError(400, "bad_cursor", str(exc), field="query.cursor") from None
     return {"runs": [run_json(r) for r in runs], "next_cursor": next_cursor}
 
 
 @router.get("/{run_id}", response_model=RunDetail, responses=errors(404))
-def get_run(run_id: str, _: Caller = READ, plane: ControlPlane = PLANE, final: FinalRuns = FINAL) -> Response:
+def get_run(run_id: str, metrics: Literal["full", "summary"] = Query(
+                "full", description="summary: `metrics` without its `components` (they are in `components`)"),
+            _: Caller = READ, plane: ControlPlane = PLANE, final: FinalRuns = FINAL) -> Response:
     """One run with its components and metrics (a finished run's answer may be up to 1 s old)."""
-    body = final.get(run_id)
+    body = final.get(run_id, metrics)
     if body is None:
-        run, components, metrics = plane.detail(run_id)
+        run, components, measured = plane.detail(run_id, per_component=metrics == "full")
         out = run_json(run)
         out["components"] = {c.component_id: component_json(c) for c in components}
-        out["metrics"] = metrics
+        out["metrics"] = measured
         body = json.dumps(out, separators=(",", ":"), default=str).encode()
         if run.status in TERMINAL_RUN_STATES:
-            final.put(run_id, body)
+            final.put(run_id, body, metrics)
     return Response(body, media_type="application/json")
 
 
@@ -133,12 +138,7 @@ async def run_events(run_id: str, after: int | None = Query(None, ge=0, descript
 def component_logs(run_id: str, component_id: str, attempt: int | None = Query(None, ge=1),
                    _: Caller = READ, plane: ControlPlane = PLANE) -> PlainTextResponse:
     """What one attempt of a component printed and logged (the last attempt by default)."""
-    logs = getattr(plane, "logs", None)
-    if logs is None:
-        plane.get(run_id)
-        raise ApiError(404, "not_available", "per-attempt logs are not captured by this server yet",
-                       field="component_id")
-    return PlainTextResponse(logs(run_id, component_id, attempt))
+    return PlainTextResponse(plane.logs(run_id, component_id, attempt))
 
 
 @router.get("/{run_id}/report", response_class=HTMLResponse,
