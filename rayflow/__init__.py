@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     )
     from rayflow.core.options import CachePolicy
     from rayflow.dsl import Component, Workflow, component, workflow
+    from rayflow.dsl.connectors import http, secret, sql
     from rayflow.dsl.dynamic import dynamic_map
     from rayflow.dsl.groups import fan_out, group
     from rayflow.dsl.patterns import map_reduce, scatter_gather
@@ -53,8 +54,8 @@ __all__ = [
     "FunctionImportError", "InfeasibleResourceError", "Plan", "RayflowError", "ResourceError",
     "RunBusy", "RunCancelled", "RunHandle", "RunNotFound", "RunRecord", "SelfLoopError", "SignatureError",
     "SpecError", "UnknownComponentError", "Workflow", "WorkflowFailed", "WorkflowSpec",
-    "component", "dynamic_map", "explain", "fan_out", "get_run", "group", "init", "list_runs", "map_reduce",
-    "resume", "run", "scatter_gather",
+    "component", "dynamic_map", "explain", "fan_out", "get_run", "group", "http", "init", "list_runs", "map_reduce",
+    "resume", "run", "scatter_gather", "secret", "sql",
     "shutdown", "stats", "submit", "workflow",
 ]
 
@@ -65,6 +66,7 @@ def _load_api() -> None:
     import rayflow.core.errors as errors
     from rayflow.core.options import CachePolicy
     from rayflow.dsl import Component, Workflow, component, workflow
+    from rayflow.dsl.connectors import http, secret, sql
     from rayflow.dsl.dynamic import dynamic_map
     from rayflow.dsl.groups import fan_out, group
     from rayflow.dsl.patterns import map_reduce, scatter_gather
@@ -78,6 +80,7 @@ def _load_api() -> None:
     names.update(CachePolicy=CachePolicy, Component=Component, Workflow=Workflow, component=component,
                  workflow=workflow, dynamic_map=dynamic_map, map=dynamic_map, fan_out=fan_out, group=group,
                  map_reduce=map_reduce, scatter_gather=scatter_gather, Plan=Plan, RunHandle=RunHandle,
+                 sql=sql, http=http, secret=secret,
                  WorkflowSpec=WorkflowSpec, RunRecord=RunRecord)
     globals().update(names)
 

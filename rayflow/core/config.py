@@ -44,6 +44,12 @@ RAYFLOW_LOG_ECHO           0                                     1: what a compo
                                                                  without capture (Ray forwards it to the driver)
 RAYFLOW_RETENTION          ``7d``                                how long ``rayflow gc`` keeps a finished run's
                                                                  checkpoints (``30m``, ``12h``, ``7d``, ``2w``)
+RAYFLOW_SECRETS_FILE       ``$RAYFLOW_HOME/secrets``             ``NAME=value`` lines read for ``{$secret: NAME}``
+                                                                 where the environment lacks NAME (mode 600)
+RAYFLOW_SQL_POOL_MAX       4                                     SQL connections per URL per worker process
+RAYFLOW_SQL_POOL_IDLE_S    300                                   an idle pooled SQL connection is closed after this
+RAYFLOW_HTTP_MAX_CONNECTIONS 20                                  connections of an HTTP component's client per host
+RAYFLOW_HTTP_RETRY_AFTER_CAP_S 60                                the longest ``Retry-After`` an HTTP component waits
 RAYFLOW_MAX_SPEC_BYTES     8388608 (8 MiB)                       the largest spec file or text rayflow reads
 RAYFLOW_MAX_SPEC_DEPTH     64                                    how deep a spec's mappings and lists may nest
 RAYFLOW_MAX_SPEC_NODES     1000000                               values in a spec, YAML aliases counted expanded

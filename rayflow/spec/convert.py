@@ -9,8 +9,10 @@ options, groups. Must not import ray.
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from typing import Any
 
+from rayflow.connect.components import http_call_of, sql_call
 from rayflow.core.blueprint import Blueprint, Call
 from rayflow.core.errors import (
     DuplicateIdError,
@@ -22,10 +24,10 @@ from rayflow.core.errors import (
 from rayflow.core.groups import Group
 from rayflow.core.options import ComponentOptions, normalize, with_sizing
 from rayflow.core.resolve import import_callable, import_exception
-from rayflow.core.template import NodeRef
-from rayflow.spec.model import RESERVED_TYPES, RUNNABLE_TYPES, ComponentSpec, WorkflowSpec, _name
+from rayflow.core.template import NodeRef, collect_refs
+from rayflow.spec.model import RUNNABLE_TYPES, ComponentSpec, WorkflowSpec, _name
 
-__all__ = ["RESERVED_TYPES", "RUNNABLE_TYPES", "to_blueprint"]
+__all__ = ["RUNNABLE_TYPES", "to_blueprint"]
 
 
 def to_blueprint(spec: WorkflowSpec, inputs: dict[str, Any] | None = None, *, target: str = "") -> Blueprint:
@@ -40,6 +42,9 @@ def to_blueprint(spec: WorkflowSpec, inputs: dict[str, Any] | None = None, *, ta
             if port in config:
                 raise SignatureError(f"component {comp.id!r}: port {port!r} is connected and also set in config", component=comp.id)
             config[port] = refs[0] if len(refs) == 1 else list(refs)
+        if comp.type in ("sql", "http"):
+            calls[comp.id] = _connector(comp, values, tuple(positional[comp.id]), ported[comp.id])
+            continue
         calls[comp.id] = Call(
             id=comp.id,
             fn=_function(comp),
@@ -114,13 +119,43 @@ def _resolve_inputs(value: Any, inputs: dict[str, Any], cid: str) -> Any:
     return value
 
 
+def _connector(comp: ComponentSpec, values: dict[str, Any], positional: tuple,
+               ported: dict[str, list[NodeRef]]) -> Call:
+    """A ``type: sql``/``type: http`` component's call (rayflow.connect.components): its
+    fields with inputs read, and the connections to its ports (``params``, ``table``,
+    ``data``, ``body``, ...) in place of those fields."""
+    if comp.config:
+        raise SpecError(f"component {comp.id!r} field 'config': a {comp.type} component takes its fields "
+                        "at the top level (url, query, params, ...), not in config", component=comp.id)
+    block = comp.sql if comp.type == "sql" else comp.http
+    assert block is not None   # the model checked it
+    fields = _resolve_inputs(block.model_dump(exclude_unset=True) if comp.type == "sql" else block.call_fields(),
+                             values, comp.id)
+    for port, refs in ported.items():
+        if port not in _CONNECTOR_PORTS[comp.type]:
+            raise SignatureError(f"component {comp.id!r}: a {comp.type} component has no port {port!r} "
+                                 f"(ports: {', '.join(_CONNECTOR_PORTS[comp.type])})", component=comp.id)
+        fields[port] = refs[0] if len(refs) == 1 else list(refs)
+    if comp.type == "sql":
+        made = sql_call(comp.id, {**fields, "batch_size": comp.batch_size}, positional, _has_refs)
+    else:
+        http = comp.http
+        made = http_call_of(comp.id, fields, positional, batch_size=comp.batch_size,
+                            stream=bool(http and http.stream), in_flight=http.in_flight if http else None)
+    opts = _options(comp)
+    opts = normalize(replace(opts, kind=made.kind, batch_size=made.batch_size), component=comp.id)
+    return Call(id=comp.id, fn=made.fn, args=made.args, kwargs=made.kwargs, options=opts, type=comp.type,
+                checked=True)
+
+
+_CONNECTOR_PORTS = {"sql": ("params", "table", "data"), "http": ("body", "params", "headers", "url")}
+
+
+def _has_refs(value: Any) -> bool:
+    return bool(collect_refs(value))
+
+
 def _function(comp: ComponentSpec):
-    if comp.type in RESERVED_TYPES:
-        raise SpecError(
-            f"component {comp.id!r}: type {comp.type!r} is reserved and not available in this version; "
-            f"use one of {', '.join(RUNNABLE_TYPES)}",
-            component=comp.id,
-        )
     if comp.function is None:
         return None
     return import_callable(comp.function, component=comp.id)

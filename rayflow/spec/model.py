@@ -15,16 +15,24 @@ import reprlib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 from rayflow.core import config
 from rayflow.core.errors import SpecError
 from rayflow.spec import loading
+from rayflow.spec.connectors import CONNECTOR_TYPES, HttpFields, SqlFields, lift
 
 RUNNABLE_TYPES = {"python": "task", "actor": "actor", "batch": "batch"}   # spec type -> option kind
-RESERVED_TYPES = ("sql", "http")
-KNOWN_TYPES = (*RUNNABLE_TYPES, *RESERVED_TYPES)
+KNOWN_TYPES = (*RUNNABLE_TYPES, *CONNECTOR_TYPES)
 
 FIELD_LIMITS = {   # component field -> the setting that caps it
     "max_retries": config.MAX_RETRIES_VAR,
@@ -51,7 +59,8 @@ class ResourcesSpec(BaseModel):
 
 
 class ComponentSpec(BaseModel):
-    """One component. ``type``: python (default), actor, batch; sql and http are reserved."""
+    """One component. ``type``: python (default), actor, batch, sql or http (a connector:
+    its fields, written at the component's top level, land in ``sql`` or ``http``)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -75,8 +84,30 @@ class ComponentSpec(BaseModel):
     fuse: bool | None = None                             # run fused with neighbours (docs/fusion.md)
     version: str | None = None
     description: str | None = None
+    sql: SqlFields | None = None
+    http: HttpFields | None = None
 
     _printable_id = field_validator("id")(_printable)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _connector_fields(cls, data: Any) -> Any:
+        return lift(data, set(cls.model_fields) - {"sql", "http"})
+
+    @model_validator(mode="after")
+    def _connector_block(self) -> ComponentSpec:
+        for kind in CONNECTOR_TYPES:
+            if getattr(self, kind) is not None and self.type != kind:
+                raise PydanticCustomError("connector_field", "a field of type {kind} components, and this "
+                                          "component is of type {type}", {"kind": kind, "type": self.type})
+        if self.type in CONNECTOR_TYPES:
+            if getattr(self, self.type) is None:
+                raise PydanticCustomError("connector_missing", "a {kind} component needs its url (and a query "
+                                          "or table; docs/connectors.md)", {"kind": self.type})
+            if self.function is not None:
+                raise PydanticCustomError("connector_function", "a {kind} component runs no function; "
+                                          "drop 'function'", {"kind": self.type})
+        return self
 
     @field_validator("type")
     @classmethod
@@ -211,6 +242,8 @@ def _field_path(parts: list[Any]) -> str:
 def _describe_location(loc: list[Any], data: Any) -> str:
     if len(loc) >= 2 and loc[0] in ("components", "connections") and isinstance(loc[1], int):
         section, index, rest = loc[0], loc[1], loc[2:]
+        if section == "components" and len(rest) > 1 and rest[0] in CONNECTOR_TYPES:
+            rest = rest[1:]   # a connector's field, written at the component's top level
         item = _item(data, section, index)
         field = _field_path(rest) or "(whole entry)"
         if section == "components":

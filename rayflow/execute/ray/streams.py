@@ -39,6 +39,7 @@ import ray
 from ray import cloudpickle
 from ray.exceptions import RayTaskError
 
+from rayflow.core import notes
 from rayflow.core.template import Slot, fill
 from rayflow.data.batches import DEFAULT_BATCH_SIZE, BatchFunction, batches_to_apply, concat_results
 from rayflow.data.progress import StreamCounter, source_rows
@@ -102,6 +103,7 @@ class _StageActor:
         self._cpu = 0.0
         self._peak: int | None = None
         self._place: dict[str, Any] = {}
+        self._outcome: dict[str, Any] = {}
         # one log for all the stage's batches (the stream is one attempt of each stage)
         self._log = capture.start(stage.log, stage.id, 1) if stage.log is not None else None
 
@@ -143,12 +145,16 @@ class _StageActor:
         if peak is not None:
             self._peak = peak if self._peak is None else max(self._peak, peak)
         self._place = {k: meta[k] for k in ("node_id", "worker_id") if k in meta}
+        if "outcome" in meta:   # what each batch's call reported, as one outcome of the stage
+            self._outcome = notes.merge(self._outcome, meta["outcome"])
         return value
 
     def timings(self) -> bytes:
         started = self._first if self._first is not None else self._last
         meta = {"started_at": started or 0.0, "ended_at": self._last or started or 0.0,
                 "cpu_s": self._cpu, "peak_rss_bytes": self._peak, **self._place}
+        if self._outcome:
+            meta["outcome"] = self._outcome
         if self._log is not None:
             capture.end(self._log, meta, failed=False)
         return pack_meta(meta)

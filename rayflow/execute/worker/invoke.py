@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+from rayflow.core import notes
 from rayflow.core.errors import ComponentTimeout
 from rayflow.core.template import fill, inputs_in_order
 from rayflow.data.codec import inline_blob
@@ -149,6 +150,9 @@ def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
     except Exception as exc:  # KeyboardInterrupt (cancellation) passes through
         running.end(told)
         failure = _failure(info, exc, started, cpu0, context, measured)
+        reported = notes.take(info.id)
+        if reported:
+            failure.meta["outcome"] = {**(failure.meta.get("outcome") or {}), "connector": reported}
         if log is not None:
             capture.end(log, failure.meta, failed=True)
         raise failure from None
@@ -161,6 +165,9 @@ def invoke(fn: Callable[..., Any], info: CallInfo, deps: tuple | list,
     meta = _meta(started, cpu0, context, measured)
     if log is not None:
         capture.end(log, meta, failed=False)
+    reported = notes.take(info.id)
+    if reported:
+        outcome = {**(outcome or {}), "connector": reported}
     if outcome is not None:
         meta["outcome"] = outcome
     meta["input_bytes"], meta["input_rows"] = input_size(deps)

@@ -313,15 +313,6 @@ def test_dotted_function_reference_also_accepted():
     assert import_callable("tests.fns.basic.double", component="c") is fns.double
 
 
-@pytest.mark.parametrize("kind", ["sql", "http"])
-def test_reserved_types(kind):
-    spec = spec_of([{"id": "q", "type": kind, "function": fn("source")}])
-    with pytest.raises(SpecError) as info:
-        to_blueprint(spec)
-    assert info.value.component == "q"
-    assert "reserved" in str(info.value)
-
-
 def test_components_without_function_still_explain():
     spec = spec_of([{"id": "p", "type": "python", "config": {"components": ["a"]}},
                     {"id": "q", "type": "python"}], [{"from": "p", "to": "q"}])
