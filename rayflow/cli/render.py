@@ -290,3 +290,19 @@ def print_stats(out: Console, data: dict[str, Any]) -> None:
                       f"{r['requested_cpu_s']:.2f}", f"{r['used_cpu_s']:.2f}", "-" if util is None else f"{util:.0%}",
                       _mib(r["requested_memory"]), _mib(r["peak_rss_bytes"]))
     out.print(table)
+    if data.get("connectors"):
+        _print_connectors(out, data["connectors"])
+
+
+def _print_connectors(out: Console, rows: dict[str, dict[str, Any]]) -> None:
+    """Connector components: SQL statements and HTTP requests (calls), retries, rows read and
+    written, circuit openings, the largest pool (``--json`` has failures and rate-limit waits)."""
+    table = Table(title="Connectors, per component (workflow/component)")
+    table.add_column("component", overflow="fold", min_width=12)
+    for col in ("kind", "runs", "calls", "retries", "rows in", "rows out", "opened", "pool"):
+        table.add_column(col, no_wrap=True, justify="right")
+    for cid, r in sorted(rows.items())[:MAX_ROWS]:
+        table.add_row(cid, r["kind"], str(r["runs"]), str(int(r["statements"] + r["requests"])), str(int(r["retries"])),
+                      str(int(r["rows_read"])), str(int(r["rows_written"])), str(int(r["breaker_opened"])),
+                      str(r["pool_size"]))
+    out.print(table)

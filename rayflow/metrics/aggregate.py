@@ -67,6 +67,37 @@ def usage_by_component(components: list[ComponentRecord],
     return out
 
 
+_CONNECTOR_SUMS = ("statements", "requests", "retries", "failures", "rows_read", "rows_written",
+                   "rate_limit_wait_s", "breaker_opened")
+
+
+def connectors(components: list[ComponentRecord], workflows: dict[str, str] | None = None) -> dict[str, dict[str, Any]]:
+    """Per connector component (``workflow/component``): its calls' figures summed over the
+    runs (``outcome["connector"]``: SQL statements and rows, HTTP requests, retries,
+    failures, rate-limit waits, breaker openings), and the largest pool seen."""
+    out: dict[str, dict[str, Any]] = {}
+    for c in components:
+        figures = c.outcome.get("connector") if isinstance(c.outcome, dict) else None
+        if not isinstance(figures, dict):
+            continue
+        key = c.component_id if workflows is None else f"{workflows.get(c.run_id, '?')}/{c.component_id}"
+        row = out.setdefault(key, {"kind": "", "runs": 0, **dict.fromkeys(_CONNECTOR_SUMS, 0), "pool_size": 0})
+        row["runs"] += 1
+        for kind in ("sql", "http"):
+            section = figures.get(kind)
+            if not isinstance(section, dict):
+                continue
+            row["kind"] = kind if row["kind"] in ("", kind) else "sql+http"
+            for name in _CONNECTOR_SUMS:
+                value = section.get(name)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    row[name] += value
+            pool = section.get("pool")
+            if isinstance(pool, dict) and isinstance(pool.get("size"), int):
+                row["pool_size"] = max(row["pool_size"], pool["size"])
+    return out
+
+
 def aggregate(runs: list[RunRecord], components: list[ComponentRecord]) -> dict[str, Any]:
     """One summary over ``runs`` and their ``components``."""
     starts = [r.started_at or r.created_at for r in runs]
@@ -91,4 +122,5 @@ def aggregate(runs: list[RunRecord], components: list[ComponentRecord]) -> dict[
         "errors": sum(1 for c in components if c.state in OWN_FAILURE_STATES),
         "retries": sum(max(0, c.attempts - 1) for c in components),
         "by_component": usage_by_component(components, {r.run_id: r.name for r in runs}),
+        "connectors": connectors(components, {r.run_id: r.name for r in runs}),
     }

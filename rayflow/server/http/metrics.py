@@ -99,6 +99,16 @@ class ServerMetrics:
                                   wf, registry=r)
         self.cache_requests = Counter("rayflow_cache_requests", "Result-cache lookups, by tier and result.",
                                       ["tier", "result"], registry=r)
+        kinds = ["workflow", "kind"]
+        self.connector_calls = Counter("rayflow_connector_requests",
+                                       "Connector components' SQL statements and HTTP requests.", kinds, registry=r)
+        self.connector_retries = Counter("rayflow_connector_retries",
+                                         "Connector retries of transient failures (inside an attempt).", kinds,
+                                         registry=r)
+        self.connector_rows = Counter("rayflow_connector_rows", "Rows SQL components read and wrote.",
+                                      ["workflow", "direction"], registry=r)
+        self.breaker_opened = Counter("rayflow_connector_breaker_opened",
+                                      "Times an HTTP component's host circuit opened.", wf, registry=r)
 
     def _declare_server(self) -> None:
         r = self.registry
@@ -137,6 +147,31 @@ class ServerMetrics:
         reruns = c.outcome.get("oom_reruns", 0) if isinstance(c.outcome, dict) else 0
         if isinstance(reruns, int) and reruns > 0:
             self.oom_reruns.labels(wf).inc(reruns)
+        connector = c.outcome.get("connector") if isinstance(c.outcome, dict) else None
+        if isinstance(connector, dict):
+            self._observe_connector(wf, connector)
+
+    def _observe_connector(self, wf: str, figures: dict[str, Any]) -> None:
+        """A connector component's figures (rayflow.core.notes): statements, requests, retries,
+        rows, breaker openings."""
+        def count(section: dict, key: str) -> float:
+            value = section.get(key, 0)
+            return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0 else 0.0
+
+        for kind, key in (("sql", "statements"), ("http", "requests")):
+            section = figures.get(kind)
+            if not isinstance(section, dict):
+                continue
+            if n := count(section, key):
+                self.connector_calls.labels(wf, kind).inc(n)
+            if n := count(section, "retries"):
+                self.connector_retries.labels(wf, kind).inc(n)
+            if kind == "sql":
+                for direction in ("read", "written"):
+                    if n := count(section, f"rows_{direction}"):
+                        self.connector_rows.labels(wf, direction).inc(n)
+            elif n := count(section, "breaker_opened"):
+                self.breaker_opened.labels(wf).inc(n)
 
     def _observe_cache(self, tier: str, counts: dict[str, Any]) -> None:
         hits, misses = int(counts.get("hits", 0) or 0), int(counts.get("misses", 0) or 0)

@@ -51,3 +51,24 @@ def test_components_of_different_workflows_that_share_an_id_stay_apart():
     assert set(by) == {"etl/load", "train/load"}
     assert by["etl/load"]["runs"] == 2 and by["train/load"]["runs"] == 1
     assert by["train/load"]["duration_s"]["p50"] == 7.0
+
+
+def test_connector_figures_add_up_per_workflow_component():
+    from rayflow.metrics.aggregate import connectors
+    from rayflow.store.port import ComponentRecord
+
+    def rec(run: str, cid: str, outcome: dict) -> ComponentRecord:
+        return ComponentRecord(run, cid, state="SUCCEEDED", attempts=1, duration_s=1.0, outcome=outcome)
+
+    comps = [rec("r1", "src", {"connector": {"sql": {"statements": 1, "rows_read": 100, "retries": 2,
+                                                     "pool": {"size": 2}}}}),
+             rec("r2", "src", {"connector": {"sql": {"statements": 1, "rows_read": 50, "pool": {"size": 1}}}}),
+             rec("r1", "api", {"connector": {"http": {"requests": 7, "retries": 1, "breaker_opened": 1,
+                                                      "rate_limit_wait_s": 0.5}}}),
+             rec("r1", "plain", {"oom_reruns": 1})]
+    out = connectors(comps, {"r1": "etl", "r2": "etl"})
+    assert set(out) == {"etl/src", "etl/api"}
+    src, api = out["etl/src"], out["etl/api"]
+    assert (src["kind"], src["runs"], src["statements"], src["rows_read"], src["retries"], src["pool_size"]) == \
+        ("sql", 2, 2, 150, 2, 2)
+    assert (api["kind"], api["requests"], api["breaker_opened"], api["rate_limit_wait_s"]) == ("http", 7, 1, 0.5)

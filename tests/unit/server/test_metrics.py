@@ -109,3 +109,22 @@ def test_each_instance_has_its_own_registry():
     a, b = ServerMetrics(), ServerMetrics()
     a.observe_checkpoint(5, 0.1)
     assert samples(b)[("rayflow_checkpoint_bytes_total", ())] == 0
+
+
+def test_connector_figures_of_ended_runs_are_counted():
+    m = ServerMetrics()
+    sql = {"connector": {"sql": {"statements": 3, "retries": 2, "rows_read": 1000, "pool": {"size": 1}}}}
+    sink = {"connector": {"sql": {"statements": 2, "rows_written": 900}}}
+    http = {"connector": {"http": {"requests": 12, "retries": 4, "failures": 0, "breaker_opened": 1,
+                                   "breaker": {"http://h:80": "closed"}}}}
+    m.observe_run(run(), [comp("src", outcome=sql), comp("sink", outcome=sink), comp("api", outcome=http),
+                          comp("odd", outcome={"connector": {"sql": {"statements": "x"}, "http": None}})])
+    s = samples(m)
+    wf = ("workflow", "etl")
+    assert s[("rayflow_connector_requests_total", (("kind", "sql"), wf))] == 5
+    assert s[("rayflow_connector_requests_total", (("kind", "http"), wf))] == 12
+    assert s[("rayflow_connector_retries_total", (("kind", "sql"), wf))] == 2
+    assert s[("rayflow_connector_retries_total", (("kind", "http"), wf))] == 4
+    assert s[("rayflow_connector_rows_total", (("direction", "read"), wf))] == 1000
+    assert s[("rayflow_connector_rows_total", (("direction", "written"), wf))] == 900
+    assert s[("rayflow_connector_breaker_opened_total", (wf,))] == 1
