@@ -24,7 +24,7 @@ from typing import Any
 
 import click
 
-from rayflow.cli import admin, insight, render
+from rayflow.cli import admin, db, insight, render
 from rayflow.cli.common import (
     EXIT_FAILED,
     EXIT_OK,
@@ -78,6 +78,7 @@ cli.add_command(admin.server)
 cli.add_command(admin.token)
 cli.add_command(admin.gc)
 cli.add_command(logs_command)
+cli.add_command(db.db)
 for _command in insight.COMMANDS:
     cli.add_command(_command)
 

@@ -162,4 +162,11 @@ MIGRATIONS: list[tuple[int, tuple[str, ...]]] = [
             "ALTER TABLE components ADD COLUMN traceback TEXT",
         ),
     ),
+    (
+        11,
+        (  # runs_created (created_at) is a prefix of runs_created_id, which serves its queries
+           # (found by `rayflow db advise --store`)
+            "DROP INDEX IF EXISTS runs_created",
+        ),
+    ),
 ]

@@ -67,7 +67,8 @@ def test_schema_version_recorded(db_path: Path) -> None:
     tables = {r[0] for r in raw(db_path, "SELECT name FROM sqlite_master WHERE type='table'")}
     assert {"runs", "components", "events", "schema_version"} <= tables
     indexes = {r[0] for r in raw(db_path, "SELECT name FROM sqlite_master WHERE type='index'")}
-    assert {"runs_status_created", "runs_created"} <= indexes
+    assert {"runs_status_created", "runs_created_id"} <= indexes
+    assert "runs_created" not in indexes   # a prefix of runs_created_id (rayflow db advise --store)
 
 
 def test_reopen_keeps_data_and_does_not_rerun_migrations(db_path: Path) -> None:
