@@ -9,6 +9,7 @@ owner, and ``resume`` finishes it, running only what has no checkpoint."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from tests.fns.durability import expected_total
 from tests.helpers import REPO, wait_until
 
 CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+RAY_CORE_LOG = re.compile(r"\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} [DIWEF] \d+ \d+\] \w+\.cc:\d+: ")
 
 
 @rf.component
@@ -85,7 +87,10 @@ def _signal_once(proc: subprocess.Popen, ready, sig: signal.Signals, what: str) 
 def _check_stopped(proc, err: str, store, run_id: str, sig: signal.Signals) -> None:
     assert proc.returncode == CODES[sig], err
     assert "Traceback" not in err and "internal error" not in err, err
-    lines = [line for line in err.splitlines() if line.strip() and "━" not in line]   # (the progress bar's line)
+    # (the progress bar's line, and any line Ray's C++ core worker logs while the driver shuts down
+    # under the signal: seen once in CI, "[2026-12-07 23:50:57,489 E 26100 26273] task_manager.cc:1545:
+    # Failed to push error to driver for task ...")
+    lines = [line for line in err.splitlines() if line.strip() and "━" not in line and not RAY_CORE_LOG.match(line)]
     assert lines == [f"interrupted by {sig.name}: run {run_id} CANCELLED; `rayflow resume {run_id}` finishes it"]
     run = store.get_run(run_id)
     assert (run.status, run.error, run.owner, run.heartbeat_at) == ("CANCELLED", f"interrupted by {sig.name}", "", None)
