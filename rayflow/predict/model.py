@@ -240,8 +240,23 @@ class ResourceModel:
 
     def predict_many(self, samples: Sequence[Sample], *,
                      timeouts: Sequence[float | None] | None = None) -> list[Prediction]:
-        """``predict`` for many samples at once (a whole plan): one model call per family."""
-        learned, timeouts = self._learned, list(timeouts or [None] * len(samples))
+        """``predict`` for many samples at once (a whole plan): one model call per family, and
+        one prediction per distinct question (the components of a wide fan or a long chain ask
+        the same one: the same features and timeout), shared by every sample asking it."""
+        timeouts = list(timeouts or [None] * len(samples))
+        slots: dict[tuple, int] = {}
+        which = [slots.setdefault(_question(s, t), len(slots)) for s, t in zip(samples, timeouts, strict=True)]
+        if len(slots) == len(samples):
+            return self._predict_distinct(samples, timeouts)
+        first: dict[int, int] = {}
+        for i, j in enumerate(which):
+            first.setdefault(j, i)
+        picks = [first[j] for j in range(len(slots))]
+        answers = self._predict_distinct([samples[i] for i in picks], [timeouts[i] for i in picks])
+        return [answers[j] for j in which]
+
+    def _predict_distinct(self, samples: Sequence[Sample], timeouts: list[float | None]) -> list[Prediction]:
+        learned = self._learned
         out: list[Prediction | None] = [None] * len(samples)
         batches: dict[str, list[int]] = defaultdict(list)
         for i, s in enumerate(samples):
@@ -306,3 +321,9 @@ class ResourceModel:
         model = cls()
         model._learned = _Learned(payload["families"], payload["few"], payload["n_samples"])
         return model
+
+
+def _question(s: Sample, timeout: float | None) -> tuple:
+    """What a prediction of ``s`` depends on (its features at plan time, and the timeout)."""
+    return (s.component, s.fingerprint, tuple(sorted(s.config.items())), s.input_bytes, s.input_rows,
+            s.n_upstreams, s.num_cpus, s.memory, timeout)

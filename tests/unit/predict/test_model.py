@@ -178,3 +178,22 @@ def test_a_prediction_far_past_the_data_is_clipped_not_an_overflow() -> None:
 
     assert _untransform("duration", np.array([1e4, -1e4])) == pytest.approx((30 * 86400.0, 1e-3))
     assert _untransform("memory", np.array([1e6]))[0] == pytest.approx(2.0 ** 50)
+
+
+def test_predict_many_answers_each_distinct_question_once_and_the_same_for_repeats():
+    from rayflow.predict.features import Sample
+    from rayflow.predict.model import ResourceModel
+
+    history = [Sample("m:f", "fp", {"n": float(n)}, input_bytes=1000 * n, duration_s=0.01 * n, cpu_s=0.01 * n,
+                      peak_rss_bytes=10_000_000 + 1000 * n) for n in range(1, 40)]
+    model = ResourceModel().fit(history)
+    asked = [Sample("m:f", "fp", {"n": 5.0}, input_bytes=5000), Sample("m:f", "fp", {"n": 30.0}, input_bytes=30000)]
+    many = model.predict_many([asked[i % 2] for i in range(1000)], timeouts=[None] * 1000)
+    one_each = model.predict_many(asked)
+    assert len(many) == 1000
+    assert all(p == one_each[i % 2] for i, p in enumerate(many))
+    assert one_each[0] != one_each[1]
+    # a different timeout is a different question (the rules read it when there is no history)
+    unseen = Sample("m:g", "fp2")
+    a, b = model.predict_many([unseen, unseen], timeouts=[5.0, 500.0])
+    assert a != b
