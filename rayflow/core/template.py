@@ -89,11 +89,32 @@ def expand_outputs(template: Any, multi: Mapping[str, int]) -> Any:
     return map_refs(template, expand)
 
 
+def slot(i: int) -> Slot:
+    """The Slot of position ``i``: one shared object per position (Slots are immutable, and
+    a plan of 10,000 components would otherwise build one per reference)."""
+    try:
+        return _SLOTS[i]
+    except IndexError:
+        _SLOTS.extend(Slot(j) for j in range(len(_SLOTS), max(i + 1, 2 * len(_SLOTS))))
+        return _SLOTS[i]
+
+
+_SLOTS: list[Slot] = [Slot(i) for i in range(64)]
+
+
 def to_slots(template: Any, index: Mapping[tuple[str, int | None], int]) -> Any:
     """Replace each NodeRef by the Slot of its (id, output) position in the inputs list;
     a list of references to consecutive positions becomes one SlotRun."""
+    kind = type(template)
+    if kind is NodeRef:
+        return slot(index[(template.id, template.index)])
+    if kind in _LEAVES:
+        return template
+    if kind is tuple:   # a call's positional arguments: mostly references and plain values
+        return tuple(slot(index[(t.id, t.index)]) if type(t) is NodeRef else
+                     t if type(t) in _LEAVES else to_slots(t, index) for t in template)
     if isinstance(template, NodeRef):
-        return Slot(index[(template.id, template.index)])
+        return slot(index[(template.id, template.index)])
     if isinstance(template, list):
         if template and all(type(t) is NodeRef for t in template):
             first = index[(template[0].id, template[0].index)]
@@ -103,7 +124,7 @@ def to_slots(template: Any, index: Mapping[tuple[str, int | None], int]) -> Any:
     if isinstance(template, tuple):
         return tuple(to_slots(t, index) for t in template)
     if isinstance(template, dict):
-        return {k: to_slots(v, index) for k, v in template.items()}
+        return {k: to_slots(v, index) for k, v in template.items()} if template else {}
     return template
 
 

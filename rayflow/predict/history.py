@@ -110,9 +110,11 @@ def plan_samples(plan: Any, typical_input: dict[str, int] | None = None) -> dict
 def task_samples(tasks: Mapping[str, Any], typical_input: dict[str, int] | None = None) -> dict[str, Sample]:
     """``plan_samples`` of a mapping of tasks (component id -> Task)."""
     out = {}
+    typical = typical_input or {}
     for cid, task in tasks.items():
         sample = plan_sample(task)
-        out[cid] = replace(sample, input_bytes=(typical_input or {}).get(sample.component, 0))
+        size = typical.get(sample.component, 0)
+        out[cid] = replace(sample, input_bytes=size) if size else sample
     return out
 
 
@@ -274,6 +276,11 @@ def plan_sample(task: Any) -> Sample:
     """What the model is asked about ``task`` before it runs (no input size yet)."""
     family = function_features(task)
     config = numeric_config(task.kwargs) if task.kwargs else {}
-    config.update({f"arg{i}": float(a) for i, a in enumerate(task.args) if type(a) in (int, float, bool)})
+    for i, a in enumerate(task.args):   # a loop: a comprehension's frame per task cost more than its work
+        if type(a) in _NUMBERS:
+            config[f"arg{i}"] = float(a)
     return Sample(component=family["fn"], fingerprint=family["fp"], config=config, n_upstreams=len(task.deps),
                   num_cpus=task.options.num_cpus, memory=task.options.memory)
+
+
+_NUMBERS = frozenset({int, float, bool})
