@@ -31,6 +31,25 @@ log = logging.getLogger("rayflow")
 NOTABLE_STATES = FINAL_STATES - {"SUCCEEDED"}
 
 
+_TROUBLE = ("retries", "failures", "breaker_opened")
+
+
+def connector_trouble(outcome: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A connector component's call that retried, failed requests or opened a circuit, as an
+    event's data (its figures and each host's breaker state); None for a quiet call."""
+    figures = outcome.get("connector") if isinstance(outcome, dict) else None
+    if not isinstance(figures, dict):
+        return None
+    data: dict[str, Any] = {}
+    for kind, section in figures.items():
+        if not isinstance(section, dict):
+            continue
+        counts = {k: section[k] for k in _TROUBLE if isinstance(section.get(k), (int, float)) and section[k] > 0}
+        if counts:
+            data[kind] = {**counts, **({"breaker": section["breaker"]} if "breaker" in section else {})}
+    return data or None
+
+
 class RunRecorder:
     """Records one run. ``on_change`` is the control loop's hook; the store writer drains
     the changed components when its next write is due (``drain``), so the loop only marks
@@ -87,6 +106,10 @@ class RunRecorder:
                     if new in OWN_FAILURE_STATES:
                         data.update(error=status.error, traceback=status.traceback)
                     events.append(EventRecord(self.run.run_id, self._seq, time.time(), "component_state", cid, data))
+                trouble = connector_trouble(status.outcome) if new in FINAL_STATES else None
+                if trouble:
+                    self._seq += 1
+                    events.append(EventRecord(self.run.run_id, self._seq, time.time(), "connector", cid, trouble))
             if events:
                 self._writer.records([], events)
         self._writer.changed(self)

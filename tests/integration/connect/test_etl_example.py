@@ -59,3 +59,10 @@ def test_the_etl_example_runs_end_to_end(form, orders_db, postgres_server, ray_s
     assert comps["orders"]["outcome"]["connector"]["sql"]["rows_read"] == total
     sink = comps["scores"]["outcome"]["connector"]["sql"]
     assert sink["rows_written"] == positive and sink["pool"]["opened"] >= 1
+    # the stage that retried is a run event (the quiet ones are not)
+    from rayflow.service import get_service
+
+    service = get_service()
+    service.flush()
+    told = [e for e in service.store.get_events(h.run_id) if e.kind == "connector"]
+    assert [(e.component_id, e.data["http"]["retries"]) for e in told] == [("enrich", 3)]

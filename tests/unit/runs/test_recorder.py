@@ -90,3 +90,20 @@ def test_only_notable_outcomes_become_events():
         ("run_state", None, "RUNNING"), ("component_state", "c", "FAILED"), ("component_state", "b", "SUCCEEDED")]
     assert [e.seq for e in store.get_events("r1")] == [1, 2, 3]
     writer.close()
+
+
+def test_a_connector_call_that_retried_or_opened_a_circuit_is_an_event():
+    _, store, writer, recorder, state = setup()
+    http = {"connector": {"http": {"requests": 9, "retries": 3, "failures": 0, "breaker_opened": 1,
+                                   "breaker": {"http://api:80": "closed"}}}}
+    quiet = {"connector": {"sql": {"statements": 1, "retries": 0, "rows_read": 10}}}
+    for cid in state.take(0.0):
+        state.succeeded(cid, {**meta(0.0), "outcome": quiet})
+    for cid in state.take(1.0):
+        state.succeeded(cid, {**meta(1.0), "outcome": http if cid == "b" else quiet})
+    recorder.on_change(state, state.drain_changed())
+    assert writer.flush(5)
+    events = [(e.kind, e.component_id, e.data) for e in store.get_events("r1")]
+    assert events == [("connector", "b", {"http": {"retries": 3, "breaker_opened": 1,
+                                                  "breaker": {"http://api:80": "closed"}}})]
+    writer.close()
