@@ -39,8 +39,17 @@ def _has_handles(value: Any) -> bool:
     return False
 
 
+def _component_id(given: str | None, base: str) -> str:
+    """The node's id, known before the call is built (its code reports under it): the one
+    given, else the next free ``sql``, ``sql_1``, ... of the workflow being traced."""
+    if given:
+        return given
+    builder = current_builder()
+    return builder._auto_id(base) if builder is not None else base
+
+
 def _run(made: ConnectorCall, cid: str, options: dict[str, Any]) -> Any:
-    opts = {"kind": made.kind, **options}
+    opts = {"kind": made.kind, **options, "id": cid}
     if made.kind == "batch":
         opts.setdefault("batch_size", made.batch_size)
     comp = Component(made.fn, ComponentOptions().merged(opts, component=cid))
@@ -61,13 +70,13 @@ def sql(url: Any, query: str | None = None, *, params: Any = (), mode: str | Non
     statement (``mode="execute"``; its row count) or a write of ``data`` into ``table``
     (``mode="insert" | "upsert" | "copy"``; one row per batch written). ``url``: a URL
     without a password, or ``rf.secret("NAME")``."""
-    cid = id or options.pop("id", None) or "sql"
+    cid = _component_id(id, "sql")
     fields = {"url": url, "query": query, "params": list(params) if isinstance(params, tuple) else params,
               "mode": mode, "table": table, "tables": tables, "key": key, "data": data,
               "read_only": read_only, "statement_timeout_s": statement_timeout_s, "retries": retries,
               "batch_size": batch_size}
     made = sql_call(cid, fields, (), _has_handles)
-    return _run(made, cid, {"id": id, **options} if id else options)
+    return _run(made, cid, options)
 
 
 def http(method: str, url: Any, items: Any = None, *, headers: dict | None = None, params: dict | None = None,
@@ -79,7 +88,7 @@ def http(method: str, url: Any, items: Any = None, *, headers: dict | None = Non
     """An HTTP component: one request, or one per item of ``items`` (``batch_size`` items
     per request where the endpoint takes a list); retries with backoff, a circuit breaker
     and a rate limit per host (docs/connectors.md)."""
-    cid = id or "http"
+    cid = _component_id(id, "http")
     fields = {"method": method.upper(), "url": url, "headers": headers, "params": params, "body": body,
               "batch_key": batch_key, "result_key": result_key, "response": response, "rate_limit": rate_limit,
               "retry": retry, "breaker": breaker, "request_timeout_s": request_timeout_s, "http2": http2,
@@ -87,4 +96,4 @@ def http(method: str, url: Any, items: Any = None, *, headers: dict | None = Non
     positional = () if items is None else (items,)
     made = http_call_of(cid, {k: v for k, v in fields.items() if v is not None}, positional,
                         batch_size=batch_size, stream=stream, in_flight=in_flight)
-    return _run(made, cid, {"id": id, **options} if id else options)
+    return _run(made, cid, options)

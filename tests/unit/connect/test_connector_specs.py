@@ -97,3 +97,17 @@ def test_secrets_come_from_the_environment_then_the_file(tmp_path, monkeypatch):
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o644
     with pytest.raises(rf.ConfigError, match="secret name"):
         secrets.Secret("a-b")
+
+
+def test_connectors_without_an_id_get_the_next_free_one_and_report_under_it():
+    @rf.workflow
+    def wf():
+        a = rf.sql("sqlite:///x.db", "SELECT 1 AS n")
+        b = rf.sql("sqlite:///x.db", "SELECT ? AS n", params=[a])
+        return rf.http("POST", "http://127.0.0.1:1/score", b)
+
+    plan = rf.explain(wf)
+    assert set(plan.tasks) == {"sql", "sql_1", "http"}
+    assert plan.tasks["sql"].args[0].component == "sql"          # the read's source names its node
+    assert plan.tasks["sql_1"].kwargs["component"] == "sql_1"
+    assert plan.tasks["http"].kwargs["component"] == "http"
