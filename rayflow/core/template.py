@@ -113,8 +113,6 @@ def to_slots(template: Any, index: Mapping[tuple[str, int | None], int]) -> Any:
     if kind is tuple:   # a call's positional arguments: mostly references and plain values
         return tuple(slot(index[(t.id, t.index)]) if type(t) is NodeRef else
                      t if type(t) in _LEAVES else to_slots(t, index) for t in template)
-    if isinstance(template, NodeRef):
-        return slot(index[(template.id, template.index)])
     if isinstance(template, list):
         if template and all(type(t) is NodeRef for t in template):
             first = index[(template[0].id, template[0].index)]

@@ -154,17 +154,10 @@ def test_two_resume_processes_at_once_run_the_rest_once(svc, ledger, cluster):
 @pytest.fixture
 def own_postgres():
     """A PostgreSQL server of this test's own (never the shared one), removed at the end."""
-    from tests.support.pgserver import ThrowawayPostgres, server_bin_dir
+    from tests.support.pgserver import throwaway_postgres
 
-    bin_dir = server_bin_dir()
-    if bin_dir is None:
-        pytest.skip("PostgreSQL server binaries (initdb, pg_ctl) are not installed")
-    server = ThrowawayPostgres(bin_dir)
-    try:
-        server.start()
+    with throwaway_postgres() as server:
         yield server
-    finally:
-        server.remove()
 
 
 def test_postgresql_restarting_mid_run_loses_nothing(service, ledger, cluster, own_postgres, tmp_path):

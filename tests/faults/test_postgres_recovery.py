@@ -14,23 +14,16 @@ from rayflow.core.errors import StoreUnavailable
 from rayflow.store.port import ComponentRecord, EventRecord, RunRecord
 from rayflow.store.urls import open_store
 from rayflow.store.writer import StoreWriter
-from tests.support.pgserver import ThrowawayPostgres, server_bin_dir
-from tests.support.postgres import unavailable
+from tests.support.pgserver import ThrowawayPostgres
+from tests.support.pgserver import throwaway_postgres as started_throwaway
 
 N_COMPONENTS = 40
 
 
 @pytest.fixture
 def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
-    bin_dir = server_bin_dir()
-    if bin_dir is None:
-        unavailable("no PostgreSQL server programs (initdb, pg_ctl) to start a throwaway server")
-    server = ThrowawayPostgres(bin_dir)
-    try:
-        server.start()
+    with started_throwaway() as server:   # stopped and deleted, whatever the test did
         yield server
-    finally:
-        server.remove()   # stopped and deleted, whatever the test did
 
 
 class Producer:

@@ -9,8 +9,8 @@ import pytest
 
 import rayflow as rf
 from rayflow.connect.sql import pool
-from tests.helpers import unavailable, wait_until
-from tests.support.pgserver import ThrowawayPostgres, server_bin_dir
+from tests.helpers import wait_until
+from tests.support.pgserver import throwaway_postgres
 from tests.support.postgres import pg_run
 
 STEPS = 8
@@ -18,16 +18,11 @@ STEPS = 8
 
 @pytest.fixture
 def server():
-    bin_dir = server_bin_dir()
-    if bin_dir is None:
-        unavailable("PostgreSQL's initdb and pg_ctl are not installed")
-    pg = ThrowawayPostgres(bin_dir)
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pool.close_all()
-        pg.remove()
+    with throwaway_postgres() as pg:
+        try:
+            yield pg
+        finally:
+            pool.close_all()
 
 
 @rf.workflow(name="sql_restart")

@@ -8,11 +8,13 @@ through ``runuser -u postgres``. ``remove()`` stops it (immediately) and deletes
 
 from __future__ import annotations
 
+import contextlib
 import glob
 import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 from tests.helpers import free_port
@@ -71,3 +73,20 @@ class ThrowawayPostgres:
                 self.stop("immediate")
         finally:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def throwaway_postgres() -> Iterator[ThrowawayPostgres]:
+    """A started ThrowawayPostgres, stopped and deleted at the end whatever happened; the test
+    skips (or fails, where services are required) without PostgreSQL's server programs."""
+    from tests.helpers import unavailable
+
+    bin_dir = server_bin_dir()
+    if bin_dir is None:
+        unavailable("no PostgreSQL server programs (initdb, pg_ctl) to start a throwaway server")
+    server = ThrowawayPostgres(bin_dir)
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()

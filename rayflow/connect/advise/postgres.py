@@ -222,8 +222,5 @@ class PgAdvisor:
         except QueryError as exc:
             rep.notes.append(f"index statistics not read: {exc}")
         finally:
-            try:
-                self.s.rollback()
-            except QueryError:
-                pass
+            self.s.rollback_quietly()
         return rep

@@ -122,6 +122,11 @@ class Session:
         except driver_errors() as exc:
             raise QueryError(self.reason(exc)) from None
 
+    def rollback_quietly(self) -> None:
+        """``rollback``, a failure ignored: the end of a step whose own outcome is already told."""
+        with contextlib.suppress(QueryError):
+            self.rollback()
+
     def close(self) -> None:
         with contextlib.suppress(Exception):
             self._conn.rollback()

@@ -250,8 +250,5 @@ class SqliteAdvisor:
         except QueryError as exc:
             rep.notes.append(f"indexes not read: {exc}")
         finally:
-            try:
-                self.s.rollback()
-            except QueryError:
-                pass
+            self.s.rollback_quietly()
         return rep

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rayflow.connect.http.errors import HttpConfigError, HttpError
+from rayflow.connect.http.hosts import PerHost
 
 log = logging.getLogger("rayflow.connect")
 
@@ -201,30 +202,22 @@ def parse(config: dict | bool | None) -> tuple[int, float, float] | None:
     return failures, reset_s, wait_s
 
 
-_BREAKERS: dict[str, Breaker] = {}
-_LOCK = threading.Lock()
+_BREAKERS: PerHost[Breaker] = PerHost()
 
 
 def for_host(host: str, failures: int = 5, reset_s: float = 30.0) -> Breaker:
     """The breaker of ``host`` in this process, created on first use; a call that asks for
     other settings changes them for every call after it (the state is kept)."""
-    with _LOCK:
-        b = _BREAKERS.get(host)
-        if b is None:
-            b = _BREAKERS[host] = Breaker(host, failures, reset_s)
-            return b
+    b = _BREAKERS.get(host, lambda: Breaker(host, failures, reset_s))
     if (b.failures, b.reset_s) != (failures, reset_s):
         b.configure(failures, reset_s)
     return b
 
 
 def stats() -> dict[str, dict[str, Any]]:
-    with _LOCK:
-        breakers = dict(_BREAKERS)
-    return {host: b.stats() for host, b in breakers.items()}
+    return _BREAKERS.stats()
 
 
 def reset() -> None:
     """Forget every breaker (tests)."""
-    with _LOCK:
-        _BREAKERS.clear()
+    _BREAKERS.reset()

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from rayflow.connect.http.errors import HttpConfigError
+from rayflow.connect.http.hosts import PerHost
 
 Clock = Callable[[], float]
 
@@ -100,30 +101,22 @@ def parse(config: dict | None) -> tuple[float, float | None] | None:
     return rate, size
 
 
-_BUCKETS: dict[str, TokenBucket] = {}
-_LOCK = threading.Lock()
+_BUCKETS: PerHost[TokenBucket] = PerHost()
 
 
 def for_host(host: str, per_second: float, burst: float | None = None) -> TokenBucket:
     """The bucket of ``host`` in this process, created on first use; a call that asks for
     another rate changes the host's rate for every call after it."""
-    with _LOCK:
-        bucket = _BUCKETS.get(host)
-        if bucket is None:
-            bucket = _BUCKETS[host] = TokenBucket(per_second, burst)
-            return bucket
+    bucket = _BUCKETS.get(host, lambda: TokenBucket(per_second, burst))
     if (bucket.per_second, bucket.burst) != _checked(per_second, burst):
         bucket.configure(per_second, burst)
     return bucket
 
 
 def stats() -> dict[str, dict[str, Any]]:
-    with _LOCK:
-        buckets = dict(_BUCKETS)
-    return {host: b.stats() for host, b in buckets.items()}
+    return _BUCKETS.stats()
 
 
 def reset() -> None:
     """Forget every bucket (tests)."""
-    with _LOCK:
-        _BUCKETS.clear()
+    _BUCKETS.reset()

@@ -69,6 +69,7 @@ class Connection:
         raise NotImplementedError
 
     def ingest(self, table: str, rows: pa.Table) -> int:
+        """The bulk path (ADBC's ingest; MySQL has none here: its writes are multi-row INSERTs)."""
         raise NotImplementedError
 
     def commit(self) -> None:
@@ -244,9 +245,6 @@ class MysqlConnection(Connection):
                 await cur.executemany(query, values)
             return rows.num_rows
         return self._loop.run(run())
-
-    def ingest(self, table: str, rows: pa.Table) -> int:
-        raise NotImplementedError("the MySQL bulk path is a multi-row INSERT (rayflow.connect.sql.write)")
 
     def commit(self) -> None:
         self._loop.run(self._conn.commit())

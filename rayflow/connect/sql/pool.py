@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from rayflow.connect.sql.drivers import Connection, connect
+from rayflow.connect.sql.errors import is_connection_lost
 from rayflow.connect.sql.urls import SqlUrl
 
 POOL_MAX_VAR = "RAYFLOW_SQL_POOL_MAX"
@@ -117,7 +118,6 @@ def discard(u: SqlUrl, conn: Connection) -> None:
 def lent(u: SqlUrl) -> Iterator[Connection]:
     """A pooled connection for the ``with`` block; one that failed at the connection level
     (``rayflow.connect.sql.errors.is_connection_lost``) leaves the pool."""
-    from rayflow.connect.sql.errors import is_connection_lost
     conn = checkout(u)
     try:
         yield conn

@@ -39,12 +39,14 @@ _PG_SAME = {pa.int64(): {"bigint"}, pa.int32(): {"integer"}, pa.int16(): {"small
             pa.date32(): {"date"}}
 
 
-def _table_columns(t: Target, conn: Connection, table: str) -> dict[str, str]:
-    """``table``'s columns and their types, from the catalog (once per process)."""
+def _table_columns(t: Target, conn: Connection, table: str, columns: list[str]) -> dict[str, str]:
+    """``table``'s columns and their types, from the catalog: read once per process, and
+    again when ``columns`` (the input's) names one the cached answer lacks (the table may
+    have gained it since)."""
     key = (t.url.url, table)
     with _COLUMNS_LOCK:
         known = _COLUMNS.get(key)
-    if known is not None:
+    if known is not None and all(c in known for c in columns):
         return known
     query, params = sql.catalog_query(t.dialect, table)
     found: dict[str, str] = {}
@@ -76,7 +78,7 @@ def _checked_columns(t: Target, have: dict[str, str], data: pa.Table, key: tuple
 
 
 def _write(t: Target, conn: Connection, data: pa.Table, table: str, mode: str, key: tuple[str, ...]) -> int:
-    have = _table_columns(t, conn, table)
+    have = _table_columns(t, conn, table, data.column_names)
     columns = _checked_columns(t, have, data, key, table)
     if data.num_rows == 0:
         return 0
