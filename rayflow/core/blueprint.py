@@ -31,12 +31,15 @@ class Call:
     fn_ref: str | None = None        # "module:callable", imported on the worker when set
     type: str = "python"
     checked: bool = False            # arguments already bound to the signature (DSL calls)
-    deps: tuple[str, ...] = field(init=False, repr=False, compare=False)
+    # upstream ids, in first-use order: found in args and kwargs unless the maker passes them
+    # (the DSL finds them while converting the arguments)
+    deps: tuple[str, ...] = field(default=None, repr=False, compare=False)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        refs = collect_refs(self.args)
-        collect_refs(self.kwargs, refs)
-        object.__setattr__(self, "deps", tuple(refs))  # upstream ids, in first-use order
+        if self.deps is None:
+            refs = collect_refs(self.args)
+            collect_refs(self.kwargs, refs)
+            object.__setattr__(self, "deps", tuple(refs))
 
     @property
     def name(self) -> str:

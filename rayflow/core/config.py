@@ -24,7 +24,8 @@ RAYFLOW_TRACKER            unset (decided by the cluster)        0/1: force driv
 RAYFLOW_TRACKER_HOST       1                                     0: the first submitting process creates the tracker
                                                                  itself (no host process; see rayflow.server.tracker_host)
 RAYFLOW_GC                 ``tune`` in processes rayflow owns,   ``tune``: pause the collector around bursts and
-                           ``off`` elsewhere (a user's process)  ``gc.freeze()`` at the first run; ``off``: neither
+                           pauses only elsewhere (a user's       ``gc.freeze()`` at the first run; ``off``: neither
+                           process)
 RAYFLOW_GC_FREEZE          1                                     0: no ``gc.freeze()`` even where RAYFLOW_GC tunes
 RAYFLOW_FAST_SUBMIT        1                                     0: always Ray's public ``.remote()``
 RAYFLOW_STREAM_PROGRESS    1                                     0: streams report no batch progress

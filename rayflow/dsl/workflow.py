@@ -89,13 +89,15 @@ class _Builder:
         if node_id in self.calls:
             raise DuplicateIdError(f"two components share the id {node_id!r}; give one another id with .options(id=...)", component=node_id)
         convert = self._convert
+        deps: dict[str, None] = {}   # the upstreams, in first-use order, found while converting
         call = Call(
             id=node_id,
             fn=comp.fn,
-            args=tuple([convert(a) for a in args]) if args else (),
-            kwargs={k: convert(v) for k, v in kwargs.items()} if kwargs else {},
+            args=tuple([convert(a, deps) for a in args]) if args else (),
+            kwargs={k: convert(v, deps) for k, v in kwargs.items()} if kwargs else {},
             options=opts,
             type=_CALL_TYPES[opts.kind],
+            deps=tuple(deps),
         )
         check_signature(call)
         object.__setattr__(call, "checked", True)  # frozen; set once, before anyone else sees it
@@ -132,20 +134,22 @@ class _Builder:
         self._next_suffix[base] = n + 1
         return f"{base}_{n}"
 
-    def _convert(self, value: Any) -> Any:
+    def _convert(self, value: Any, deps: dict[str, None]) -> Any:
+        """``value`` with each NodeHandle made a NodeRef, whose id is added to ``deps``."""
         kind = type(value)
         if kind in _PLAIN:
             return value
         if kind is NodeHandle:
             if value._builder is not self:
                 raise SpecError(f"node {value.id!r} belongs to another workflow build", component=value.id)
+            deps[value.id] = None
             return NodeRef(value.id, value.index)
         if isinstance(value, list):
-            return [self._convert(v) for v in value]
+            return [self._convert(v, deps) for v in value]
         if isinstance(value, tuple):
-            return tuple(self._convert(v) for v in value)
+            return tuple(self._convert(v, deps) for v in value)
         if isinstance(value, dict):
-            return {k: self._convert(v) for k, v in value.items()}
+            return {k: self._convert(v, deps) for k, v in value.items()}
         return value
 
 
@@ -180,7 +184,7 @@ class Workflow:
         return Blueprint(
             name=self.name,
             calls=with_sizing(builder.calls, self.sizing, self.placement),
-            output=builder._convert(returned),
+            output=builder._convert(returned, {}),
             failure_strategy=self.failure_strategy,
             max_concurrency=self.max_concurrency,
             target=self.target,

@@ -63,14 +63,13 @@ class Task:
         if type(self.kwargs) is not FrozenDict:
             object.__setattr__(self, "kwargs", frozen(self.kwargs))
 
-    def with_kind(self, kind: CallKind) -> Task:
-        """A new Task, this one's fields with ``kind`` (a field-for-field copy: planning a
-        fused workflow of 10,000 components makes 10,000 of them, where ``replace``'s
-        re-validation of every field cost a tenth of the planning)."""
-        new = object.__new__(Task)
-        new.__dict__.update(self.__dict__)
-        new.__dict__["kind"] = kind
-        return new
+
+def _settle(task: Task, **fields: Any) -> None:
+    """Set ``fields`` of a Task this planning pass made and nobody else has seen yet (its
+    priority, cache key, kind: known only once every task exists). A plan of 10,000
+    components copied each task once per field with ``replace`` (a tenth of the planning,
+    and the garbage collector's walks over the copies)."""
+    task.__dict__.update(fields)
 
 
 @dataclass(frozen=True)
@@ -154,7 +153,6 @@ class Plan:
         return out
 
 
-
 def make_plan(
     blueprint: Blueprint,
     *,
@@ -180,25 +178,34 @@ def make_plan(
             )
         check_signature(call)
     multi = {cid: c.options.num_outputs for cid, c in blueprint.calls.items() if c.options.num_outputs}
-    unranked: dict[str, Task] | None = None
+    calls = blueprint.calls
+    tasks = {cid: _task(calls[cid], 0.0, multi) for cid in dag.nodes}   # settled below, once known
     if sizing is not None:   # the model is asked about the tasks before their priorities are known
-        unranked = {cid: _task(blueprint.calls[cid], 0.0, multi) for cid in dag.nodes}
-        predicted = sizing.durations(unranked)
+        predicted = sizing.durations(tasks)
         if predicted:
             estimates = {**(estimates or {}), **predicted}
     analysis = analyze(dag, estimates)
     ranks = upward_ranks(dag, estimates)
     topo = {node: i for i, node in enumerate(dag.nodes)}
     order = tuple(sorted(dag.nodes, key=lambda n: (-ranks[n], topo[n])))
-    if unranked is None:
-        tasks = {cid: _task(blueprint.calls[cid], ranks[cid], multi) for cid in dag.nodes}
-    else:
-        tasks = {cid: replace(t, priority=ranks[cid]) for cid, t in unranked.items()}
+    for cid, task in tasks.items():
+        _settle(task, priority=ranks[cid])
     if any(t.options.cache is not None for t in tasks.values()):
         from rayflow.plan.cachekeys import cache_keys
 
-        for cid, key in cache_keys(dag, blueprint.calls, tasks).items():
-            tasks[cid] = replace(tasks[cid], cache_key=key)
+        for cid, key in cache_keys(dag, calls, tasks).items():
+            _settle(tasks[cid], cache_key=key)
+    outputs = set(blueprint.output_ids)
+    streams = _unbounded(find_streams(calls, dag, outputs), blueprint.groups)
+    # fusion needs every component submitted up front: not under max_concurrency (nor a group's)
+    fused = (find_fused(tasks, dag, outputs, estimates, exclude=_bounded(blueprint.groups))
+             if blueprint.max_concurrency is None else ())
+    for group in fused:   # the members' kinds, now that the streams and groups are known
+        for m in group:
+            _settle(tasks[m], kind=CallKind.FUSED)
+    for stream in streams:
+        for m in stream:
+            _settle(tasks[m], kind=CallKind.STREAM)
     plan = Plan(
         name=blueprint.name,
         dag=dag,
@@ -210,14 +217,10 @@ def make_plan(
         max_concurrency=blueprint.max_concurrency,
         target=blueprint.target,
         inputs=frozen(blueprint.inputs),
-        streams=_unbounded(find_streams(blueprint.calls, dag, set(blueprint.output_ids)), blueprint.groups),
+        streams=streams,
         groups=blueprint.groups,
-        # fusion needs every component submitted up front: not under max_concurrency (nor a group's)
-        fused=find_fused(tasks, dag, set(blueprint.output_ids), estimates, exclude=_bounded(blueprint.groups))
-        if blueprint.max_concurrency is None else (),
+        fused=fused,
     )
-    if plan.streams or plan.fused:   # their members' kinds, now that the streams and groups are known
-        plan = replace(plan, tasks=_with_kinds(plan.tasks, plan.streams, plan.fused))
     if sizing is not None:
         plan = _sized(plan, sizing)
     if cluster is not None:
@@ -282,13 +285,6 @@ def _task(call: Call, priority: float, multi: Mapping[str, int]) -> Task:
         inputs=inputs,
         kind=CallKind.ACTOR if pool is not None else CallKind.MAP if is_dynamic_map(fn) else CallKind.TASK,
     )
-
-
-def _with_kinds(tasks: Mapping[str, Task], streams: tuple[tuple[str, ...], ...],
-                fused: tuple[tuple[str, ...], ...]) -> FrozenDict[str, Task]:
-    """``tasks`` with the members of streams and fused groups of those kinds."""
-    kinds = {m: CallKind.FUSED for g in fused for m in g} | {m: CallKind.STREAM for s in streams for m in s}
-    return FrozenDict({cid: t.with_kind(kinds[cid]) if cid in kinds else t for cid, t in tasks.items()})
 
 
 def pool_key(call: Call) -> str:

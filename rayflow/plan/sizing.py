@@ -23,8 +23,9 @@ class PlanSizing(Protocol):
 
     def durations(self, tasks: Mapping[str, Any]) -> Mapping[str, float]:
         """Predicted seconds of the components it knows; empty to order by the given
-        estimates (asked once, before the order is fixed: the tasks' priorities are not
-        final yet)."""
+        estimates (asked once, before the order is fixed: the tasks' priorities, cache
+        keys and kinds are not final yet, and are set on these same tasks afterwards, so
+        read them during the call and keep none)."""
 
     def resources(self, tasks: Mapping[str, Any]) -> Overrides:
         """The option changes for the components it sizes; the rest keep what they

@@ -108,13 +108,29 @@ def plan_samples(plan: Any, typical_input: dict[str, int] | None = None) -> dict
 
 
 def task_samples(tasks: Mapping[str, Any], typical_input: dict[str, int] | None = None) -> dict[str, Sample]:
-    """``plan_samples`` of a mapping of tasks (component id -> Task)."""
+    """``plan_samples`` of a mapping of tasks (component id -> Task). Tasks asking the same
+    question (a wide fan or a long chain of one function: same family, config, upstream
+    count and request) share one Sample, and each function's family is worked out once."""
     out = {}
     typical = typical_input or {}
+    families: dict[tuple, dict[str, str]] = {}
+    shared: dict[tuple, Sample] = {}
     for cid, task in tasks.items():
-        sample = plan_sample(task)
-        size = typical.get(sample.component, 0)
-        out[cid] = replace(sample, input_bytes=size) if size else sample
+        o = task.options
+        fkey = (id(task.fn), task.fn_ref, o.version) if task.fn is not None else None
+        family = families.get(fkey) if fkey is not None else None
+        if family is None:
+            family = function_features(task)
+            if fkey is not None:
+                families[fkey] = family
+        config = _plan_config(task)
+        key = (family["fn"], family["fp"], tuple(config.items()), len(task.deps), o.num_cpus, o.memory)
+        sample = shared.get(key)
+        if sample is None:
+            sample = shared[key] = Sample(
+                component=family["fn"], fingerprint=family["fp"], config=config, n_upstreams=len(task.deps),
+                num_cpus=o.num_cpus, memory=o.memory, input_bytes=typical.get(family["fn"], 0))
+        out[cid] = sample
     return out
 
 
@@ -217,11 +233,11 @@ def task_durations(tasks: Mapping[str, Any], model: Any,
     if not known:
         return {}
     samples = task_samples(tasks, typical_input)
-    ids = [cid for cid, s in samples.items() if s.component in known]
-    if not ids:
+    asked = list({id(s): s for s in samples.values() if s.component in known}.values())   # shared: once each
+    if not asked:
         return {}
-    predictions = model.predict_many([samples[c] for c in ids])
-    return {cid: p.duration_p50 for cid, p in zip(ids, predictions, strict=True) if p.duration_p50}
+    p50 = {id(s): d for s, d in zip(asked, model.durations_p50(asked), strict=True)}
+    return {cid: d for cid, s in samples.items() if (d := p50.get(id(s)))}
 
 
 MAX_OOM_RETRIES = 2
@@ -275,12 +291,18 @@ class OomResizer:
 def plan_sample(task: Any) -> Sample:
     """What the model is asked about ``task`` before it runs (no input size yet)."""
     family = function_features(task)
+    return Sample(component=family["fn"], fingerprint=family["fp"], config=_plan_config(task),
+                  n_upstreams=len(task.deps), num_cpus=task.options.num_cpus, memory=task.options.memory)
+
+
+def _plan_config(task: Any) -> dict[str, float]:
+    """The numeric config a task is called with: its numeric keyword arguments, and its
+    numeric positional ones as ``arg<i>``."""
     config = numeric_config(task.kwargs) if task.kwargs else {}
     for i, a in enumerate(task.args):   # a loop: a comprehension's frame per task cost more than its work
         if type(a) in _NUMBERS:
             config[f"arg{i}"] = float(a)
-    return Sample(component=family["fn"], fingerprint=family["fp"], config=config, n_upstreams=len(task.deps),
-                  num_cpus=task.options.num_cpus, memory=task.options.memory)
+    return config
 
 
 _NUMBERS = frozenset({int, float, bool})

@@ -255,6 +255,29 @@ class ResourceModel:
         answers = self._predict_distinct([samples[i] for i in picks], [timeouts[i] for i in picks])
         return [answers[j] for j in which]
 
+    def durations_p50(self, samples: Sequence[Sample]) -> list[float]:
+        """``[p.duration_p50 for p in self.predict_many(samples)]`` (no timeouts), working
+        out the median duration alone: planning asks it of every component, to order them,
+        and reads nothing else."""
+        learned = self._learned
+        out = [0.0] * len(samples)
+        batches: dict[str, list[int]] = defaultdict(list)
+        for i, s in enumerate(samples):
+            family = learned.families.get(s.component)
+            if family is not None and "duration" in family.models and set(s.config).issubset(family.keys):
+                batches[s.component].append(i)
+            else:   # what predict_many's rules give: the few attempts there are, or the family's recent ones
+                history = learned.few.get(s.component, ()) if family is None else family.recent
+                out[i] = rule_prediction(s, reason="", history=history).duration_p50
+        low, high = LOG_RANGE["duration"]
+        for component, rows in batches.items():
+            family = learned.families[component]
+            X, _ = to_matrix([samples[i] for i in rows], family.keys)
+            p50 = np.exp(np.clip(_quantiles(family.models["duration"], X)[:, 0], low, high))
+            for i, value in zip(rows, p50.tolist(), strict=True):
+                out[i] = value
+        return out
+
     def _predict_distinct(self, samples: Sequence[Sample], timeouts: list[float | None]) -> list[Prediction]:
         learned = self._learned
         out: list[Prediction | None] = [None] * len(samples)

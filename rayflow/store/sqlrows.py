@@ -54,9 +54,28 @@ def _json_text(value: Any) -> str:
 def _json_any(value: Any) -> str:
     """JSON of a value, sorted keys; an empty dict (most rows' outcome) without encoding;
     a surrogate in a string written as its backslash escape (the text then reads back as
-    UTF-8 can encode it)."""
-    if type(value) is dict and not value:
-        return "{}"
+    UTF-8 can encode it). A flat dict of plain scalars (a component's features: the same
+    few keys and values for every member of a fan or a chain) is encoded once per content."""
+    if type(value) is dict:
+        if not value:
+            return "{}"
+        values = tuple(value.values())
+        if _SCALARS.issuperset(map(type, values)):   # the types are part of the key: 1 and True differ
+            key = (tuple(value), values, tuple(map(type, values)))
+            text = _FLAT_MEMO.get(key)
+            if text is None:
+                if len(_FLAT_MEMO) >= _JSON_MEMO_MAX:
+                    _FLAT_MEMO.clear()
+                text = _FLAT_MEMO[key] = _encoded(value)
+            return text
+    return _encoded(value)
+
+
+_SCALARS = frozenset({str, int, bool, type(None)})   # no float: 0.0 and -0.0 are equal keys
+_FLAT_MEMO: dict[tuple, str] = {}
+
+
+def _encoded(value: Any) -> str:
     text = _SORTED.encode(value)
     return _SORTED.encode(storable(value)) if json_needs_cleaning(text) else text
 

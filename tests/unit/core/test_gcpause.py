@@ -1,5 +1,6 @@
-"""gcpause: pausing the collector around bursts, and freezing the long-lived objects once,
-only in processes rayflow owns or where RAYFLOW_GC asks for it."""
+"""gcpause: pausing the collector around bursts in every process unless RAYFLOW_GC=off, and
+freezing the long-lived objects once, only in processes rayflow owns or where RAYFLOW_GC
+asks for it."""
 
 from __future__ import annotations
 
@@ -20,14 +21,31 @@ def fresh(monkeypatch):
     return monkeypatch
 
 
-def test_off_by_default_in_a_users_process(fresh):
-    assert not gcpause.tuning()
-    assert gc.isenabled()
+def test_a_users_process_pauses_but_never_freezes_by_default(fresh):
+    assert not gcpause.tuning() and gcpause.pausing()
     with gcpause.paused():
-        assert gc.isenabled()   # a no-op: the user's collector is left alone
+        assert not gc.isenabled()   # bounded: the step only
+    assert gc.isenabled()
     before = gc.get_freeze_count()
     assert gcpause.freeze_once() is False
     assert gc.get_freeze_count() == before
+
+
+def test_a_pause_leaves_a_collector_the_user_turned_off_off(fresh):
+    gc.disable()
+    try:
+        with gcpause.paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+
+
+def test_off_leaves_the_collector_alone(fresh):
+    fresh.setenv(gcpause.GC_ENV_VAR, "off")
+    assert not gcpause.pausing()
+    with gcpause.paused():
+        assert gc.isenabled()
 
 
 def test_paused_turns_the_collector_off_and_back_on_nested(fresh):
@@ -48,7 +66,7 @@ def test_an_owned_process_tunes_unless_turned_off(fresh):
         assert not gc.isenabled()
     assert gc.isenabled()
     fresh.setenv(gcpause.GC_ENV_VAR, "off")
-    assert not gcpause.tuning()
+    assert not gcpause.tuning() and not gcpause.pausing()
     with gcpause.paused():
         assert gc.isenabled()
     fresh.setenv(gcpause.GC_ENV_VAR, "bogus")   # not a mode: ownership decides

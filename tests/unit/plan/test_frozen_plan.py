@@ -98,7 +98,7 @@ class Scripted:
 
     def durations(self, tasks):
         self.asked.append("durations")
-        self.seen = dict(tasks)
+        self.priorities = {cid: t.priority for cid, t in tasks.items()}   # as they were when asked
         return self._durations
 
     def resources(self, tasks):
@@ -112,7 +112,7 @@ def test_predicted_durations_order_the_plan_as_estimates_would():
     plan = make_plan(blueprint(), sizing=sizing)
     assert same(plan, make_plan(blueprint(), estimates={"b": 50.0, "d": 50.0}))
     assert plan.order[0] == "b" and sizing.asked == ["durations", "resources"]
-    assert {t.priority for t in sizing.seen.values()} == {0.0}   # asked before the order is fixed
+    assert set(sizing.priorities.values()) == {0.0}   # asked before the order is fixed
     assert plan.tasks["b"].priority == 100.0
 
 

@@ -197,3 +197,19 @@ def test_predict_many_answers_each_distinct_question_once_and_the_same_for_repea
     unseen = Sample("m:g", "fp2")
     a, b = model.predict_many([unseen, unseen], timeouts=[5.0, 500.0])
     assert a != b
+
+
+def test_durations_p50_are_predict_manys_medians(trained):
+    """Planning's fast path gives what the full predictions give: the model's median where
+    it knows the family and config, the rules' elsewhere (few samples, a new key, an
+    unknown family, a family with no duration measured)."""
+    few = ResourceModel().fit(history(MIN_SAMPLES - 1, seed=3))
+    runs = [Sample(s.component, s.fingerprint, s.config, s.input_bytes, s.input_rows, 1, duration_s=None,
+                   cpu_s=s.cpu_s, peak_rss_bytes=s.peak_rss_bytes) for s in history(30, seed=6)]
+    no_duration = ResourceModel().fit(runs)
+    asked = [planned(50_000), Sample("m:unknown"), planned(700_000, config={"other": 1.0}), planned(200_000),
+             planned(10 ** 12)]
+    for model in (trained, few, no_duration):
+        want = [p.duration_p50 for p in model.predict_many(asked)]
+        assert model.durations_p50(asked) == pytest.approx(want, rel=1e-9)
+    assert len(set(trained.durations_p50(asked))) > 2   # the model answered, not one default for all

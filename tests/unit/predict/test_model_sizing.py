@@ -38,6 +38,9 @@ class FakeModel:
                            memory_p99=2**30, cpu_util_p50=0.3, cpu_util_p90=0.4, n_samples=10, source="model")
                 for _ in samples]
 
+    def durations_p50(self, samples):
+        return [p.duration_p50 for p in self.predict_many(samples)]
+
 
 def _tasks_of_heavy():
     return [t for t in make_plan(blueprint()).tasks.values() if t.fn is heavy]
