@@ -115,7 +115,10 @@ class ActiveRun:
         self.value: Any = None
         self.status = "PENDING"
         self.error: str | None = None
-        self._next_poll = 0.0
+        # the store is asked for a cancel every CANCEL_POLL_S, the first time that long after the
+        # run was made (a run recorded just now cannot have been cancelled before then through
+        # the store unnoticed for longer; a short run then asks never, a resumed one at once)
+        self._next_poll = time.monotonic() + max(0.0, min(CANCEL_POLL_S, (run.created_at or 0.0) + CANCEL_POLL_S - time.time()))
         self._lease_s = service.lease_s()
         self._next_beat = 0.0
 
