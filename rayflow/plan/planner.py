@@ -258,12 +258,12 @@ def _task(call: Call, priority: float, multi: Mapping[str, int]) -> Task:
         if multi:   # some component has several outputs: read exactly which each call takes
             args, kwargs = expand_outputs(args, multi), expand_outputs(kwargs, multi)
             inputs = tuple(collect_inputs(kwargs, collect_inputs(args, {})))
-        for dep, out in inputs:
-            n = multi.get(dep)
-            if out is not None and (n is None or not 0 <= out < n):
-                has = f"{n} outputs (num_outputs={n})" if n else "one output (no num_outputs)"
-                raise SpecError(f"component {call.id!r} reads output {out} of {dep!r}, which has {has}",
-                                component=call.id)
+            for dep, out in inputs:
+                n = multi.get(dep)
+                if out is not None and (n is None or not 0 <= out < n):
+                    has = f"{n} outputs (num_outputs={n})" if n else "one output (no num_outputs)"
+                    raise SpecError(f"component {call.id!r} reads output {out} of {dep!r}, which has {has}",
+                                    component=call.id)
         index = {key: i for i, key in enumerate(inputs)}
         args, kwargs = to_slots(args, index), to_slots(kwargs, index)
     pool = None

@@ -56,8 +56,11 @@ class RunRecorder:
     them: a component that changes several times between writes is written once.
 
     Records are made when they are asked for, from the run state (the state is the one
-    copy of what is known): a run of thousands of components keeps no second object
-    per component alive, which also keeps Python's cyclic collector from walking them.
+    copy of what is known): a live component has no second object kept alive, which also
+    keeps Python's cyclic collector from walking them. A component's record in a final
+    state is kept once made, until the state tells of a change again: the row the writer
+    writes and the run's metrics at its end share it (for 10,000 fused members, building
+    every record twice cost a tenth of the run).
     """
 
     def __init__(self, run: RunRecord, plan: Plan, writer: StoreWriter, *,
@@ -79,6 +82,7 @@ class RunRecorder:
         self._last = dict.fromkeys(plan.tasks, "PENDING")   # state last counted, per component
         self._counts: dict[str, int] = {"PENDING": len(plan.tasks)}
         self._dirty: set[str] = set(plan.tasks)   # every row is written once, PENDING or later
+        self._final: dict[str, ComponentRecord] = {}   # records of components in a final state, as made
         self._unsaved: dict[str, bytes] = {}      # small outputs drained, saved once their rows land
         self._unsaved_logs: list[AttemptLog] = []   # likewise, small logs
 
@@ -91,6 +95,10 @@ class RunRecorder:
         with self._lock:
             self._state = state
             self._dirty.update(changed)
+            final = self._final
+            if final:
+                for cid in changed:
+                    final.pop(cid, None)
             nodes, last, counts = state.nodes, self._last, self._counts
             for cid in changed:
                 status = nodes[cid]
@@ -118,7 +126,7 @@ class RunRecorder:
         """The rows changed since the last drain, as of now (called by the writer thread)."""
         with self._lock:
             dirty, self._dirty = self._dirty, set()
-            records = [self._record(cid) for cid in dirty]
+            records = [self._current(cid) for cid in dirty]
             self._unsaved.update(self._take_outputs(dirty))
             self._unsaved_logs.extend(self._take_logs(dirty))
         return records
@@ -185,6 +193,16 @@ class RunRecorder:
             self._seq += 1
             self._writer.event(EventRecord(self.run.run_id, self._seq, time.time(), kind, None, data))
 
+    def _current(self, cid: str) -> ComponentRecord:
+        """The component's record with its features: the one kept for a final state, or a
+        new one (kept when final). Under the lock."""
+        rec = self._final.get(cid)
+        if rec is None:
+            rec = self._record(cid)
+            if rec.state in FINAL_STATES:
+                self._final[cid] = rec
+        return rec
+
     def _record(self, cid: str, with_features: bool = True) -> ComponentRecord:
         """The component's record as of now (under the lock)."""
         rerun = self._state.reruns.get(cid) if self._state is not None else None
@@ -242,9 +260,14 @@ class RunRecorder:
 
     def records(self, *, features: bool = True) -> list[ComponentRecord]:
         """Every component's record as of now (``features=False``: without what the
-        resource model learns from, which metrics do not read)."""
+        resource model learns from, which metrics do not read, unless a final record kept
+        has them)."""
         with self._lock:
-            return [self._record(cid, features) for cid in self.plan.tasks]
+            if self._state is None:
+                return [self._record(cid, features) for cid in self.plan.tasks]
+            nodes, final = self._state.nodes, self._final
+            return [final.get(cid) or (self._current(cid) if nodes[cid].state in FINAL_STATES
+                                       else self._record(cid, features)) for cid in self.plan.tasks]
 
 
 def literal_config(task: Any) -> dict[str, float]:
