@@ -194,6 +194,7 @@ class ActiveRun:
                                 error=self.error, summary=summary, heartbeat_at=None)   # the lease ends
         self.recorder.run_event(self.status, error=self.error)
         self.service.writer.flush()
+        self.recorder.settled()   # the rows are written and the summary made: its kept records go
         self._sweep_temporary()
         if self.lease is not None:   # renewed through the summary and the last writes, then dropped
             self.service.leases.drop(self.run.run_id)

@@ -58,9 +58,9 @@ class RunRecorder:
     Records are made when they are asked for, from the run state (the state is the one
     copy of what is known): a live component has no second object kept alive, which also
     keeps Python's cyclic collector from walking them. A component's record in a final
-    state is kept once made, until the state tells of a change again: the row the writer
-    writes and the run's metrics at its end share it (for 10,000 fused members, building
-    every record twice cost a tenth of the run).
+    state is kept once made, until the state tells of a change again or the run settles:
+    the row the writer writes and the run's metrics at its end share it (for 10,000 fused
+    members, building every record twice cost a tenth of the run).
     """
 
     def __init__(self, run: RunRecord, plan: Plan, writer: StoreWriter, *,
@@ -130,6 +130,12 @@ class RunRecorder:
             self._unsaved.update(self._take_outputs(dirty))
             self._unsaved_logs.extend(self._take_logs(dirty))
         return records
+
+    def settled(self) -> None:
+        """The run ended and its rows were written: the final records kept go (a handle held
+        after the run keeps no copy of every row; a later record is made from the state)."""
+        with self._lock:
+            self._final = {}
 
     def written(self, *, lost: bool) -> None:
         """The drained rows landed: checkpoint their small outputs now, so a checkpoint is

@@ -107,3 +107,27 @@ def test_a_connector_call_that_retried_or_opened_a_circuit_is_an_event():
     assert events == [("connector", "b", {"http": {"retries": 3, "breaker_opened": 1,
                                                   "breaker": {"http://api:80": "closed"}}})]
     writer.close()
+
+
+def test_a_final_record_is_made_once_for_the_writer_and_the_metrics_until_the_run_settles():
+    _, store, writer, recorder, state = setup()
+    recorder.start()
+    for cid in state.take(0.0):
+        state.succeeded(cid, meta(0.0))
+    recorder.on_change(state, state.drain_changed())
+    first = {r.component_id: r for r in recorder.records(features=False)}
+    assert first["a"].state == "SUCCEEDED" and first["a"].features["n_up"] == 0   # final: made with its features
+    assert first["b"].state == "PENDING" and first["b"].features == {}             # live: made fresh, as asked
+    assert writer.flush(5)
+    rows = {c.component_id: c for c in store.get_components("r1")}
+    assert rows["a"].state == "SUCCEEDED" and rows["a"].features["fn"].endswith("ident")
+    again = {r.component_id: r for r in recorder.records()}
+    assert again["a"] is first["a"] and again["b"] is not first["b"]   # the writer's drain shared a's
+    recorder.settled()
+    assert {r.component_id: r for r in recorder.records()}["a"] is not first["a"]   # let go; made again
+    for cid in state.take(1.0):
+        state.failed(cid, "ValueError: x", meta(1.0))
+    recorder.on_change(state, state.drain_changed())
+    later = {r.component_id: r for r in recorder.records()}
+    assert later["b"].state == "FAILED" and later["b"].error == "ValueError: x"   # a change is never hidden
+    writer.close()
