@@ -60,10 +60,22 @@ def train(store: Any, *, save: bool = True) -> Any:
     Returns the ResourceModel."""
     from rayflow.predict.model import ResourceModel
 
+    started = store.db_now()   # on the store's clock, as its saved_at
     model = ResourceModel().fit(samples_from_store(store))
-    if save and trained(model):
+    if save and trained(model) and not _overtaken(store, started, model):
         store.save_model(MODEL_NAME, model.to_bytes())
     return model
+
+
+def _overtaken(store: Any, started: float, model: Any) -> bool:
+    """Whether another trainer saved, while this one trained, a model of at least as much
+    history: then this one, which may have read the history before the other's runs
+    ended (a background refit begun after a first run), does not replace it."""
+    at = saved_at(store)
+    if at is None or at < started:
+        return False
+    stored, _ = load(store)
+    return stored is not None and stored.n_samples >= model.n_samples
 
 
 def trained(model: Any) -> bool:

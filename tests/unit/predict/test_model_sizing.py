@@ -114,3 +114,20 @@ def test_the_oom_resizer_gives_a_new_task_and_leaves_the_plan_alone():
     again = resizer(task, Completion("h", False, {}, "OutOfMemoryError: killed"))
     assert again is not None and again.options.memory > 0 and again.id == "h"
     assert plan.tasks["h"] is task and task.options.memory is None
+
+
+def test_a_training_overtaken_by_a_newer_save_keeps_the_newer_model():
+    """A refit begun after a first run can end after a later training of more history: it
+    must not replace that model with its own, trained on less."""
+    from rayflow.predict.model import ResourceModel
+    from rayflow.store.memory import MemoryStore
+    from tests.fns.synthetic import history as synthetic
+
+    store = MemoryStore()
+    newer = ResourceModel().fit(synthetic(40, seed=2))
+    older = ResourceModel().fit(synthetic(10, seed=2))
+    started = store.db_now()
+    store.save_model(history.MODEL_NAME, newer.to_bytes())    # saved while the other trained
+    assert history._overtaken(store, started, older)
+    assert history._overtaken(store, started, newer)          # as much history: kept, nothing lost
+    assert not history._overtaken(store, store.db_now() + 1.0, older)   # saved before it began: replaced
