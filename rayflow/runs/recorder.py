@@ -271,9 +271,9 @@ class RunRecorder:
         with self._lock:
             if self._state is None:
                 return [self._record(cid, features) for cid in self.plan.tasks]
-            nodes, final = self._state.nodes, self._final
-            return [final.get(cid) or (self._current(cid) if nodes[cid].state in FINAL_STATES
-                                       else self._record(cid, features)) for cid in self.plan.tasks]
+            nodes = self._state.nodes
+            return [self._current(cid) if nodes[cid].state in FINAL_STATES else self._record(cid, features)
+                    for cid in self.plan.tasks]
 
 
 def literal_config(task: Any) -> dict[str, float]:
